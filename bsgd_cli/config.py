@@ -1,0 +1,208 @@
+"""Configuration: frozen keyword-only dataclasses, converted to and from plain dicts.
+
+A model file stores :class:`ModelConfig` (and the sampler defaults measured for it) as JSON in its
+safetensors metadata, so one file rebuilds its model. Unknown keys in a stored config are an error
+(a newer, incompatible file), missing keys take the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from .errors import ConfigError
+
+Prediction = Literal["eps", "v"]
+Mode = Literal["bsgd", "bsn", "bsn-r3", "fast"]
+MaskKind = Literal["iid", "complementary"]
+Precision = Literal["fp32", "bf16", "fp16"]
+Domain = Literal["srgb", "raw"]
+MODES: tuple[str, ...] = ("bsgd", "bsn", "bsn-r3", "fast")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlindSpotConfig:
+    """Shifted-convolution blind-spot U-Net (Laine et al. 2019) with FiLM time conditioning.
+
+    ``width`` channels at full resolution, doubling ``depth`` times is avoided on purpose (CPU cost):
+    widths are ``width * mults[i]``. ``pd_train`` / ``pd_infer`` are the pixel-shuffle strides.
+    """
+
+    width: int = 32
+    mults: tuple[int, ...] = (1, 1, 2)
+    blocks_per_level: int = 1
+    head_width: int = 64
+    pd_train: int = 5
+    pd_infer: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class UNetConfig:
+    """Ordinary diffusion U-Net (full receptive field) predicting eps or v."""
+
+    width: int = 32
+    mults: tuple[int, ...] = (1, 2, 2)
+    blocks_per_level: int = 1
+    prediction: Prediction = "v"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudentConfig:
+    """Compact single-pass network distilled from the BSGD sampler (the ``fast`` mode)."""
+
+    width: int = 32
+    mults: tuple[int, ...] = (1, 2, 2)
+    blocks_per_level: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """Continuous-time noise schedule on t in [0, 1]; ``kind`` names never change meaning."""
+
+    kind: Literal["cosine", "linear"] = "cosine"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerConfig:
+    """Settings of :func:`bsgd_cli.diffusion.sampling.sample_bsgd` and the baseline modes.
+
+    guidance: w in ``x0 = x_c + w (x_b - x_c)``; 1 is the blind-spot branch alone, 0 the diffusion
+    branch alone, > 1 extrapolates. steps: K DDIM steps from ``t_start`` to 0. runs: R averaged runs.
+    replace_prob: p, the probability a pixel/channel is re-injected from the noisy input per step.
+    """
+
+    mode: Mode = "bsgd"
+    guidance: float = 0.8
+    steps: int = 4
+    t_start: float = 0.2
+    runs: int = 2
+    replace_prob: float = 0.16
+    mask: MaskKind = "iid"
+    r3_runs: int = 8
+    r3_prob: float = 0.16
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.steps < 1 or self.runs < 1 or self.r3_runs < 1:
+            raise ConfigError("steps, runs and r3_runs must be at least 1")
+        if not 0.0 <= self.t_start <= 1.0:
+            raise ConfigError(f"t_start must lie in [0, 1], got {self.t_start}")
+        if not 0.0 <= self.replace_prob <= 1.0 or not 0.0 <= self.r3_prob <= 1.0:
+            raise ConfigError("replacement probabilities must lie in [0, 1]")
+        if self.mask not in ("iid", "complementary"):
+            raise ConfigError(f"mask must be 'iid' or 'complementary', got {self.mask!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TilingConfig:
+    """Tile side and overlap in pixels, and how many tiles go through the networks at once."""
+
+    tile: int = 256
+    overlap: int = 32
+    batch: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Everything needed to rebuild a model: both branches, the schedule, optional student."""
+
+    blind_spot: BlindSpotConfig = field(default_factory=BlindSpotConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    student: StudentConfig | None = None
+    domain: Domain = "srgb"
+    channels: int = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A training run. ``branch`` selects what is optimised; patch must be a multiple of the PD stride.
+
+    t_max: both branches are trained on t in [0, t_max] (the sampler starts at t_start <= t_max);
+    t_zero_prob: share of blind-spot samples at t = 0 exactly (plain AP-BSN training).
+    """
+
+    steps: int = 2000
+    batch: int = 8
+    patch: int = 120
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    t_zero_prob: float = 0.3
+    t_max: float = 0.5
+    bsn_loss: Literal["l1", "l2"] = "l1"
+    branch: Literal["bsn", "diffusion", "both", "student"] = "both"
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 25
+    val_every: int = 250
+    val_fraction: float = 0.05
+    cache_megabytes: int = 2048
+    precision: Precision = "fp32"
+
+
+T = TypeVar("T")
+
+_NESTED: dict[str, type] = {
+    "blind_spot": BlindSpotConfig,
+    "unet": UNetConfig,
+    "schedule": ScheduleConfig,
+    "student": StudentConfig,
+}
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild ``cls`` from :func:`to_dict` output; unknown keys raise :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{cls.__name__}: unknown fields {', '.join(unknown)}; the file was made by a newer bsgd, upgrade bsgd"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        nested = _NESTED.get(name)
+        if nested is not None and value is not None:
+            value = from_dict(nested, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+
+def replace(config: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that skips ``None`` values (handy for CLI overrides)."""
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Trains at a useful rate on 2 CPU cores; measured numbers are in the README.
+    "small": ModelConfig(
+        blind_spot=BlindSpotConfig(width=32, mults=(1, 1, 2), head_width=64),
+        unet=UNetConfig(width=32, mults=(1, 2, 2)),
+    ),
+    # AP-BSN-scale widths (about 3-4 M parameters per branch), for GPUs.
+    "paper": ModelConfig(
+        blind_spot=BlindSpotConfig(width=64, mults=(1, 2, 2, 4), blocks_per_level=2, head_width=128),
+        unet=UNetConfig(width=64, mults=(1, 2, 2, 4), blocks_per_level=2),
+    ),
+    # For tests: seconds on a CPU.
+    "tiny": ModelConfig(
+        blind_spot=BlindSpotConfig(width=8, mults=(1, 1), head_width=8),
+        unet=UNetConfig(width=8, mults=(1, 1)),
+    ),
+}

@@ -1,0 +1,1 @@
+"""Noise schedule, guidance wrapper and samplers (plain functions over model callables)."""

@@ -1,0 +1,191 @@
+"""Denoise arrays with a loaded model: mode dispatch, devices, precision, tiling, seeds.
+
+The one public entry point is :func:`denoise_array` (float32 H x W x 3 in [0, 1] in and out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel
+from .config import SamplerConfig
+from .diffusion.guidance import blind_spot_guidance
+from .diffusion.sampling import refine_r3, sample_bsgd
+from .errors import ConfigError
+from .model import BsgdModel
+from .tiling import Tile, apply_tiled, plan_tiles
+
+ProgressFn = Callable[[int, int], None]
+_MIN_TILE = 64
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" picks CUDA, then Apple MPS, then the CPU; a clear error for an absent device."""
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but no CUDA GPU is visible; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps was asked for, but MPS is not available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast where the device supports it, else a no-op (fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ConfigError("fp16 is not supported on the CPU; use --precision bf16 or fp32")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def tile_generator(seed: int, image_index: int, tile_index: int) -> torch.Generator:
+    """A CPU generator seeded from (seed, image index, tile index) alone (order-independent)."""
+    digest = hashlib.sha256(f"bsgd:{seed}:{image_index}:{tile_index}".encode()).digest()
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return generator
+
+
+def denoise_tensor(
+    model: BsgdModel,
+    noisy: torch.Tensor,
+    sampler: SamplerConfig,
+    generators: Sequence[torch.Generator],
+    callback: ProgressFn | None = None,
+) -> torch.Tensor:
+    """Denoise (N, C, H, W) images in [0, 1] with ``sampler.mode``; returns (N, C, H, W) in [0, 1]."""
+    y = noisy * 2.0 - 1.0
+    n = y.shape[0]
+    stride = model.config.blind_spot.pd_infer
+    zero = torch.zeros(n, device=y.device)
+    if sampler.mode == "bsn":
+        out = model.blind_spot(y, zero, stride)
+    elif sampler.mode == "bsn-r3":
+        out = refine_r3(
+            lambda x: model.blind_spot(x, zero, stride),
+            lambda x: model.blind_spot(x, zero, 1),
+            y,
+            generators=generators,
+            runs=sampler.r3_runs,
+            prob=sampler.r3_prob,
+            callback=callback,
+        )
+    elif sampler.mode == "fast":
+        out = model.fast(y)
+    elif sampler.mode == "bsgd":
+        guided = blind_spot_guidance(
+            model.diffusion_x0, lambda z, t: model.blind_spot(z, t, stride), sampler.guidance
+        )
+        out = sample_bsgd(
+            guided,
+            y,
+            generators=generators,
+            steps=sampler.steps,
+            t_start=sampler.t_start,
+            runs=sampler.runs,
+            replace_prob=sampler.replace_prob,
+            mask=sampler.mask,
+            schedule=model.config.schedule.kind,
+            callback=callback,
+        )
+    else:  # pragma: no cover - SamplerConfig validates modes
+        raise ConfigError(f"unknown mode {sampler.mode!r}")
+    return ((out.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def denoise_array(
+    model: LoadedModel,
+    image: np.ndarray,
+    *,
+    mode: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    runs: int | None = None,
+    t_start: float | None = None,
+    seed: int = 0,
+    tile: int = 256,
+    overlap: int = 32,
+    batch: int = 1,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    strength: float = 1.0,
+    image_index: int = 0,
+    sampler: SamplerConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """Denoise one image.
+
+    Args:
+        model: from :func:`bsgd_cli.load_model`.
+        image: (H, W, 3) float32 in [0, 1], RGB.
+        mode, steps, guidance, runs, t_start: override the model's measured sampler defaults.
+        seed, image_index: with the tile index, seed each tile's generator (results do not depend
+            on tile order or ``batch``).
+        tile, overlap: tile side and overlap in pixels; on out-of-memory the tile is halved and the
+            image retried, down to 64 pixels.
+        strength: 1 is the denoised result, 0 the input; in between a linear blend.
+        progress: called with (tiles done, tiles total).
+    Returns:
+        (H, W, 3) float32 in [0, 1].
+    """
+    if image.ndim != 3 or image.shape[2] != model.model.config.channels:
+        raise ConfigError(f"expected an H x W x {model.model.config.channels} image, got shape {image.shape}")
+    if not 0.0 <= strength <= 1.0:
+        raise ConfigError(f"strength must lie in [0, 1], got {strength}")
+    base = sampler or model.sampler
+    settings = replace(
+        base,
+        **{
+            key: value
+            for key, value in dict(mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start).items()
+            if value is not None
+        },
+    )
+    torch_device = resolve_device(device)
+    net = model.model.to(torch_device).eval()
+    image = np.ascontiguousarray(image, dtype=np.float32)
+
+    def run_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
+        batch_tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).to(torch_device)
+        generators = [tile_generator(seed, image_index, t.index) for t in tiles]
+        with torch.inference_mode(), autocast_context(torch_device, precision):
+            result = denoise_tensor(net, batch_tensor, settings, generators)
+        return result.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+
+    current_tile = tile
+    while True:
+        plan = plan_tiles(image.shape[0], image.shape[1], current_tile, min(overlap, current_tile // 4), net.size_multiple())
+        try:
+            denoised = apply_tiled(run_tiles, image, plan, batch=batch, progress=progress)
+            break
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if not _is_out_of_memory(exc) or current_tile // 2 < _MIN_TILE:
+                raise
+            if torch_device.type == "cuda":
+                torch.cuda.empty_cache()
+            current_tile //= 2
+    if strength < 1.0:
+        denoised = strength * denoised + (1.0 - strength) * image
+    return denoised

@@ -1,0 +1,131 @@
+"""Time-conditioned blind-spot U-Net built from shifted convolutions.
+
+Laine, Karras, Lehtinen, Aila, "High-Quality Self-Supervised Deep Image Denoising", NeurIPS 2019:
+one U-Net whose receptive field is the half-plane of rows at or above the output row, run on the
+input in four rotations; each result is shifted down one row (so it sees only rows strictly above),
+rotated back, and the four are merged by 1x1 convolutions. The union of the four open half-planes is
+everything but the centre pixel: the output at p never depends on the input at p.
+
+Conditioning on diffusion time uses FiLM (per-channel scale and shift), which cannot leak the centre
+pixel. No normalisation over space, pooling over the whole image, or attention is used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import BlindSpotConfig
+from .common import FiLM, TimeMLP, crop_to, pad_to_multiple
+
+
+def shift_down(x: torch.Tensor, rows: int = 1) -> torch.Tensor:
+    """Move features down by ``rows`` (zeros enter at the top): row i then holds old row i - rows."""
+    return F.pad(x, (0, 0, rows, 0))[:, :, : x.shape[2], :]
+
+
+class ShiftConv(nn.Module):
+    """3x3 convolution whose output row i sees input rows i - 2 .. i only (zero padding)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (1, 1, 2, 0)))
+
+
+class ShiftBlock(nn.Module):
+    """ShiftConv -> FiLM(t) -> LeakyReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        self.conv = ShiftConv(in_channels, out_channels)
+        self.film = FiLM(embed_dim, out_channels)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.film(self.conv(x), emb), 0.1)
+
+
+def shifted_pool(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pool that keeps "row i sees rows <= i": shift down one row first (Laine et al.)."""
+    return F.max_pool2d(shift_down(x, 1), 2)
+
+
+class HalfPlaneUNet(nn.Module):
+    """U-Net whose output row i depends on input rows <= i only."""
+
+    def __init__(self, config: BlindSpotConfig, in_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        widths = [config.width * m for m in config.mults]
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for width in widths:
+            blocks = [ShiftBlock(previous, width, embed_dim)]
+            blocks += [ShiftBlock(width, width, embed_dim) for _ in range(config.blocks_per_level - 1)]
+            self.down.append(nn.ModuleList(blocks))
+            previous = width
+        self.up = nn.ModuleList()
+        for level in range(len(widths) - 2, -1, -1):
+            width = widths[level]
+            blocks = [ShiftBlock(previous + width, width, embed_dim)]
+            blocks += [ShiftBlock(width, width, embed_dim) for _ in range(config.blocks_per_level - 1)]
+            self.up.append(nn.ModuleList(blocks))
+            previous = width
+        self.out_channels = previous
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, blocks in enumerate(self.down):
+            if level > 0:
+                x = shifted_pool(x)
+            for block in blocks:
+                x = block(x, emb)
+            skips.append(x)
+        skips.pop()
+        for blocks in self.up:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = torch.cat([x, skips.pop()], dim=1)
+            for block in blocks:
+                x = block(x, emb)
+        return x
+
+
+class BlindSpotNet(nn.Module):
+    """B(z, t): predicts the noisy image at each pixel from its neighbours only.
+
+    Input (N, C, H, W) in [-1, 1] (any H, W), t (N,) in [0, 1]; output (N, C, H, W).
+    """
+
+    def __init__(self, config: BlindSpotConfig, channels: int = 3) -> None:
+        super().__init__()
+        self.config = config
+        embed_dim = 4 * config.width
+        self.time = TimeMLP(embed_dim)
+        self.body = HalfPlaneUNet(config, channels, embed_dim)
+        features = self.body.out_channels
+        self.head = nn.Sequential(
+            nn.Conv2d(4 * features, config.head_width, 1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(config.head_width, config.head_width, 1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(config.head_width, channels, 1),
+        )
+        self.size_multiple = 2 ** (len(config.mults) - 1)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, *, batch_rotations: bool = True) -> torch.Tensor:
+        padded, size = pad_to_multiple(z, self.size_multiple, "constant")
+        emb = self.time(t)
+        n = padded.shape[0]
+        if batch_rotations and padded.shape[2] == padded.shape[3]:
+            # Square: run the four rotations as one batch through the shared body.
+            rotated = torch.cat([torch.rot90(padded, k, dims=(2, 3)) for k in range(4)], dim=0)
+            features = shift_down(self.body(rotated, emb.repeat(4, 1)), 1)
+            parts = [torch.rot90(features[k * n : (k + 1) * n], -k, dims=(2, 3)) for k in range(4)]
+        else:
+            parts = []
+            for k in range(4):
+                features = shift_down(self.body(torch.rot90(padded, k, dims=(2, 3)), emb), 1)
+                parts.append(torch.rot90(features, -k, dims=(2, 3)))
+        return crop_to(self.head(torch.cat(parts, dim=1)), size)

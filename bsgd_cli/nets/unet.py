@@ -1,0 +1,97 @@
+"""Ordinary diffusion U-Net (full receptive field), also used time-free as the distilled student.
+
+A compact DDPM-style U-Net (Ho et al. 2020; Nichol and Dhariwal 2021) without attention, so it
+runs at a usable speed on a CPU: residual blocks with GroupNorm, SiLU and FiLM time conditioning,
+strided-conv downsampling and nearest-neighbour upsampling with skip connections.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import FiLM, TimeMLP, crop_to, pad_to_multiple
+
+
+def _groups(channels: int) -> int:
+    for groups in (8, 4, 2, 1):
+        if channels % groups == 0:
+            return groups
+    return 1
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int | None) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(in_channels), in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(out_channels), out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.film = FiLM(embed_dim, out_channels) if embed_dim else None
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.norm2(h)
+        if self.film is not None and emb is not None:
+            h = self.film(h, emb)
+        h = self.conv2(F.silu(h))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """U(z, t) -> eps or v (diffusion branch), or U(y) -> residual noise (student, ``timed=False``).
+
+    Input (N, C, H, W) in [-1, 1], any H and W (padded internally by reflection); output same shape.
+    """
+
+    def __init__(
+        self, *, width: int, mults: tuple[int, ...], blocks_per_level: int, channels: int = 3, timed: bool = True
+    ) -> None:
+        super().__init__()
+        embed_dim = 4 * width if timed else None
+        self.time = TimeMLP(4 * width) if timed else None
+        widths = [width * m for m in mults]
+        self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        previous = widths[0]
+        for level, level_width in enumerate(widths):
+            if level > 0:
+                self.downsample.append(nn.Conv2d(previous, previous, 3, stride=2, padding=1))
+            blocks = [ResBlock(previous, level_width, embed_dim)]
+            blocks += [ResBlock(level_width, level_width, embed_dim) for _ in range(blocks_per_level - 1)]
+            self.down.append(nn.ModuleList(blocks))
+            previous = level_width
+        self.up = nn.ModuleList()
+        for level in range(len(widths) - 2, -1, -1):
+            level_width = widths[level]
+            blocks = [ResBlock(previous + level_width, level_width, embed_dim)]
+            blocks += [ResBlock(level_width, level_width, embed_dim) for _ in range(blocks_per_level - 1)]
+            self.up.append(nn.ModuleList(blocks))
+            previous = level_width
+        self.out_norm = nn.GroupNorm(_groups(previous), previous)
+        self.out = nn.Conv2d(previous, channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.size_multiple = 2 ** (len(mults) - 1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        padded, size = pad_to_multiple(x, self.size_multiple, "reflect")
+        emb = self.time(t) if self.time is not None and t is not None else None
+        h = self.stem(padded)
+        skips = []
+        for level, blocks in enumerate(self.down):
+            if level > 0:
+                h = self.downsample[level - 1](h)
+            for block in blocks:
+                h = block(h, emb)
+            skips.append(h)
+        skips.pop()
+        for blocks in self.up:
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in blocks:
+                h = block(h, emb)
+        return crop_to(self.out(F.silu(self.out_norm(h))), size)

@@ -1,0 +1,146 @@
+"""Tiled processing of large images with overlapping, smoothly blended tiles.
+
+``plan_tiles`` lays equal-sized tiles over an image (so they batch) with at least ``overlap``
+pixels shared between neighbours; ``apply_tiled`` runs a function over them and blends the results
+with weights that ramp linearly across each overlap. Accumulation is in float64 over one band of
+tile rows at a time, so memory stays proportional to the image width, and identity in gives the
+input back bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: ``index`` in row-major order, top-left ``(y, x)``, size ``(height, width)``."""
+
+    index: int
+    y: int
+    x: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    height: int
+    width: int
+    tile_height: int
+    tile_width: int
+    overlap: int
+    tiles: tuple[Tile, ...]
+
+
+def _positions(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    count = max(count, 2)
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> TilePlan:
+    """Tiles of side ``tile`` (rounded down to ``multiple``, clipped to the image) covering H x W."""
+    if height < 1 or width < 1:
+        raise ConfigError(f"cannot tile an empty image ({height}x{width})")
+    if tile < max(16, multiple):
+        raise ConfigError(f"tile {tile} is too small; use at least {max(16, multiple)} pixels")
+    tile = max(multiple, tile // multiple * multiple)
+    if not 0 <= overlap < tile // 2:
+        raise ConfigError(f"overlap {overlap} must be at least 0 and less than half the tile ({tile})")
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    tiles = []
+    for y in _positions(height, tile_h, overlap):
+        for x in _positions(width, tile_w, overlap):
+            tiles.append(Tile(len(tiles), y, x, tile_h, tile_w))
+    return TilePlan(height, width, tile_h, tile_w, overlap, tuple(tiles))
+
+
+def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    weights = np.ones(size, dtype=np.float64)
+    if overlap > 0:
+        ramp = (np.arange(overlap, dtype=np.float64) + 0.5) / overlap
+        if not at_start:
+            weights[:overlap] = np.minimum(weights[:overlap], ramp)
+        if not at_end:
+            weights[size - overlap :] = np.minimum(weights[size - overlap :], ramp[::-1])
+    return weights
+
+
+def blend_weights(tile: Tile, plan: TilePlan) -> np.ndarray:
+    """(height, width) float64 weights in (0, 1]: 1 inside, ramping down across shared borders."""
+    wy = _ramp(tile.height, plan.overlap, tile.y == 0, tile.y + tile.height >= plan.height)
+    wx = _ramp(tile.width, plan.overlap, tile.x == 0, tile.x + tile.width >= plan.width)
+    return wy[:, None] * wx[None, :]
+
+
+TileFn = Callable[[np.ndarray, Sequence[Tile]], np.ndarray]
+
+
+def apply_tiled(
+    fn: TileFn,
+    image: np.ndarray,
+    plan: TilePlan,
+    *,
+    batch: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Run ``fn`` over the tiles of ``image`` and blend the results.
+
+    Args:
+        fn: maps a (B, th, tw, C) float32 stack of tiles and their :class:`Tile` records to a stack
+            of the same shape.
+        image: (H, W, C) float32.
+        plan: from :func:`plan_tiles` for this image's size.
+        batch: tiles per call of ``fn``.
+        progress: called with (tiles done, tiles total).
+    Returns:
+        (H, W, C) float32.
+    """
+    height, width, channels = image.shape
+    if (height, width) != (plan.height, plan.width):
+        raise ConfigError(f"tile plan is for {plan.height}x{plan.width}, image is {height}x{width}")
+    output = np.empty((height, width, channels), dtype=np.float32)
+    band_height = plan.tile_height
+    accumulated = np.zeros((band_height, width, channels), dtype=np.float64)
+    weight_sum = np.zeros((band_height, width), dtype=np.float64)
+    band_start = 0
+
+    def flush(until: int) -> None:
+        nonlocal band_start
+        rows = until - band_start
+        if rows <= 0:
+            return
+        output[band_start:until] = (accumulated[:rows] / weight_sum[:rows, :, None]).astype(np.float32)
+        accumulated[: band_height - rows] = accumulated[rows:].copy()
+        accumulated[band_height - rows :] = 0.0
+        weight_sum[: band_height - rows] = weight_sum[rows:].copy()
+        weight_sum[band_height - rows :] = 0.0
+        band_start = until
+
+    tiles = plan.tiles
+    for first in range(0, len(tiles), batch):
+        chunk = tiles[first : first + batch]
+        stack = np.stack([image[t.y : t.y + t.height, t.x : t.x + t.width] for t in chunk])
+        results = fn(stack, chunk)
+        if results.shape != stack.shape:
+            raise RuntimeError(f"tile function returned shape {results.shape} for input {stack.shape}")
+        for tile, result in zip(chunk, results, strict=True):
+            flush(tile.y)
+            weights = blend_weights(tile, plan)
+            rows = slice(tile.y - band_start, tile.y - band_start + tile.height)
+            cols = slice(tile.x, tile.x + tile.width)
+            accumulated[rows, cols] += weights[:, :, None] * result.astype(np.float64)
+            weight_sum[rows, cols] += weights
+        if progress is not None:
+            progress(min(first + batch, len(tiles)), len(tiles))
+    flush(height)
+    return output

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    """A tiny untrained model with a student, saved the real way."""
+    from bsgd_cli.checkpoint import save_model
+    from bsgd_cli.config import PRESETS, StudentConfig
+    from bsgd_cli.model import BsgdModel
+
+    torch.manual_seed(0)
+    model = BsgdModel(PRESETS["tiny"])
+    model.add_student(StudentConfig(width=8, mults=(1, 1)))
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_model(path, model, info={"note": "test model"})
+    return path
+
+
+def noisy_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour image plus Gaussian noise, float32 HxWx3 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    clean = np.stack(
+        [0.5 + 0.3 * np.sin(xx / 9.0), 0.5 + 0.3 * np.cos(yy / 7.0), 0.5 + 0.2 * np.sin((xx + yy) / 11.0)], axis=-1
+    )
+    return np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)

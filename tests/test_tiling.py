@@ -1,0 +1,81 @@
+"""Tiling: identity is exact, tiled and untiled agree, results do not depend on batch or order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bsgd_cli.checkpoint import load_model
+from bsgd_cli.errors import ConfigError
+from bsgd_cli.inference import denoise_array
+from bsgd_cli.tiling import apply_tiled, blend_weights, plan_tiles
+
+from .conftest import noisy_image
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 150), width=st.integers(1, 150), tile=st.sampled_from([16, 32, 48, 64]),
+    overlap=st.integers(0, 7), batch=st.integers(1, 5),
+)
+def test_identity_through_tiler_is_exact(height, width, tile, overlap, batch) -> None:
+    rng = np.random.default_rng(height * 1000 + width)
+    image = rng.random((height, width, 3), dtype=np.float32)
+    plan = plan_tiles(height, width, tile, overlap)
+    out = apply_tiled(lambda stack, tiles: stack, image, plan, batch=batch)
+    assert np.array_equal(out, image)
+
+
+@settings(max_examples=30, deadline=None)
+@given(height=st.integers(1, 300), width=st.integers(1, 300), tile=st.sampled_from([32, 64, 96]),
+       overlap=st.integers(0, 15))
+def test_plan_covers_image_with_overlap(height, width, tile, overlap) -> None:
+    plan = plan_tiles(height, width, tile, overlap, multiple=16)
+    covered = np.zeros((height, width), dtype=int)
+    for t in plan.tiles:
+        assert t.height == plan.tile_height and t.width == plan.tile_width
+        covered[t.y : t.y + t.height, t.x : t.x + t.width] += 1
+        assert np.all(blend_weights(t, plan) > 0)
+    assert covered.min() >= 1
+    if height > plan.tile_height:
+        ys = sorted({t.y for t in plan.tiles})
+        assert all(b - a <= plan.tile_height - overlap for a, b in zip(ys, ys[1:]))
+
+
+def test_bad_plans_are_refused() -> None:
+    with pytest.raises(ConfigError):
+        plan_tiles(100, 100, 8, 0)
+    with pytest.raises(ConfigError):
+        plan_tiles(100, 100, 64, 40)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_file):
+    return load_model(tiny_model_file)
+
+
+@pytest.mark.parametrize("mode", ["bsn", "bsgd"])
+def test_tiled_and_untiled_agree_away_from_borders(tiny, mode: str) -> None:
+    image = noisy_image(96, 112)
+    kwargs = dict(mode=mode, steps=2, runs=1, t_start=0.0, seed=3, device="cpu")
+    whole = denoise_array(tiny, image, tile=128, overlap=0, **kwargs)
+    tiled = denoise_array(tiny, image, tile=64, overlap=24, **kwargs)
+    # The tiny net's receptive field is a few pixels; away from tile borders the two agree.
+    assert np.abs(whole - tiled).max() < 1 / 255
+    assert whole.shape == image.shape
+
+
+def test_result_does_not_depend_on_tile_batch(tiny) -> None:
+    image = noisy_image(80, 80)
+    kwargs = dict(mode="bsgd", steps=2, runs=2, t_start=0.3, seed=11, tile=48, overlap=8, device="cpu")
+    one = denoise_array(tiny, image, batch=1, **kwargs)
+    four = denoise_array(tiny, image, batch=4, **kwargs)
+    assert np.allclose(one, four, atol=1e-5)
+
+
+def test_strength_blends_with_input(tiny) -> None:
+    image = noisy_image(32, 32)
+    zero = denoise_array(tiny, image, mode="bsn", strength=0.0, device="cpu")
+    assert np.allclose(zero, image)
