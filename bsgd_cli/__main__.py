@@ -1,0 +1,5 @@
+"""python -m bsgd_cli"""
+
+from .cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""``bsgd models``: the embedded and user models with their config, data and measured numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import EMBEDDED_DIR, read_metadata, user_model_dir
+from .errors import BsgdError
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """One row of ``bsgd models`` for a model file."""
+    meta = read_metadata(path)
+    config, sampler, info = meta["config"], meta["sampler"], meta["info"]
+    branches = ["blind-spot", "diffusion"] + (["student"] if config.get("student") else [])
+    sampler_text = (
+        f"{sampler.get('mode', 'bsgd')} w={sampler.get('guidance')} K={sampler.get('steps')} "
+        f"R={sampler.get('runs')} t0={sampler.get('t_start')}"
+    )
+    measured = info.get("measured", {})
+    measured_text = ", ".join(f"{k} {v}" for k, v in measured.items()) if isinstance(measured, dict) else str(measured)
+    return {
+        "name": path.stem,
+        "size": f"{path.stat().st_size / 1e6:.1f} MB",
+        "branches": "+".join(branches),
+        "data": info.get("training_data", info.get("noisy_dir", "?")),
+        "sampler": sampler_text,
+        "measured": measured_text or "-",
+        "path": str(path),
+    }
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Embedded models first, then ``$BSGD_MODEL_DIR`` (or ~/.local/share/bsgd/models)."""
+    rows = []
+    for folder in (EMBEDDED_DIR, user_model_dir()):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.safetensors")):
+            try:
+                rows.append(describe(path))
+            except BsgdError as exc:
+                rows.append({"name": path.stem, "size": "-", "branches": "-", "data": "-", "sampler": "-",
+                             "measured": f"unreadable: {exc}", "path": str(path)})
+    return rows

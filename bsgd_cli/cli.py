@@ -1,0 +1,367 @@
+"""The ``bsgd`` command line: each command parses its options and calls the library.
+
+The only module that uses typer and rich. Library errors (:class:`BsgdError`) become one line on
+stderr and a non-zero exit code; no tracebacks for user errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import BsgdError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES_HELP = (
+    "Exit codes: 0 all files done or skipped; 1 some files failed (each named on stderr); "
+    "2 bad options, model or folders (nothing done); 130 interrupted (Ctrl-C)."
+)
+
+app = typer.Typer(
+    name="bsgd",
+    help="Denoise photo folders with Blind-Spot Guided Diffusion, trained on noisy photos alone.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+class Mode(str, Enum):
+    bsgd = "bsgd"
+    bsn = "bsn"
+    bsn_r3 = "bsn-r3"
+    fast = "fast"
+
+
+class Ext(str, Enum):
+    keep = "keep"
+    png = "png"
+    tif = "tif"
+    jpg = "jpg"
+    webp = "webp"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Branch(str, Enum):
+    both = "both"
+    bsn = "bsn"
+    diffusion = "diffusion"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"bsgd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Denoise photo folders with Blind-Spot Guided Diffusion."""
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn library errors into one line and an exit code; Ctrl-C into exit code 130."""
+    try:
+        yield
+    except BsgdError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished files are complete; rerun the same command to continue")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------- denoise
+@app.command(epilog=EXIT_CODES_HELP)
+def denoise(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (sRGB or camera RAW).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (mirrors the input tree).")],
+    model: Annotated[str | None, typer.Option(help="Model file or name; the embedded default when omitted.")] = None,
+    mode: Annotated[Mode | None, typer.Option(help="bsgd (guided diffusion), bsn, bsn-r3, or fast (distilled student).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps K (bsgd mode).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Blind-spot guidance weight w (1 = blind-spot only).")] = None,
+    runs: Annotated[int | None, typer.Option(min=1, help="Runs R averaged (bsgd mode).")] = None,
+    t_start: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Diffusion time to start from.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed; with the file and tile index it fixes every random draw.")] = 0,
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend with the input: 1 = fully denoised.")] = 1.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[Precision, typer.Option(help="fp32, or bf16/fp16 autocast where the device supports it.")] = Precision.fp32,
+    tile: Annotated[int, typer.Option(min=16, help="Tile side in pixels (halved automatically on out-of-memory).")] = 256,
+    overlap: Annotated[int, typer.Option(min=0, help="Tile overlap in pixels, blended smoothly.")] = 32,
+    batch: Annotated[int, typer.Option(min=1, help="Tiles per network call (GPU).")] = 1,
+    ext: Annotated[Ext, typer.Option(help="Output format: keep the input's (RAW -> 16-bit TIFF), png, tif, jpg, webp.")] = Ext.keep,
+    suffix: Annotated[str, typer.Option(help="Appended to output file names, e.g. _denoised.")] = "",
+    bit_depth: Annotated[int | None, typer.Option(help="8 or 16 (default: the input's; RAW gives 16).")] = None,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (default: skip them).")] = False,
+    in_place: Annotated[bool, typer.Option(help="Allow -o to be the input folder (inputs are still never replaced).")] = False,
+    max_megapixels: Annotated[float, typer.Option(help="Refuse larger images before decoding them.")] = 200.0,
+    workers: Annotated[int, typer.Option(min=1, help="Threads decoding and encoding beside the model.")] = 2,
+    compare: Annotated[bool, typer.Option(help="Also write NAME_compare.png: 100% crops, before | after.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary (one object per file) on stdout.")] = False,
+) -> None:
+    """Denoise photos: bsgd denoise ./photos -o ./clean"""
+    from .checkpoint import load_model
+    from .denoise import DenoiseOptions, denoise_paths, summarise
+    from .distributed import shard_for_this_process
+
+    with _user_errors():
+        if bit_depth not in (None, 8, 16):
+            raise typer.BadParameter("--bit-depth must be 8 or 16")
+        options = DenoiseOptions(
+            mode=mode.value if mode else None, steps=steps, guidance=guidance, runs=runs, t_start=t_start,
+            seed=seed, tile=tile, overlap=overlap, batch=batch, device=device, precision=precision.value,
+            strength=strength, ext=ext.value, suffix=suffix, bit_depth=bit_depth, quality=quality,
+            overwrite=overwrite, in_place=in_place, recursive=recursive, max_megapixels=max_megapixels,
+            workers=workers, compare=compare, shard=shard_for_this_process(),
+        )
+        loaded = load_model(model)
+        with _progress(quiet or json_out) as progress:
+            files_task = progress.add_task("files", total=None, rate="")
+            tiles_task = progress.add_task("tiles", total=None, rate="", visible=False)
+            state: dict[str, Any] = {"mp": 0.0, "seconds": 0.0, "started": time.perf_counter()}
+
+            def on_event(event: dict[str, Any]) -> None:
+                kind = event["kind"]
+                if kind == "start":
+                    progress.update(files_task, total=event["files"])
+                    for warning in event["warnings"]:
+                        console.print(f"[yellow]skipped[/] {warning}", highlight=False)
+                elif kind == "file":
+                    state["file_started"] = time.perf_counter()
+                    name = Path(event["path"]).name
+                    progress.update(tiles_task, description=name[:40], completed=0, total=None, visible=True)
+                elif kind == "tiles":
+                    elapsed = time.perf_counter() - state.get("file_started", time.perf_counter())
+                    progress.update(tiles_task, completed=event["done"], total=event["total"], rate=f"{elapsed:.0f}s")
+                elif kind == "result":
+                    result = event["result"]
+                    if result.status == "failed":
+                        console.print(f"[red]failed[/] {result.error}", highlight=False)
+                    if result.status == "done":
+                        state["mp"] += result.megapixels
+                    elapsed = time.perf_counter() - state["started"]
+                    rate = f"{state['mp'] / elapsed:.3f} MP/s" if elapsed > 0 and state["mp"] else ""
+                    progress.update(files_task, advance=1, rate=rate)
+
+            results = denoise_paths(list(inputs), output, loaded, options, on_event=on_event)
+        summary = summarise(results)
+        if json_out:
+            out.print_json(json.dumps({"summary": summary, "files": [r.to_dict() for r in results]}))
+        elif not quiet:
+            console.print(
+                f"{summary['done']} denoised, {summary['skipped']} skipped (already there), "
+                f"{summary['failed']} failed -> {output}",
+                highlight=False,
+            )
+    if summary["failed"]:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# ----------------------------------------------------------------------------------------------- train
+@app.command()
+def train(
+    noisy_dir: Annotated[Path, typer.Option(help="Folder of noisy photos (any size, sRGB or RAW, searched recursively).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: model.safetensors, best.safetensors, state.pt, log.jsonl.")],
+    preset: Annotated[str, typer.Option(help="Network size: small (2 CPU cores), paper (GPU), tiny (tests).")] = "small",
+    steps: Annotated[int, typer.Option(min=1, help="Total optimiser steps (on --resume: the new total).")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Patches per step.")] = 8,
+    patch: Annotated[int, typer.Option(help="Patch side, a multiple of the PD stride (5).")] = 120,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
+    branch: Annotated[Branch, typer.Option(help="Train both branches, or only the blind-spot or diffusion one.")] = Branch.both,
+    precision: Annotated[Precision, typer.Option(help="bf16 autocast is about 3x faster on recent CPUs.")] = Precision.bf16,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for weights, patches and noise.")] = 0,
+    val_pairs: Annotated[Path | None, typer.Option(help="Noisy/clean pairs: report PSNR (bsn mode) and keep the best checkpoint by it.")] = None,
+    val_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 250,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Save state.pt every N steps.")] = 500,
+    log_every: Annotated[int, typer.Option(min=1, help="Log every N steps.")] = 25,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its state.pt.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train on your own noisy captures: bsgd train --noisy-dir ./captures -o ./my_model"""
+    from .config import PRESETS, TrainConfig
+    from .distributed import distributed_context
+    from .train import train as run_training
+
+    with _user_errors():
+        if preset not in PRESETS:
+            raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}")
+        config = TrainConfig(
+            steps=steps, batch=batch, patch=patch, lr=lr, branch=branch.value, precision=precision.value,
+            seed=seed, val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
+        )
+        with distributed_context(device) as dist_info, _progress(quiet or not dist_info.is_main) as progress:
+            task = progress.add_task("training", total=steps, rate="")
+
+            def on_event(event: dict[str, Any]) -> None:
+                if event["kind"] == "log":
+                    parts = [f"{k.removeprefix('loss_')} {event[k]:.4f}" for k in event if k.startswith("loss_")]
+                    if "val_psnr" in event:
+                        parts.append(f"val {event['val_psnr']:.2f} dB")
+                    elif "val_loss" in event:
+                        parts.append(f"val {event['val_loss']:.4f}")
+                    parts.append(f"{event.get('patches_per_s', 0):.1f} patches/s")
+                    progress.update(task, completed=event["step"], rate="  ".join(parts))
+                else:
+                    progress.update(task, completed=event["step"])
+
+            summary = run_training(
+                noisy_dir, output, model_config=PRESETS[preset], config=config, resume=resume,
+                val_pairs=val_pairs, device=dist_info.device, callback=on_event,
+                info={"preset": preset, "noisy_dir": str(noisy_dir)},
+            )
+        if dist_info.is_main:
+            for line in summary.skipped:
+                console.print(f"[yellow]skipped[/] {line}", highlight=False)
+            best = f"{summary.best_value:.4f} ({summary.best_metric}) at step {summary.best_step}" if summary.best_value is not None else "n/a"
+            console.print(
+                f"trained {summary.steps} steps in {summary.seconds / 60:.1f} min; best {best}\n"
+                f"model: {output / 'model.safetensors'}   best: {output / 'best.safetensors'}",
+                highlight=False,
+            )
+
+
+@app.command()
+def plot(
+    run: Annotated[Path, typer.Argument(help="A training run folder (with log.jsonl).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="PNG to write (default RUN/curves.png).")] = None,
+) -> None:
+    """Draw a training run's loss and validation curves to a PNG."""
+    from .plotting import plot_training_log
+
+    with _user_errors():
+        target = plot_training_log(run, output)
+    console.print(f"wrote {target}", highlight=False)
+
+
+# ------------------------------------------------------------------------------------------- benchmark
+@app.command()
+def benchmark(
+    dataset: Annotated[str, typer.Option(help="sidd, sidd-medium, dnd, polyu, cc, pairs, sidd-pair, noisy.")],
+    root: Annotated[Path, typer.Option(help="The data set's folder or .mat file.")],
+    methods: Annotated[str, typer.Option(help="Comma list of noisy, nlm, bm3d, bsn, bsn-r3, bsgd, fast.")] = "noisy,nlm,bsn,bsgd",
+    out_dir: Annotated[Path, typer.Option("--out", help="Where results.json and the reports go.")] = Path("bench-out"),
+    model: Annotated[str | None, typer.Option(help="Model file or name; the embedded default when omitted.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1)] = None,
+    guidance: Annotated[float | None, typer.Option()] = None,
+    runs: Annotated[int | None, typer.Option(min=1)] = None,
+    t_start: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option()] = "auto",
+    precision: Annotated[Precision, typer.Option()] = Precision.fp32,
+    tile: Annotated[int, typer.Option(min=16)] = 256,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Measure PSNR/SSIM and speed on a real data set: bsgd benchmark --dataset polyu --root PATH"""
+    from .benchmark.runner import format_results_table
+    from .evaluate import BsgdSettings, run_benchmark
+
+    with _user_errors():
+        settings = BsgdSettings(
+            model=model, steps=steps, guidance=guidance, runs=runs, t_start=t_start, seed=seed,
+            device=device, precision=precision.value, tile=tile,
+        )
+        with _progress(quiet) as progress:
+            task = progress.add_task("benchmark", total=None, rate="")
+
+            def on_progress(event: str, **info: Any) -> None:
+                if "total" in info:
+                    progress.update(task, total=info["total"])
+                if event in ("image_done", "sample_done", "image"):
+                    progress.update(task, advance=1, rate=str(info.get("name", "")))
+
+            result = run_benchmark(
+                dataset, root, [m.strip() for m in methods.split(",") if m.strip()], settings,
+                out_dir=out_dir, limit=limit, progress=on_progress,
+            )
+        rows = format_results_table(result)
+        table = Table(title=f"{dataset}: {root}")
+        for header in rows[0]:
+            table.add_column(header)
+        for row in rows[1:]:
+            table.add_row(*row)
+        out.print(table)
+        console.print(f"results: {out_dir / 'results.json'}   report: {out_dir / 'report.html'}", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------- models
+@app.command()
+def models() -> None:
+    """List the embedded and user models with their config, training data and measured numbers."""
+    from .catalogue import list_models
+
+    with _user_errors():
+        entries = list_models()
+    table = Table(title="bsgd models")
+    for column in ("name", "size", "branches", "training data", "sampler defaults", "measured", "path"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(*[str(entry[key]) for key in ("name", "size", "branches", "data", "sampler", "measured", "path")])
+    out.print(table)
+
+
+@app.command()
+def samples(
+    output: Annotated[Path, typer.Argument(help="Folder to write noisy sample photos into.")],
+    count: Annotated[int, typer.Option(min=1, max=8)] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Write a few photos with realistic synthetic camera noise (for the demo)."""
+    from .samples import make_noisy_samples
+
+    with _user_errors():
+        written = make_noisy_samples(output, count=count, seed=seed)
+    console.print(f"wrote {len(written)} noisy samples to {output}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # raised outside a command body
+        console.print("[yellow]interrupted[/]")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Training data: noisy images from folders of any size, cached in memory, random augmented patches.
+
+Randomness is explicit: every draw goes through the ``numpy.random.Generator`` passed in, so a run
+resumed with the generator's saved state continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BsgdError, TrainingError
+
+Reader = Callable[[Path], np.ndarray]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read one image (sRGB or RAW) as float32 H x W x 3 in [0, 1]."""
+    from .io import read_image
+
+    return read_image(path).pixels
+
+
+@dataclass
+class NoisyImagePool:
+    """Noisy training images, decoded once while they fit in ``cache_megabytes``, else re-read."""
+
+    paths: list[Path]
+    reader: Reader = read_rgb
+    cache_megabytes: int = 2048
+    skipped: list[str] = field(default_factory=list)
+    _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _sizes: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_folder(
+        cls, folder: Path, *, min_side: int, reader: Reader = read_rgb, cache_megabytes: int = 2048
+    ) -> NoisyImagePool:
+        """Every readable image under ``folder`` (recursive) with both sides >= ``min_side``."""
+        from .io import find_images
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise TrainingError(f"{folder}: not a folder; give --noisy-dir a folder of noisy photos")
+        found, warnings = find_images([folder], recursive=True)
+        pool = cls(paths=[], reader=reader, cache_megabytes=cache_megabytes, skipped=list(warnings))
+        used = 0.0
+        for path, _relative in found:
+            try:
+                image = reader(path)
+            except BsgdError as exc:
+                pool.skipped.append(str(exc))
+                continue
+            if min(image.shape[:2]) < min_side:
+                pool.skipped.append(f"{path}: {image.shape[1]}x{image.shape[0]} is smaller than the {min_side}-pixel patch")
+                continue
+            index = len(pool.paths)
+            pool.paths.append(path)
+            pool._sizes[index] = image.shape[:2]
+            megabytes = image.nbytes / 2**20
+            if used + megabytes <= cache_megabytes:
+                pool._cache[index] = image
+                used += megabytes
+        if not pool.paths:
+            raise TrainingError(
+                f"{folder}: no usable training image (need sRGB or RAW photos at least {min_side} pixels on a side)"
+            )
+        return pool
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, index: int) -> np.ndarray:
+        cached = self._cache.get(index)
+        return cached if cached is not None else self.reader(self.paths[index])
+
+    def split(self, fraction: float, rng: np.random.Generator) -> tuple[NoisyImagePool, NoisyImagePool | None]:
+        """(train, held-out) pools; held-out gets round(fraction * n) images, none when that is 0."""
+        count = int(round(fraction * len(self)))
+        if count == 0 or count >= len(self):
+            return self, None
+        order = rng.permutation(len(self))
+        held, kept = sorted(order[:count].tolist()), sorted(order[count:].tolist())
+        return self._subset(kept), self._subset(held)
+
+    def _subset(self, indices: list[int]) -> NoisyImagePool:
+        pool = NoisyImagePool(paths=[self.paths[i] for i in indices], reader=self.reader, cache_megabytes=self.cache_megabytes)
+        for new, old in enumerate(indices):
+            pool._sizes[new] = self._sizes[old]
+            if old in self._cache:
+                pool._cache[new] = self._cache[old]
+        return pool
+
+
+def augment(patch: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 flips/rotations (code 0..7) of an H x W x C patch."""
+    if code & 4:
+        patch = patch[:, ::-1]
+    return np.rot90(patch, code & 3)
+
+
+def sample_patches(pool: NoisyImagePool, rng: np.random.Generator, batch: int, size: int) -> np.ndarray:
+    """(batch, 3, size, size) float32 random augmented patches."""
+    patches = np.empty((batch, 3, size, size), dtype=np.float32)
+    for item in range(batch):
+        index = int(rng.integers(len(pool)))
+        height, width = pool._sizes[index]
+        y = int(rng.integers(height - size + 1))
+        x = int(rng.integers(width - size + 1))
+        code = int(rng.integers(8))
+        patch = pool.image(index)[y : y + size, x : x + size]
+        patches[item] = np.ascontiguousarray(augment(patch, code)).transpose(2, 0, 1)
+    return patches
