@@ -141,7 +141,7 @@ def denoise(
     """Denoise photos: bsgd denoise ./photos -o ./clean"""
     from .checkpoint import load_model
     from .denoise import DenoiseOptions, denoise_paths, summarise
-    from .distributed import shard_for_this_process
+    from .distributed import gather_results, shard_for_this_process
 
     with _user_errors():
         if bit_depth not in (None, 8, 16):
@@ -183,6 +183,10 @@ def denoise(
                     progress.update(files_task, advance=1, rate=rate)
 
             results = denoise_paths(list(inputs), output, loaded, options, on_event=on_event)
+        gathered = gather_results(results)  # under torchrun: every rank's results, on rank 0 only
+        if gathered is None:
+            return  # another rank: rank 0 prints the summary and exits 1 if any rank had failures
+        results = gathered
         summary = summarise(results)
         if json_out:
             out.print_json(json.dumps({"summary": summary, "files": [r.to_dict() for r in results]}))
@@ -271,6 +275,45 @@ def plot(
     with _user_errors():
         target = plot_training_log(run, output)
     console.print(f"wrote {target}", highlight=False)
+
+
+@app.command()
+def distill(
+    noisy_dir: Annotated[Path, typer.Option(help="The noisy training photos (the teacher's own, or any).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for targets.npz, log.jsonl and model.safetensors.")],
+    model: Annotated[str | None, typer.Option(help="Teacher model file or name; the embedded default when omitted.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Student training steps.")] = 2000,
+    width: Annotated[int, typer.Option(min=4, help="Student width (channels at full resolution).")] = 32,
+    crops_per_image: Annotated[int, typer.Option(min=1, help="Teacher crops per training image.")] = 2,
+    crop: Annotated[int, typer.Option(min=32, help="Teacher crop side.")] = 128,
+    device: Annotated[str, typer.Option()] = "auto",
+    precision: Annotated[Precision, typer.Option(help="Student training precision.")] = Precision.bf16,
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Distil the BSGD sampler into a single-pass student (the fast mode)."""
+    from .checkpoint import load_model
+    from .config import StudentConfig
+    from .distill import DistillConfig
+    from .distill import distill as run_distill
+
+    with _user_errors():
+        teacher = load_model(model)
+        config = DistillConfig(steps=steps, crops_per_image=crops_per_image, crop=crop, seed=seed,
+                               precision=precision.value, patch=min(96, crop))
+        with _progress(quiet) as progress:
+            targets = progress.add_task("teacher outputs", total=None, rate="")
+            task = progress.add_task("student", total=steps, rate="")
+
+            def on_event(event: dict[str, Any]) -> None:
+                if event["kind"] == "targets":
+                    progress.update(targets, completed=event["done"], total=event["total"])
+                else:
+                    progress.update(task, completed=event["step"], rate=f"loss {event['loss_student']:.4f}")
+
+            path = run_distill(teacher, noisy_dir, output, student=StudentConfig(width=width), config=config,
+                               device=device, callback=on_event)
+    console.print(f"model with student: {path} (use --mode fast)", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------- benchmark

@@ -1,0 +1,38 @@
+"""Image input and output: sRGB files (PNG, JPEG, TIFF, WebP), camera RAW, DNG, and input discovery.
+
+Importing this package does not import rawpy or torch; RAW decoding loads rawpy on first use.
+"""
+
+from __future__ import annotations
+
+from .dng import write_dng
+from .images import (
+    RAW_EXTENSIONS,
+    SRGB_EXTENSIONS,
+    ImageData,
+    find_images,
+    is_image_path,
+    is_raw_path,
+    is_supported_output,
+    read_image,
+    write_image,
+)
+from .raw import BayerData, pack_bayer, read_bayer, read_raw, unpack_bayer
+
+__all__ = [
+    "RAW_EXTENSIONS",
+    "SRGB_EXTENSIONS",
+    "BayerData",
+    "ImageData",
+    "find_images",
+    "is_image_path",
+    "is_raw_path",
+    "is_supported_output",
+    "pack_bayer",
+    "read_bayer",
+    "read_image",
+    "read_raw",
+    "unpack_bayer",
+    "write_dng",
+    "write_image",
+]

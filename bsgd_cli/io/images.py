@@ -1,0 +1,270 @@
+"""Reading and writing display-referred (sRGB-like) images: PNG, JPEG, TIFF, WebP.
+
+Pixels travel as float32 RGB in [0, 1], shape (H, W, 3), upright. Camera RAW files are passed to
+:mod:`bsgd_cli.io.raw`. Nothing here prints; decode notes come back in ``ImageData.warnings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageReadError, ImageWriteError
+from ._atomic import atomic_write
+from ._decode import Decoded, decode_with_pillow
+from ._meta import (
+    apply_orientation,
+    exif_with_prefix,
+    exif_with_upright_orientation,
+    exif_without_prefix,
+    xmp_with_upright_orientation,
+)
+from .imagedata import (
+    RAW_EXTENSIONS,
+    SRGB_EXTENSIONS,
+    ImageData,
+    check_input_file,
+    is_image_path,
+    is_raw_path,
+)
+from .paths import find_images
+
+__all__ = [
+    "RAW_EXTENSIONS",
+    "SRGB_EXTENSIONS",
+    "ImageData",
+    "find_images",
+    "is_image_path",
+    "is_raw_path",
+    "read_image",
+    "write_image",
+]
+
+_WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".webp": "webp"}
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _icc_description(icc: bytes) -> str:
+    try:
+        import io
+
+        from PIL import ImageCms
+
+        desc = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.profile_description
+        return f"embedded ICC profile ({desc.strip()})" if desc and desc.strip() else "embedded ICC profile"
+    except Exception:  # an unreadable profile is still carried over as bytes
+        return "embedded ICC profile"
+
+
+def _finish(dec: Decoded, path: Path) -> ImageData:
+    """Scale to float32 [0, 1], sanitise floats, split alpha, expand grey, apply orientation."""
+    notes = list(dec.warnings)
+    arr = dec.array
+    if dec.scale is not None:
+        x = arr.astype(np.float32) if dec.scale == 1.0 else (arr / np.float32(dec.scale)).astype(np.float32)
+    else:
+        x = np.array(arr, dtype=np.float32)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            notes.append(f"{int(bad.sum())} NaN/Inf sample(s) replaced (NaN and -Inf by 0, +Inf by 1)")
+            x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+        lo, hi = float(x.min(initial=0.0)), float(x.max(initial=0.0))
+        if lo < 0.0 or hi > 1.0:
+            notes.append(f"values outside [0, 1] (from {lo:.4g} to {hi:.4g}) were clipped")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    n = x.shape[2]
+    colour = x[..., :1] if n in (1, 2) else x[..., :3]
+    alpha = x[..., n - 1] if n in (2, 4) else None
+    if dec.premultiplied and alpha is not None:
+        colour = np.divide(colour, alpha[..., None], out=np.zeros_like(colour), where=alpha[..., None] > 0)
+    colour = np.clip(colour, 0.0, 1.0)
+    if colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    colour = apply_orientation(np.ascontiguousarray(colour, dtype=np.float32), dec.orientation)
+    if alpha is not None:
+        alpha = apply_orientation(np.clip(alpha, 0.0, 1.0).astype(np.float32), dec.orientation)
+    return ImageData(
+        pixels=colour,
+        alpha=alpha,
+        channels_in=dec.channels_in,
+        bit_depth=dec.bit_depth,
+        format=dec.format,
+        exif=exif_with_upright_orientation(dec.exif),
+        icc_profile=dec.icc_profile,
+        xmp=xmp_with_upright_orientation(dec.xmp),
+        source=path,
+        is_raw=False,
+        colour_space=_icc_description(dec.icc_profile) if dec.icc_profile else "sRGB",
+        warnings=notes,
+        orientation=dec.orientation,
+    )
+
+
+def read_image(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
+    """Decode an image file into float32 RGB [0, 1] pixels, shape (H, W, 3), upright.
+
+    PNG (1/8/16-bit, grey, palette, alpha), JPEG (incl. CMYK), TIFF (8/16-bit, float; first page),
+    WebP, and camera RAW by extension. The size is checked against ``max_megapixels`` from the header
+    before any pixel is decoded. Raises ImageReadError for missing, empty, truncated, unrecognised,
+    too large or unsupported files; the message names the file and says what to do.
+    """
+    path = Path(path)
+    check_input_file(path)
+    if is_raw_path(path):
+        from .raw import read_raw
+
+        return read_raw(path, max_megapixels=max_megapixels)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot be opened ({exc.strerror}); check its permissions") from exc
+    if magic in _TIFF_MAGIC:
+        from ._tiff import decode_tiff
+
+        dec = decode_tiff(path, max_megapixels)
+    else:
+        dec = decode_with_pillow(path, max_megapixels)
+    return _finish(dec, path)
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def _output_depth(fmt: str, bit_depth: int | None, like: ImageData | None) -> int:
+    wanted = bit_depth if bit_depth is not None else (like.bit_depth if like is not None else None)
+    if fmt in ("jpeg", "webp"):
+        return 8
+    if fmt == "png":
+        return 16 if wanted is not None and wanted > 8 else 8
+    if wanted is None:
+        return 16
+    return 8 if wanted <= 8 else 16 if wanted <= 16 else 32
+
+
+def _channels(pixels: np.ndarray, like: ImageData | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(colour (H, W) grey or (H, W, 3), alpha (H, W) or None) as float32."""
+    x = np.asarray(pixels)
+    if x.dtype.kind != "f":
+        raise ValueError(f"pixels must be floating point in [0, 1], got {x.dtype}")
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] in (3, 4))):
+        raise ValueError(f"pixels must have shape (H, W), (H, W, 3) or (H, W, 4), got {x.shape}")
+    alpha = None
+    if x.ndim == 3 and x.shape[2] == 4:
+        x, alpha = x[..., :3], x[..., 3]
+    elif like is not None and like.alpha is not None:
+        if like.alpha.shape != x.shape[:2]:
+            raise ValueError(f"pixels {x.shape[:2]} and the input's alpha {like.alpha.shape} differ in size")
+        alpha = like.alpha
+    if x.ndim == 3 and like is not None and like.is_grey:
+        x = x.mean(axis=2)
+    return x.astype(np.float32, copy=False), alpha
+
+
+def _quantise(x: np.ndarray, depth: int) -> np.ndarray:
+    x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    if depth == 32:
+        return x.astype(np.float32)
+    top = 255.0 if depth == 8 else 65535.0
+    return np.floor(x * top + 0.5).astype(np.uint8 if depth == 8 else np.uint16)
+
+
+def _icc_for(icc: bytes | None, grey: bool) -> bytes | None:
+    """The profile only when its colour space matches the output (a grey profile on RGB is wrong)."""
+    if not icc or len(icc) < 128:
+        return None
+    space = icc[16:20]
+    return icc if space == (b"GRAY" if grey else b"RGB ") else None
+
+
+def _pillow_save(tmp: Path, samples: np.ndarray, fmt: str, quality: int, icc, exif, xmp) -> None:
+    from PIL import Image, PngImagePlugin
+
+    im = Image.fromarray(samples)
+    kw: dict = {}
+    if icc:
+        kw["icc_profile"] = icc
+    if fmt == "jpeg":
+        kw.update(quality=quality, subsampling=0 if quality >= 90 else 2)
+        if exif and len(exif) < 65000:
+            kw["exif"] = exif_with_prefix(exif)
+        if xmp:
+            kw["xmp"] = xmp
+        im.save(tmp, format="JPEG", **kw)
+    elif fmt == "webp":
+        kw.update(quality=quality, exact=True)
+        if exif:
+            kw["exif"] = exif_without_prefix(exif)
+        if xmp:
+            kw["xmp"] = xmp
+        im.save(tmp, format="WEBP", **kw)
+    else:
+        if exif:
+            kw["exif"] = exif_without_prefix(exif)
+        if xmp:
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+            kw["pnginfo"] = info
+        im.save(tmp, format="PNG", compress_level=6, **kw)
+
+
+def write_image(
+    path: str | Path,
+    pixels: np.ndarray,
+    *,
+    like: ImageData | None = None,
+    bit_depth: int | None = None,
+    quality: int = 95,
+) -> None:
+    """Write float pixels in [0, 1] atomically; the format comes from the extension.
+
+    pixels: (H, W, 3) RGB, (H, W, 4) RGBA, or (H, W) / (H, W, 1) grey. With ``like`` (the decoded
+    input) the output keeps its greyness, alpha, bit depth, EXIF (orientation reset to 1), ICC
+    profile and XMP where the format can hold them. ``bit_depth`` (8, 16, 32) overrides and is
+    clipped to the format: JPEG/WebP 8; PNG 8/16; TIFF 8/16/32-float (default 16 without ``like``).
+    JPEG drops alpha; WebP stores grey as RGB. JPEG uses 4:4:4 chroma at quality >= 90.
+    Missing parent folders are created. Raises ImageWriteError naming the path and what to do.
+    """
+    path = Path(path)
+    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(
+            f"{path}: cannot write '{path.suffix or '(no extension)'}' files; use .png, .jpg, .tif or .webp"
+        )
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be 1-100, got {quality}")
+    colour, alpha = _channels(pixels, like)
+    grey = colour.ndim == 2
+    if fmt == "webp" and grey:
+        colour, grey = np.repeat(colour[..., None], 3, axis=2), False
+    if fmt == "jpeg":
+        alpha = None
+    depth = _output_depth(fmt, bit_depth, like)
+    stack = colour if alpha is None else np.dstack([colour, alpha])
+    samples = _quantise(stack, depth)
+    icc = _icc_for(like.icc_profile, grey) if like is not None else None
+    exif = exif_with_upright_orientation(like.exif) if like is not None else None
+    xmp = xmp_with_upright_orientation(like.xmp) if like is not None else None
+
+    def encode(tmp: Path) -> None:
+        if fmt == "tiff":
+            from ._tiff import encode_tiff
+
+            encode_tiff(tmp, samples, has_alpha=alpha is not None, icc_profile=icc, exif=exif, xmp=xmp)
+        elif fmt == "png" and depth == 16:
+            from ._png import encode_png
+
+            encode_png(tmp, samples, icc_profile=icc, exif=exif_without_prefix(exif) if exif else None, xmp=xmp)
+        else:
+            _pillow_save(tmp, samples, fmt, quality, icc, exif, xmp)
+
+    atomic_write(path, encode)
+
+
+def is_supported_output(path: str | Path) -> bool:
+    """True when :func:`write_image` can write this extension."""
+    return Path(path).suffix.lower() in _WRITE_FORMATS
