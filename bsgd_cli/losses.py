@@ -1,6 +1,7 @@
 """Self-supervised training losses for the two branches (noisy images only, no clean targets).
 
-Both draw t and eps from the ``torch.Generator`` passed in. Images are (N, C, H, W) in [-1, 1].
+Both draw t and eps from the ``torch.Generator`` passed in (the ``*_given`` variants take them
+already drawn, by :func:`draw_noise`). Images are (N, C, H, W) in [-1, 1].
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from .model import BsgdModel
 
 
 def _diffuse(
-    noisy: torch.Tensor, t: torch.Tensor, generator: torch.Generator, schedule: str
+    noisy: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     a64, s64 = signal_and_noise(t.double(), schedule)
     a = a64.float()[:, None, None, None].to(noisy.device)
     s = s64.float()[:, None, None, None].to(noisy.device)
-    eps = torch.randn(noisy.shape, generator=generator).to(noisy.device)
+    eps = eps.to(noisy.device)
     return a * noisy + s * eps, eps, a, s
 
 
@@ -30,6 +31,18 @@ def sample_times(n: int, generator: torch.Generator, t_max: float, zero_prob: fl
     return torch.where(zero, torch.zeros_like(t), t.clamp_min(1e-4))
 
 
+def draw_noise(
+    shape: torch.Size | tuple[int, ...], generator: torch.Generator, t_max: float, zero_prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t, eps) for a batch of ``shape`` (N, C, H, W), drawn on the CPU in the order the losses use.
+
+    Distributed training draws them for the global batch on every rank and keeps its own slice.
+    """
+    t = sample_times(shape[0], generator, t_max, zero_prob)
+    eps = torch.randn(shape, generator=generator)
+    return t, eps
+
+
 def blind_spot_loss(
     model: BsgdModel, noisy: torch.Tensor, generator: torch.Generator, config: TrainConfig, t_max: float
 ) -> torch.Tensor:
@@ -38,8 +51,16 @@ def blind_spot_loss(
     Because the blind spot hides each pixel's own (independent after PD) noise, the minimiser is an
     estimate of the clean image (Noise2Void / AP-BSN argument).
     """
-    t = sample_times(noisy.shape[0], generator, t_max, config.t_zero_prob).to(noisy.device)
-    z, _eps, _a, _s = _diffuse(noisy, t, generator, model.config.schedule.kind)
+    t, eps = draw_noise(noisy.shape, generator, t_max, config.t_zero_prob)
+    return blind_spot_loss_given(model, noisy, t, eps, config)
+
+
+def blind_spot_loss_given(
+    model: BsgdModel, noisy: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
+    """:func:`blind_spot_loss` with t and eps already drawn (see :func:`draw_noise`)."""
+    t = t.to(noisy.device)
+    z, _eps, _a, _s = _diffuse(noisy, t, eps, model.config.schedule.kind)
     prediction = model.blind_spot(z, t, model.config.blind_spot.pd_train)
     if config.bsn_loss == "l2":
         return F.mse_loss(prediction.float(), noisy)
@@ -50,8 +71,14 @@ def diffusion_loss(
     model: BsgdModel, noisy: torch.Tensor, generator: torch.Generator, t_max: float
 ) -> torch.Tensor:
     """Standard denoising-diffusion loss on the noisy images (eps- or v-prediction, MSE)."""
-    t = sample_times(noisy.shape[0], generator, t_max, 0.0).to(noisy.device)
-    z, eps, a, s = _diffuse(noisy, t, generator, model.config.schedule.kind)
+    t, eps = draw_noise(noisy.shape, generator, t_max, 0.0)
+    return diffusion_loss_given(model, noisy, t, eps)
+
+
+def diffusion_loss_given(model: BsgdModel, noisy: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """:func:`diffusion_loss` with t and eps already drawn (see :func:`draw_noise`)."""
+    t = t.to(noisy.device)
+    z, eps, a, s = _diffuse(noisy, t, eps, model.config.schedule.kind)
     output = model.diffusion_output(z, t).float()
     target = a * eps - s * noisy if model.config.unet.prediction == "v" else eps
     return F.mse_loss(output, target)

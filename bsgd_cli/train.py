@@ -4,6 +4,15 @@ Outputs under ``out_dir``: ``model.safetensors`` (final EMA weights, loads in ``
 ``best.safetensors`` (best validation signal), ``state.pt`` (everything ``resume`` needs; read with
 ``weights_only=True``) and ``log.jsonl`` (one JSON object per logging step).
 Resuming from ``state.pt`` gives the same weights as an uninterrupted run with the same seed.
+
+Under torchrun (a process group joined by :func:`bsgd_cli.distributed.distributed_context`) the
+model is wrapped in DistributedDataParallel. ``config.batch`` stays the *global* batch: every rank
+draws the patches, times and noise of the whole global batch from the same generators (so the
+generator states are identical on all ranks) and trains on its own slice of ``batch // world``
+items; DDP averages the gradients. A step therefore sees exactly the samples of a single-process
+step; only the float summation order differs. Rank 0 alone validates and writes files. The state
+holds the unwrapped model, EMA, optimizer and the (shared) generator states, so a run can resume
+with any number of processes; see docs/SCALING.md for what "identical" means then.
 """
 
 from __future__ import annotations
@@ -26,9 +35,10 @@ from . import __version__
 from .checkpoint import save_model
 from .config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
 from .data import NoisyImagePool, sample_patches
+from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
 from .errors import TrainingError
 from .inference import autocast_context, resolve_device
-from .losses import blind_spot_loss, diffusion_loss
+from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
 from .model import BsgdModel
 from .validation import Validator, make_validator
 
@@ -66,6 +76,35 @@ def _check(model_config: ModelConfig, config: TrainConfig) -> None:
         raise TrainingError("--steps and --batch must be at least 1")
 
 
+class BranchLosses(torch.nn.Module):
+    """The training forward pass as one module, so DistributedDataParallel can wrap it.
+
+    ``forward(noisy, bsn_t, bsn_eps, diffusion_t, diffusion_eps)`` returns ``{"loss_bsn": ...,
+    "loss_diffusion": ...}`` for the branches ``config.branch`` trains (t and eps drawn beforehand by
+    :func:`bsgd_cli.losses.draw_noise`; pass None for an untrained branch's).
+    """
+
+    def __init__(self, model: BsgdModel, config: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        bsn_t: torch.Tensor | None,
+        bsn_eps: torch.Tensor | None,
+        diffusion_t: torch.Tensor | None,
+        diffusion_eps: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        if bsn_t is not None and bsn_eps is not None:
+            losses["loss_bsn"] = blind_spot_loss_given(self.model, noisy, bsn_t, bsn_eps, self.config)
+        if diffusion_t is not None and diffusion_eps is not None:
+            losses["loss_diffusion"] = diffusion_loss_given(self.model, noisy, diffusion_t, diffusion_eps)
+        return losses
+
+
 def _state_bytes(state: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -98,6 +137,12 @@ class Trainer:
         info: dict[str, Any] | None = None,
     ) -> None:
         _check(model_config, config)
+        self.rank, self.world = rank_and_world()
+        if config.batch % self.world:
+            raise TrainingError(
+                f"--batch {config.batch} is the global batch and must be divisible by the {self.world} processes"
+            )
+        self.local_batch = config.batch // self.world
         self.out_dir = Path(out_dir)
         self.config = config
         self.device = resolve_device(device)
@@ -111,6 +156,7 @@ class Trainer:
         for parameter in self.ema.parameters():
             parameter.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self._parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.loss_module: torch.nn.Module = self._wrap(BranchLosses(self.model, config))
         pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes)
         self.skipped = pool.skipped
         split_rng = np.random.default_rng([config.seed, 1])
@@ -123,6 +169,28 @@ class Trainer:
         self.best_step = 0
         self.seconds = 0.0
 
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _wrap(self, losses: BranchLosses) -> torch.nn.Module:
+        """DDP around the loss module when several processes train; the module itself otherwise.
+
+        Parameters this run does not train (the other branch with ``--branch bsn|diffusion``, a
+        student) are frozen, so DDP neither waits for their gradients nor needs
+        ``find_unused_parameters``. DDP broadcasts rank 0's weights when it is built.
+        """
+        if self.world == 1:
+            return losses
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = {id(parameter) for parameter in self._parameters()}
+        for parameter in self.model.parameters():
+            if id(parameter) not in trained:
+                parameter.requires_grad_(False)
+        device_ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
+        return DistributedDataParallel(losses, device_ids=device_ids)
+
     def _parameters(self) -> list[torch.nn.Parameter]:
         branch = self.config.branch
         if branch == "bsn":
@@ -133,6 +201,9 @@ class Trainer:
 
     # -- state -----------------------------------------------------------------------------------
     def save_state(self) -> None:
+        """Write state.pt and last.safetensors (rank 0 only; the other ranks hold the same state)."""
+        if not self.is_main:
+            return
         state = {
             "bsgd_version": __version__,
             "model_config": json.dumps(to_dict(self.model.config)),
@@ -154,7 +225,10 @@ class Trainer:
         save_model(self.out_dir / "last.safetensors", self.ema, sampler=self.sampler, info=self._info())
 
     def load_state(self, path: Path) -> None:
-        state = read_state(path)
+        self.apply_state(read_state(path))
+
+    def apply_state(self, state: dict[str, Any]) -> None:
+        """Continue from a state saved by :meth:`save_state` (with any number of processes)."""
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -167,7 +241,10 @@ class Trainer:
         self.generator.set_state(state["torch_rng"])
 
     def _info(self) -> dict[str, Any]:
-        return {**self.info, "train_config": to_dict(self.config), "steps_done": self.step, "train_seconds": round(self.seconds, 1)}
+        info = {**self.info, "train_config": to_dict(self.config), "steps_done": self.step, "train_seconds": round(self.seconds, 1)}
+        if self.world > 1:
+            info["world_size"] = self.world
+        return info
 
     # -- loop ------------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -175,18 +252,32 @@ class Trainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, config)
-        patches = torch.from_numpy(sample_patches(self.pool, self.rng, config.batch, config.patch)).to(self.device)
-        noisy = patches * 2.0 - 1.0
-        losses: dict[str, torch.Tensor] = {}
+        # The whole global batch is drawn on every rank (same generators, same states); each rank
+        # keeps rows [lo, hi). With one process that is the whole batch, drawn as before.
+        lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
+        patches = sample_patches(self.pool, self.rng, config.batch, config.patch)
+        noisy = torch.from_numpy(patches[lo:hi] if self.world > 1 else patches).to(self.device) * 2.0 - 1.0
+        shape = (config.batch, *patches.shape[1:])
+        draws: list[torch.Tensor | None] = [None, None, None, None]
+        if config.branch in ("bsn", "both"):
+            draws[0:2] = draw_noise(shape, self.generator, config.t_max, config.t_zero_prob)
+        if config.branch in ("diffusion", "both"):
+            draws[2:4] = draw_noise(shape, self.generator, config.t_max, 0.0)
+        if self.world > 1:
+            draws = [None if d is None else d[lo:hi] for d in draws]
         with autocast_context(self.device, config.precision):
-            if config.branch in ("bsn", "both"):
-                losses["loss_bsn"] = blind_spot_loss(self.model, noisy, self.generator, config, config.t_max)
-            if config.branch in ("diffusion", "both"):
-                losses["loss_diffusion"] = diffusion_loss(self.model, noisy, self.generator, config.t_max)
+            losses = self.loss_module(noisy, *draws)
         total = sum(losses.values())
         assert isinstance(total, torch.Tensor)
-        if not torch.isfinite(total):
-            raise TrainingError(f"the loss became {total.item()} at step {self.step}; lower --lr or use --precision fp32")
+        if self.world > 1:
+            # Every rank logs (and checks) the global-batch mean, so all ranks stop together.
+            means = all_reduce_mean(torch.stack([value.detach().float() for value in losses.values()]))
+            reported = dict(zip(losses, means, strict=True))
+            check = means.sum()
+        else:
+            reported, check = losses, total
+        if not torch.isfinite(check):
+            raise TrainingError(f"the loss became {check.item()} at step {self.step}; lower --lr or use --precision fp32")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(self._parameters(), config.grad_clip)
@@ -196,11 +287,12 @@ class Trainer:
             for ema_param, param in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                 ema_param.lerp_(param, 1.0 - decay)
         self.step += 1
-        return {name: float(value.detach()) for name, value in losses.items()}
+        return {name: float(value.detach()) for name, value in reported.items()}
 
     def run(self, callback: Callback | None = None) -> TrainSummary:
         config = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.out_dir / LOG_FILE
         window: list[dict[str, float]] = []
         window_start = time.perf_counter()
@@ -226,8 +318,9 @@ class Trainer:
                     self.save_state()
                 if event is not None:
                     event["seconds"] = round(self.seconds, 2)
-                    with log_path.open("a") as handle:
-                        handle.write(json.dumps(event) + "\n")
+                    if self.is_main:
+                        with log_path.open("a") as handle:
+                            handle.write(json.dumps(event) + "\n")
                     if callback is not None:
                         callback({"kind": "log", "total": config.steps, **event})
                 elif callback is not None:
@@ -235,14 +328,19 @@ class Trainer:
         except KeyboardInterrupt:
             self.save_state()
             raise
-        save_model(self.out_dir / "model.safetensors", self.ema, sampler=self.sampler, info=self._info())
-        if not (self.out_dir / "best.safetensors").exists():
-            save_model(self.out_dir / "best.safetensors", self.ema, sampler=self.sampler, info=self._info())
+        if self.is_main:
+            save_model(self.out_dir / "model.safetensors", self.ema, sampler=self.sampler, info=self._info())
+            if not (self.out_dir / "best.safetensors").exists():
+                save_model(self.out_dir / "best.safetensors", self.ema, sampler=self.sampler, info=self._info())
+        barrier()  # every rank returns once rank 0's files are complete
         return TrainSummary(
             self.out_dir, self.step, self.seconds, self.best_step, self.best_value, self.validator.metric, self.skipped
         )
 
     def _validate(self, event: dict[str, Any]) -> None:
+        """Rank 0 only (the EMA is the same on every rank); the others wait at the next collective."""
+        if not self.is_main:
+            return
         value = self.validator.evaluate(self.ema, self.device)
         if value is None:
             return
@@ -281,11 +379,13 @@ def train(
 ) -> TrainSummary:
     """Train (or resume training of) a BSGD model; see the module docstring for the outputs.
 
-    On resume the stored model config is used; ``config.steps`` may extend the run.
+    On resume the stored model config is used; ``config.steps`` may extend the run. Under torchrun
+    rank 0 reads the state and sends it to the others (no shared folder needed to resume).
     """
     out_dir = Path(out_dir)
+    state: dict[str, Any] = {}
     if resume:
-        state = read_state(out_dir)
+        state = _read_state_on_rank0(out_dir)
         model_config = from_dict(ModelConfig, json.loads(state["model_config"]))
         stored = from_dict(TrainConfig, json.loads(state["train_config"]))
         from dataclasses import replace
@@ -295,5 +395,22 @@ def train(
         noisy_dir, out_dir, model_config=model_config, config=config, val_pairs=val_pairs, device=device, info=info
     )
     if resume:
-        trainer.load_state(out_dir / STATE_FILE)
+        trainer.apply_state(state)
     return trainer.run(callback)
+
+
+def _read_state_on_rank0(out_dir: Path) -> dict[str, Any]:
+    """:func:`read_state` on rank 0, broadcast to every rank; a failure raises on every rank."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return read_state(out_dir)
+    answer: tuple[str, Any] | None = None
+    if rank == 0:
+        try:
+            answer = ("ok", read_state(out_dir))
+        except TrainingError as exc:
+            answer = ("error", str(exc))
+    kind, payload = broadcast_object(answer)
+    if kind == "error":
+        raise TrainingError(payload)
+    return payload

@@ -41,7 +41,7 @@ def test_plan_covers_image_with_overlap(height, width, tile, overlap) -> None:
     assert covered.min() >= 1
     if height > plan.tile_height:
         ys = sorted({t.y for t in plan.tiles})
-        assert all(b - a <= plan.tile_height - overlap for a, b in zip(ys, ys[1:]))
+        assert all(b - a <= plan.tile_height - overlap for a, b in zip(ys, ys[1:], strict=False))
 
 
 def test_bad_plans_are_refused() -> None:
