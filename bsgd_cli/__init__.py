@@ -1,3 +1,38 @@
-"""bsgd: batch photo denoising with Blind-Spot Guided Diffusion, trained on noisy photos alone."""
+"""bsgd: batch photo denoising with Blind-Spot Guided Diffusion, trained on noisy photos alone.
+
+Public API (imported lazily, so ``bsgd_cli.io`` and ``bsgd_cli.benchmark`` stay free of torch)::
+
+    load_model(path_or_name=None)            -> LoadedModel   (embedded default when None)
+    denoise_array(model, image, *, mode, steps, guidance, runs, seed, tile, overlap, device, precision)
+                                             -> float32 H x W x 3 in [0, 1]
+    denoise_paths(inputs, out_dir, model, options) -> list[FileResult]
+    train(noisy_dir, out_dir, *, model_config, config, ...) -> TrainSummary
+    run_benchmark(dataset, root, methods, settings, *, out_dir) -> BenchmarkResult
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {
+    "load_model": ("checkpoint", "load_model"),
+    "denoise_array": ("inference", "denoise_array"),
+    "denoise_paths": ("denoise", "denoise_paths"),
+    "DenoiseOptions": ("denoise", "DenoiseOptions"),
+    "train": ("train", "train"),
+    "run_benchmark": ("evaluate", "run_benchmark"),
+    "BsgdError": ("errors", "BsgdError"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        module, attribute = _API[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,7 +43,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one line per message, never wrapped mid-path in logs
 out = Console()
 
 
@@ -66,6 +66,16 @@ class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+class Domain(str, Enum):
+    srgb = "srgb"
+    raw = "raw"
+
+
+class RawOutput(str, Enum):
+    tiff = "tiff"
+    dng = "dng"
 
 
 class Branch(str, Enum):
@@ -142,6 +152,8 @@ def denoise(
     max_megapixels: Annotated[float, typer.Option(help="Refuse larger images before decoding them.")] = 200.0,
     workers: Annotated[int, typer.Option(min=1, help="Threads decoding and encoding beside the model.")] = 2,
     compare: Annotated[bool, typer.Option(help="Also write NAME_compare.png: 100% crops, before | after.")] = False,
+    domain: Annotated[Domain | None, typer.Option(help="raw: denoise the Bayer mosaic of RAW files (needs a RAW-domain model); default: the model's.")] = None,
+    raw_output: Annotated[RawOutput, typer.Option(help="RAW domain: tiff (developed by LibRaw, 16-bit) or dng (the denoised mosaic, editable).")] = RawOutput.tiff,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary (one object per file) on stdout.")] = False,
 ) -> None:
@@ -159,6 +171,7 @@ def denoise(
             strength=strength, ext=ext.value, suffix=suffix, bit_depth=bit_depth, quality=quality,
             overwrite=overwrite, in_place=in_place, recursive=recursive, max_megapixels=max_megapixels,
             workers=workers, compare=compare, shard=shard_for_this_process(),
+            domain=domain.value if domain else None, raw_output=raw_output.value,
         )
         loaded = load_model(model)
         with _progress(quiet or json_out) as progress:
@@ -183,6 +196,8 @@ def denoise(
                     result = event["result"]
                     if result.status == "failed":
                         console.print(f"[red]failed[/] {result.error}", highlight=False)
+                    for note in result.warnings:
+                        console.print(f"[yellow]warning[/] {result.input}: {note}", highlight=False)
                     if result.status == "done":
                         state["mp"] += result.megapixels
                     elapsed = time.perf_counter() - state["started"]
@@ -196,7 +211,8 @@ def denoise(
         results = gathered
         summary = summarise(results)
         if json_out:
-            out.print_json(json.dumps({"summary": summary, "files": [r.to_dict() for r in results]}))
+            # ASCII escapes keep the JSON valid UTF-8 for file names that are not (\udcXX escapes).
+            out.print_json(json.dumps({"summary": summary, "files": [r.to_dict() for r in results]}), ensure_ascii=True)
         elif not quiet:
             console.print(
                 f"{summary['done']} denoised, {summary['skipped']} skipped (already there), "
@@ -226,11 +242,15 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Save state.pt every N steps.")] = 500,
     log_every: Annotated[int, typer.Option(min=1, help="Log every N steps.")] = 25,
     resume: Annotated[bool, typer.Option(help="Continue the run in --output from its state.pt.")] = False,
+    domain: Annotated[Domain, typer.Option(help="raw: train on the Bayer mosaic of RAW files (4 packed planes; --patch in half-size pixels).")] = Domain.srgb,
+    pd_train: Annotated[int | None, typer.Option(min=1, help="PD stride while training (default: 5 for srgb, 1 for raw).")] = None,
+    pd_infer: Annotated[int | None, typer.Option(min=1, help="PD stride when denoising (default: 2 for srgb, 1 for raw).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train on your own noisy captures: bsgd train --noisy-dir ./captures -o ./my_model"""
     from .config import PRESETS, TrainConfig
     from .distributed import distributed_context
+    from .raw_domain import training_model_config
     from .train import train as run_training
 
     with _user_errors():
@@ -256,7 +276,8 @@ def train(
                     progress.update(task, completed=event["step"])
 
             summary = run_training(
-                noisy_dir, output, model_config=PRESETS[preset], config=config, resume=resume,
+                noisy_dir, output, model_config=training_model_config(PRESETS[preset], domain.value, pd_train=pd_train, pd_infer=pd_infer),
+                config=config, resume=resume,
                 val_pairs=val_pairs, device=dist_info.device, callback=on_event,
                 info={"preset": preset, "noisy_dir": str(noisy_dir)},
             )
@@ -326,8 +347,10 @@ def distill(
 # ------------------------------------------------------------------------------------------- benchmark
 @app.command()
 def benchmark(
-    dataset: Annotated[str, typer.Option(help="sidd, sidd-medium, dnd, polyu, cc, pairs, sidd-pair, noisy.")],
-    root: Annotated[Path, typer.Option(help="The data set's folder or .mat file.")],
+    dataset: Annotated[str | None, typer.Option(help="sidd, sidd-medium, dnd, polyu, cc, pairs, sidd-pair, noisy.")] = None,
+    root: Annotated[Path | None, typer.Option(help="The data set's folder or .mat file.")] = None,
+    speed: Annotated[bool, typer.Option("--speed", help="Time the methods on a generated image instead (MP/s, peak memory).")] = False,
+    megapixels: Annotated[float, typer.Option(help="Size of the generated image for --speed.")] = 1.0,
     methods: Annotated[str, typer.Option(help="Comma list of noisy, nlm, bm3d, bsn, bsn-r3, bsgd, fast.")] = "noisy,nlm,bsn,bsgd",
     out_dir: Annotated[Path, typer.Option("--out", help="Where results.json and the reports go.")] = Path("bench-out"),
     model: Annotated[str | None, typer.Option(help="Model file or name; the embedded default when omitted.")] = None,
@@ -351,6 +374,12 @@ def benchmark(
             model=model, steps=steps, guidance=guidance, runs=runs, t_start=t_start, seed=seed,
             device=device, precision=precision.value, tile=tile,
         )
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        if speed:
+            _speed_benchmark(names, settings, megapixels, out_dir)
+            return
+        if dataset is None or root is None:
+            raise typer.BadParameter("give --dataset and --root, or --speed")
         with _progress(quiet) as progress:
             task = progress.add_task("benchmark", total=None, rate="")
 
@@ -361,7 +390,7 @@ def benchmark(
                     progress.update(task, advance=1, rate=str(info.get("name", "")))
 
             result = run_benchmark(
-                dataset, root, [m.strip() for m in methods.split(",") if m.strip()], settings,
+                dataset, root, names, settings,
                 out_dir=out_dir, limit=limit, progress=on_progress,
             )
         rows = format_results_table(result)
@@ -372,6 +401,28 @@ def benchmark(
             table.add_row(*row)
         out.print(table)
         console.print(f"results: {out_dir / 'results.json'}   report: {out_dir / 'report.html'}", highlight=False)
+
+
+def _speed_benchmark(names: list[str], settings: Any, megapixels: float, out_dir: Path) -> None:
+    from .evaluate import build_methods
+    from .speed import run_speed_benchmark
+
+    callables, environment = build_methods([n for n in names if n != "noisy"], settings)
+    rows = run_speed_benchmark(callables, megapixels=megapixels, seed=settings.seed)
+    table = Table(title=f"speed on a generated {megapixels:g} MP image")
+    for column in ("method", "MP/s", "s/MP", "peak RSS (MB)", "GPU peak (MB)"):
+        table.add_column(column)
+    for row in rows:
+        data = row.to_dict()
+        table.add_row(row.method, f"{data['megapixels_per_second']:.3f}", f"{data['seconds_per_megapixel']:.2f}",
+                      f"{data['peak_rss_mb']:.0f}", "-" if data["gpu_peak_mb"] is None else f"{data['gpu_peak_mb']:.0f}")
+    out.print(table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from .benchmark.runner import collect_environment
+
+    payload = {"environment": collect_environment(environment), "speed": [row.to_dict() for row in rows]}
+    (out_dir / "speed.json").write_text(json.dumps(payload, indent=1))
+    console.print(f"results: {out_dir / 'speed.json'}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------- models

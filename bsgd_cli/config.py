@@ -35,6 +35,7 @@ class BlindSpotConfig:
     head_width: int = 64
     pd_train: int = 5
     pd_infer: int = 2
+    residual: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +123,7 @@ class TrainConfig:
 
     t_max: both branches are trained on t in [0, t_max] (the sampler starts at t_start <= t_max);
     t_zero_prob: share of blind-spot samples at t = 0 exactly (plain AP-BSN training).
+    photometric: random darkening and channel order (see :func:`bsgd_cli.data.photometric`).
     """
 
     steps: int = 2000
@@ -134,6 +136,7 @@ class TrainConfig:
     ema: float = 0.999
     t_zero_prob: float = 0.3
     t_max: float = 0.5
+    photometric: bool = True
     bsn_loss: Literal["l1", "l2"] = "l1"
     branch: Literal["bsn", "diffusion", "both", "student"] = "both"
     seed: int = 0

@@ -32,6 +32,7 @@ class NoisyImagePool:
     reader: Reader = read_rgb
     cache_megabytes: int = 2048
     skipped: list[str] = field(default_factory=list)
+    bayer: bool = False  # packed RGGB planes: Bayer-preserving flips (raw_domain.augment_bayer)
     _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _sizes: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)
 
@@ -87,7 +88,9 @@ class NoisyImagePool:
         return self._subset(kept), self._subset(held)
 
     def _subset(self, indices: list[int]) -> NoisyImagePool:
-        pool = NoisyImagePool(paths=[self.paths[i] for i in indices], reader=self.reader, cache_megabytes=self.cache_megabytes)
+        pool = NoisyImagePool(
+            paths=[self.paths[i] for i in indices], reader=self.reader, cache_megabytes=self.cache_megabytes, bayer=self.bayer
+        )
         for new, old in enumerate(indices):
             pool._sizes[new] = self._sizes[old]
             if old in self._cache:
@@ -102,15 +105,44 @@ def augment(patch: np.ndarray, code: int) -> np.ndarray:
     return np.rot90(patch, code & 3)
 
 
-def sample_patches(pool: NoisyImagePool, rng: np.random.Generator, batch: int, size: int) -> np.ndarray:
-    """(batch, 3, size, size) float32 random augmented patches."""
-    patches = np.empty((batch, 3, size, size), dtype=np.float32)
-    for item in range(batch):
+def photometric(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random darkening (x0.15 .. x1, half the time) and RGB channel order (half the time).
+
+    Both keep a noisy image a valid noisy image (zero-mean noise, independent of its neighbours),
+    so the blind-spot objective still holds, and they teach dark scenes and other colour casts
+    than the training set's (a model trained on bright, warm DND crops otherwise tints dark photos).
+    """
+    if rng.random() < 0.5:
+        patch = patch * np.float32(np.exp(rng.uniform(np.log(0.15), 0.0)))
+    if patch.shape[2] == 3 and rng.random() < 0.5:
+        patch = patch[:, :, rng.permutation(3)]
+    return patch
+
+
+def sample_patches(
+    pool: NoisyImagePool, rng: np.random.Generator, batch: int, size: int, *, photometric_augment: bool = False
+) -> np.ndarray:
+    """(batch, C, size, size) float32 random augmented patches (flips and rotations; see :func:`photometric`).
+
+    C is the images' channel count (3 for sRGB, 4 for packed Bayer planes, whose pools flip with
+    :func:`bsgd_cli.raw_domain.augment_bayer` and need one extra pixel around each patch).
+    """
+    margin = 1 if pool.bayer else 0
+    patches = []
+    for _item in range(batch):
         index = int(rng.integers(len(pool)))
         height, width = pool._sizes[index]
-        y = int(rng.integers(height - size + 1))
-        x = int(rng.integers(width - size + 1))
+        y = int(rng.integers(height - size - margin + 1))
+        x = int(rng.integers(width - size - margin + 1))
         code = int(rng.integers(8))
-        patch = pool.image(index)[y : y + size, x : x + size]
-        patches[item] = np.ascontiguousarray(augment(patch, code)).transpose(2, 0, 1)
-    return patches
+        patch = pool.image(index)[y : y + size + margin, x : x + size + margin]
+        if pool.bayer:
+            from .raw_domain import augment_bayer
+
+            patch = augment_bayer(patch, code, size)
+        else:
+            patch = augment(patch, code)
+        if photometric_augment:
+            patch = photometric(patch, rng)
+        patches.append(np.ascontiguousarray(patch).transpose(2, 0, 1))
+    return np.stack(patches).astype(np.float32, copy=False)

@@ -157,7 +157,14 @@ class Trainer:
             parameter.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self._parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.loss_module: torch.nn.Module = self._wrap(BranchLosses(self.model, config))
-        pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes)
+        if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw_domain)
+            from .raw_domain import raw_training_pool
+
+            if val_pairs is not None:
+                raise TrainingError("--val-pairs holds sRGB pairs and cannot validate a RAW-domain model; leave it out")
+            pool = raw_training_pool(Path(noisy_dir), patch=config.patch, cache_megabytes=config.cache_megabytes)
+        else:
+            pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes)
         self.skipped = pool.skipped
         split_rng = np.random.default_rng([config.seed, 1])
         self.pool, held_out = pool.split(config.val_fraction if val_pairs is None else 0.0, split_rng)
@@ -255,7 +262,7 @@ class Trainer:
         # The whole global batch is drawn on every rank (same generators, same states); each rank
         # keeps rows [lo, hi). With one process that is the whole batch, drawn as before.
         lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
-        patches = sample_patches(self.pool, self.rng, config.batch, config.patch)
+        patches = sample_patches(self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric)
         noisy = torch.from_numpy(patches[lo:hi] if self.world > 1 else patches).to(self.device) * 2.0 - 1.0
         shape = (config.batch, *patches.shape[1:])
         draws: list[torch.Tensor | None] = [None, None, None, None]

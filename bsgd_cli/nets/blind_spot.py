@@ -8,6 +8,7 @@ everything but the centre pixel: the output at p never depends on the input at p
 
 Conditioning on diffusion time uses FiLM (per-channel scale and shift), which cannot leak the centre
 pixel. No normalisation over space, pooling over the whole image, or attention is used.
+With ``residual`` the head predicts a correction to the mean of the 8 neighbours (also blind).
 """
 
 from __future__ import annotations
@@ -92,6 +93,20 @@ class HalfPlaneUNet(nn.Module):
         return x
 
 
+def neighbour_mean(x: torch.Tensor) -> torch.Tensor:
+    """Per channel, the mean of each pixel's valid 8 neighbours (never the pixel itself).
+
+    Borders average only the neighbours inside the image (zero-padded sums over zero-padded
+    counts), so no padding copies a pixel next to itself.
+    """
+    channels = x.shape[1]
+    kernel = torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device)
+    kernel[0, 0, 1, 1] = 0.0
+    sums = F.conv2d(x, kernel.expand(channels, 1, 3, 3), padding=1, groups=channels)
+    counts = F.conv2d(torch.ones_like(x[:, :1]), kernel, padding=1)
+    return sums / counts
+
+
 class BlindSpotNet(nn.Module):
     """B(z, t): predicts the noisy image at each pixel from its neighbours only.
 
@@ -112,6 +127,11 @@ class BlindSpotNet(nn.Module):
             nn.LeakyReLU(0.1),
             nn.Conv2d(config.head_width, channels, 1),
         )
+        if config.residual:
+            # Start as the neighbour mean and learn a correction: flat regions come out right at
+            # any brightness and colour, including ones the training photos never showed.
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
         self.size_multiple = 2 ** (len(config.mults) - 1)
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, *, batch_rotations: bool = True) -> torch.Tensor:
@@ -128,4 +148,7 @@ class BlindSpotNet(nn.Module):
             for k in range(4):
                 features = shift_down(self.body(torch.rot90(padded, k, dims=(2, 3)), emb), 1)
                 parts.append(torch.rot90(features, -k, dims=(2, 3)))
-        return crop_to(self.head(torch.cat(parts, dim=1)), size)
+        out = self.head(torch.cat(parts, dim=1))
+        if self.config.residual:
+            out = out + neighbour_mean(padded)
+        return crop_to(out, size)
