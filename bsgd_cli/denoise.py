@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +42,7 @@ class DenoiseOptions:
     batch: int = 1
     device: str = "auto"
     precision: str = "fp32"
-    strength: float = 1.0
+    strength: float | None = None
     ext: OutputExt = "keep"
     suffix: str = ""
     bit_depth: int | None = None
@@ -54,6 +54,8 @@ class DenoiseOptions:
     workers: int = 2
     compare: bool = False
     shard: tuple[int, int] | None = None  # (rank, world size): this process does files i % world == rank
+    domain: str | None = None  # "srgb" or "raw" (bsgd_cli.raw_domain); None: the model's own domain
+    raw_output: str = "tiff"  # RAW domain: "tiff" (developed by LibRaw) or "dng" (the denoised mosaic)
 
 
 @dataclass
@@ -76,7 +78,9 @@ def output_path_for(source: Path, relative: Path, out_dir: Path, options: Denois
     """``out_dir / relative`` with the chosen extension and suffix (RAW keeps as 16-bit TIFF)."""
     from .io import is_raw_path
 
-    if options.ext == "keep":
+    if options.raw_output == "dng" and is_raw_path(source):
+        extension = ".dng"
+    elif options.ext == "keep":
         extension = _RAW_DEFAULT_EXT if is_raw_path(source) else source.suffix
     else:
         extension = "." + options.ext
@@ -114,9 +118,13 @@ def _check_locations(inputs: list[Path], out_dir: Path, planned: list[tuple[Path
             raise ConfigError(f"{source}: the output would replace the input; add a --suffix or choose another -o folder")
 
 
-def _read(source: Path, options: DenoiseOptions):  # noqa: ANN202 - ImageData
+def _read(source: Path, options: DenoiseOptions):  # noqa: ANN202 - ImageData (RawInput in the RAW domain)
     from .io import read_image
 
+    if options.domain == "raw":
+        from .raw_domain import read_raw_input
+
+        return read_raw_input(source, max_megapixels=options.max_megapixels)
     return read_image(source, max_megapixels=options.max_megapixels)
 
 
@@ -124,7 +132,7 @@ def _write(target: Path, pixels: np.ndarray, image, options: DenoiseOptions) -> 
     from .io import write_image
 
     bit_depth = options.bit_depth
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # write_image creates missing folders itself, with an error that says what to do
     write_image(target, pixels, like=image, bit_depth=bit_depth, quality=options.quality)
 
 
@@ -168,6 +176,17 @@ def collect_inputs(inputs: list[Path], out_dir: Path, options: DenoiseOptions) -
     return _shard(planned, options.shard), warnings
 
 
+def _remove_stale_temps(jobs: list[tuple[int, Path, Path]], options: DenoiseOptions) -> None:
+    """A run killed mid-write (SIGKILL) can leave a hidden ``.NAME.XXXX.partial.ext``; remove those of
+    this run's outputs (and only this shard's), so reruns leave no litter."""
+    from .io._atomic import remove_stale_temps
+
+    targets = [target for _, _, target in jobs]
+    if options.compare:
+        targets += [target.with_name(f"{target.stem}_compare.png") for target in targets]
+    remove_stale_temps(targets)
+
+
 def _prefetch(jobs: list[tuple[int, Path, Path]], options: DenoiseOptions, pool: ThreadPoolExecutor) -> Iterator[tuple[int, Path, Path, Future | None]]:
     """Yield jobs with their decode already submitted ``workers`` files ahead."""
     pending: list[tuple[int, Path, Path, Future | None]] = []
@@ -196,9 +215,15 @@ def denoise_paths(
     """
     if options.tile < 16:
         raise ConfigError("--tile must be at least 16 pixels")
+    from .raw_domain import resolve_domain
+
+    domain = resolve_domain(model.model.config, options.domain, options.raw_output, str(model.path or "the model"))
+    options = replace(options, domain=domain)
+    fallback: dict[str, LoadedModel] = {}  # RAW domain: the sRGB model for non-Bayer files, loaded once
     out_dir = Path(out_dir)
     jobs, warnings = collect_inputs([Path(p) for p in inputs], out_dir, options)
     emit = on_event or (lambda event: None)
+    _remove_stale_temps(jobs, options)
     emit({"kind": "start", "files": len(jobs), "warnings": warnings})
     results: list[FileResult] = []
     writes: list[tuple[FileResult, Future]] = []
@@ -212,10 +237,15 @@ def denoise_paths(
             started = time.perf_counter()
             try:
                 image = decoded.result()
-                megapixels = image.pixels.shape[0] * image.pixels.shape[1] / 1e6
+                megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
                 emit({"kind": "file", "index": index, "path": str(source), "megapixels": megapixels})
+                if getattr(image, "fallback", False):  # RAW domain, no Bayer mosaic: sRGB model, TIFF
+                    from .raw_domain import load_fallback_model
+
+                    fallback.setdefault("model", load_fallback_model(source))
+                    target = target.with_suffix(".tif") if target.suffix.lower() == ".dng" else target
                 denoised = denoise_array(
-                    model,
+                    fallback["model"] if getattr(image, "fallback", False) else model,
                     image.pixels,
                     mode=options.mode,
                     steps=options.steps,
@@ -246,6 +276,9 @@ def denoise_paths(
             result = FileResult(
                 str(source), str(target), "done", 0.0, megapixels, warnings=list(getattr(image, "warnings", []))
             )
+            tonal = tonal_warning(image.pixels, denoised)
+            if tonal is not None:
+                result.warnings.append(tonal)
             future = pool.submit(_finish, target, denoised, image, options, started)
             writes.append((result, future))
             # Keep at most ``workers`` encodes in flight, reporting results in input order.
@@ -259,10 +292,46 @@ def denoise_paths(
 
 
 def _finish(target: Path, denoised: np.ndarray, image, options: DenoiseOptions, started: float) -> float:  # noqa: ANN001
+    if options.domain == "raw":
+        from .raw_domain import write_raw_result
+
+        write_raw_result(target, denoised, image, bit_depth=options.bit_depth, quality=options.quality, compare=options.compare)
+        return time.perf_counter() - started
     _write(target, denoised, image, options)
     if options.compare:
         _write_compare(target, image.pixels, denoised)
     return time.perf_counter() - started
+
+
+TONAL_TOLERANCE = 0.02
+"""A channel mean may move by this share of the input's mean before :func:`tonal_warning` speaks."""
+TONAL_FLOOR = 0.001
+"""...and by at least this much of full range (so near-black channels are not flagged for nothing)."""
+
+
+def tonal_warning(noisy: np.ndarray, denoised: np.ndarray, *, tolerance: float = TONAL_TOLERANCE, floor: float = TONAL_FLOOR) -> str | None:
+    """A warning when the output's brightness drifted from the input's, else None.
+
+    Noise has zero mean, so a denoiser that fits the camera keeps every channel's mean; a drift of
+    more than ``tolerance`` (relative) and ``floor`` (absolute, of full range) in any channel is
+    reported for the worst channel. Works on (H, W, C) arrays: sRGB (R, G, B) or Bayer planes
+    (R, G1, G2, B).
+    """
+    channels = noisy.shape[-1]
+    before = noisy.reshape(-1, channels).mean(axis=0, dtype=np.float64)
+    after = denoised.reshape(-1, channels).mean(axis=0, dtype=np.float64)
+    change = after - before
+    relative = change / np.maximum(np.abs(before), 1e-6)
+    flagged = (np.abs(change) > floor) & (np.abs(relative) > tolerance)
+    if not flagged.any():
+        return None
+    worst = int(np.argmax(np.where(flagged, np.abs(relative), -1.0)))
+    names = {3: ("R", "G", "B"), 4: ("R", "G1", "G2", "B")}.get(channels, tuple(str(i) for i in range(channels)))
+    word = "darker" if change[worst] < 0 else "brighter"
+    return (
+        f"output is {word} than input by {abs(relative[worst]) * 100:.1f}% (channel {names[worst]} mean "
+        f"{before[worst]:.4f} -> {after[worst]:.4f}): the model may not fit this camera's noise"
+    )
 
 
 def _settle(result: FileResult, future: Future, emit: EventFn) -> FileResult:

@@ -77,6 +77,7 @@ def write_dng(
     white_level: int,
     color_matrix: np.ndarray | None = None,
     template: Path | None = None,
+    as_shot_neutral: Sequence[float] | None = None,
 ) -> None:
     """Write an (H, W) uint16 Bayer mosaic as a DNG, atomically.
 
@@ -85,6 +86,7 @@ def write_dng(
     3x3 XYZ(D65) -> camera; defaults to the template's matrices, else to XYZ -> linear sRGB (so the
     mosaic is treated as sRGB-primaries data). template: the original RAW file, whose camera tags
     (make, model, matrices, as-shot white balance, baseline exposure, crop) are copied.
+    as_shot_neutral: the camera's (R, G, B) neutral, replacing the template's (default (1, 1, 1)).
     Raises ValueError for bad arguments and ImageWriteError when the file cannot be written.
     """
     import tifffile
@@ -125,7 +127,10 @@ def write_dng(
     have = {t[0] for t in copied}
     if 50708 not in have:
         copied.append((50708, 2, 0, "bsgd", True))  # UniqueCameraModel (required)
-    if 50728 not in have:
+    if as_shot_neutral is not None:
+        copied = [t for t in copied if t[0] not in (50728, 50729)]
+        copied.append((50728, 5, 3, _srational(list(as_shot_neutral)[:3]), True))
+    elif 50728 not in have:
         copied.append((50728, 5, 3, (1, 1, 1, 1, 1, 1), True))  # AsShotNeutral
     tags += copied
 
