@@ -136,10 +136,10 @@ def denoise(
     runs: Annotated[int | None, typer.Option(min=1, help="Runs R averaged (bsgd mode).")] = None,
     t_start: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Diffusion time to start from.")] = None,
     seed: Annotated[int, typer.Option(help="Seed; with the file and tile index it fixes every random draw.")] = 0,
-    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend with the input: 1 = fully denoised.")] = 1.0,
+    strength: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Blend with the input: 1 = fully denoised (default: the model's measured value).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[Precision, typer.Option(help="fp32, or bf16/fp16 autocast where the device supports it.")] = Precision.fp32,
-    tile: Annotated[int, typer.Option(min=16, help="Tile side in pixels (halved automatically on out-of-memory).")] = 256,
+    tile: Annotated[int, typer.Option(min=16, help="Tile side in pixels (halved automatically on out-of-memory).")] = 512,
     overlap: Annotated[int, typer.Option(min=0, help="Tile overlap in pixels, blended smoothly.")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per network call (GPU).")] = 1,
     ext: Annotated[Ext, typer.Option(help="Output format: keep the input's (RAW -> 16-bit TIFF), png, tif, jpg, webp.")] = Ext.keep,
@@ -362,7 +362,8 @@ def benchmark(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option()] = "auto",
     precision: Annotated[Precision, typer.Option()] = Precision.fp32,
-    tile: Annotated[int, typer.Option(min=16)] = 256,
+    tile: Annotated[int, typer.Option(min=16)] = 512,
+    strength: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Blend with the input (default: the model's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Measure PSNR/SSIM and speed on a real data set: bsgd benchmark --dataset polyu --root PATH"""
@@ -372,7 +373,7 @@ def benchmark(
     with _user_errors():
         settings = BsgdSettings(
             model=model, steps=steps, guidance=guidance, runs=runs, t_start=t_start, seed=seed,
-            device=device, precision=precision.value, tile=tile,
+            device=device, precision=precision.value, tile=tile, strength=strength,
         )
         names = [m.strip() for m in methods.split(",") if m.strip()]
         if speed:

@@ -71,6 +71,7 @@ class SamplerConfig:
     guidance: w in ``x0 = x_c + w (x_b - x_c)``; 1 is the blind-spot branch alone, 0 the diffusion
     branch alone, > 1 extrapolates. steps: K DDIM steps from ``t_start`` to 0. runs: R averaged runs.
     replace_prob: p, the probability a pixel/channel is re-injected from the noisy input per step.
+    strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
     """
 
     mode: Mode = "bsgd"
@@ -82,6 +83,7 @@ class SamplerConfig:
     mask: MaskKind = "iid"
     r3_runs: int = 8
     r3_prob: float = 0.16
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -92,6 +94,8 @@ class SamplerConfig:
             raise ConfigError(f"t_start must lie in [0, 1], got {self.t_start}")
         if not 0.0 <= self.replace_prob <= 1.0 or not 0.0 <= self.r3_prob <= 1.0:
             raise ConfigError("replacement probabilities must lie in [0, 1]")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ConfigError(f"strength must lie in [0, 1], got {self.strength}")
         if self.mask not in ("iid", "complementary"):
             raise ConfigError(f"mask must be 'iid' or 'complementary', got {self.mask!r}")
 
@@ -100,7 +104,7 @@ class SamplerConfig:
 class TilingConfig:
     """Tile side and overlap in pixels, and how many tiles go through the networks at once."""
 
-    tile: int = 256
+    tile: int = 512
     overlap: int = 32
     batch: int = 1
 

@@ -33,7 +33,8 @@ class BsgdSettings:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
-    tile: int = 256
+    tile: int = 512
+    strength: float | None = None
 
 
 def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, Callable[[np.ndarray], np.ndarray]], dict[str, Any]]:
@@ -74,7 +75,7 @@ def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, C
                 return denoise_array(
                     loaded, noisy, mode=mode, steps=settings.steps, guidance=settings.guidance, runs=settings.runs,
                     t_start=settings.t_start, seed=settings.seed, tile=settings.tile, device=device,
-                    precision=settings.precision, image_index=counter["image"],
+                    precision=settings.precision, image_index=counter["image"], strength=settings.strength,
                 )
 
             methods[name] = run
@@ -88,6 +89,7 @@ def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, C
                 "replace_prob": effective.replace_prob,
                 "mask": effective.mask,
             } if name == "bsgd" else {"mode": name}
+            sampler_settings[name]["strength"] = settings.strength if settings.strength is not None else effective.strength
         environment["sampler"] = sampler_settings
     return methods, environment
 

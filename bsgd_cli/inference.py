@@ -125,12 +125,12 @@ def denoise_array(
     runs: int | None = None,
     t_start: float | None = None,
     seed: int = 0,
-    tile: int = 256,
+    tile: int = 512,
     overlap: int = 32,
     batch: int = 1,
     device: str | torch.device = "auto",
     precision: str = "fp32",
-    strength: float = 1.0,
+    strength: float | None = None,
     image_index: int = 0,
     sampler: SamplerConfig | None = None,
     progress: ProgressFn | None = None,
@@ -145,24 +145,26 @@ def denoise_array(
             on tile order or ``batch``).
         tile, overlap: tile side and overlap in pixels; on out-of-memory the tile is halved and the
             image retried, down to 64 pixels.
-        strength: 1 is the denoised result, 0 the input; in between a linear blend.
+        strength: 1 is the denoised result, 0 the input; in between a linear blend (default: the
+            model's measured ``sampler.strength``).
         progress: called with (tiles done, tiles total).
     Returns:
         (H, W, 3) float32 in [0, 1].
     """
     if image.ndim != 3 or image.shape[2] != model.model.config.channels:
         raise ConfigError(f"expected an H x W x {model.model.config.channels} image, got shape {image.shape}")
-    if not 0.0 <= strength <= 1.0:
-        raise ConfigError(f"strength must lie in [0, 1], got {strength}")
     base = sampler or model.sampler
     settings = replace(
         base,
         **{
             key: value
-            for key, value in dict(mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start).items()
+            for key, value in dict(
+                mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start, strength=strength
+            ).items()
             if value is not None
         },
     )
+    strength = settings.strength
     torch_device = resolve_device(device)
     net = model.model.to(torch_device).eval()
     image = np.ascontiguousarray(image, dtype=np.float32)
