@@ -37,7 +37,7 @@ class DenoiseOptions:
     runs: int | None = None
     t_start: float | None = None
     seed: int = 0
-    tile: int = 256
+    tile: int = 512
     overlap: int = 32
     batch: int = 1
     device: str = "auto"

@@ -52,7 +52,8 @@ class BsgdModel(nn.Module):
             return self.blind_spot_net(z, t)
         padded, size = pad_to_multiple(z, stride, "constant")
         sub = pd_down(padded, stride)
-        out = self.blind_spot_net(sub, t.repeat_interleave(stride * stride))
+        valid = pd_down(pad_to_multiple(torch.ones_like(z[:, :1]), stride, "constant")[0], stride)
+        out = self.blind_spot_net(sub, t.repeat_interleave(stride * stride), valid=valid)
         return crop_to(pd_up(out, stride), size)
 
     def diffusion_output(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

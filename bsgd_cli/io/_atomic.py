@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import ImageWriteError
 from .imagedata import PARTIAL_SUFFIX
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NAME_MAX = 255  # bytes in one file name on common file systems
+_TEMP_NAME = re.compile(r"\.(?P<name>.*)\.[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX) + r"(?:\.[^.]*)?", re.DOTALL)
 
 
 def describe_os_error(exc: BaseException) -> str:
@@ -31,8 +34,47 @@ def describe_os_error(exc: BaseException) -> str:
 
 
 def temp_path_for(dest: Path) -> Path:
-    """A fresh hidden name in dest's folder: ``.<name>.<random>.partial<ext>`` (ext kept for encoders)."""
-    return dest.with_name(f".{dest.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}{dest.suffix.lower()}")
+    """A fresh hidden name in dest's folder: ``.<name>.<random>.partial<ext>`` (ext kept for encoders).
+
+    ``<name>`` is shortened when needed so the temporary fits the 255-byte file-name limit that
+    ``dest`` itself fits (a long but valid output name must not fail because of its temporary).
+    """
+    tail = f".{secrets.token_hex(4)}{PARTIAL_SUFFIX}{dest.suffix.lower()}"
+    name = dest.name
+    while name and len(os.fsencode(f".{name}{tail}")) > _NAME_MAX:
+        name = name[:-1]
+    return dest.with_name(f".{name}{tail}")
+
+
+def remove_stale_temps(targets: Iterable[Path]) -> int:
+    """Delete the temporaries a killed writer (SIGKILL, power loss) left for these outputs.
+
+    Lists each folder once; only hidden ``.<name>.<8 hex>.partial<ext>`` files whose ``<name>`` is one
+    of the targets' (or, for a shortened name, a prefix of one) are removed. Returns how many.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        by_folder.setdefault(Path(target).parent, set()).add(Path(target).name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            with os.scandir(folder) as it:
+                hidden = [entry.name for entry in it if entry.name.startswith(".")]
+        except OSError:
+            continue
+        for entry in hidden:
+            match = _TEMP_NAME.fullmatch(entry)
+            if match is None:
+                continue
+            name = match.group("name")
+            shortened = len(os.fsencode(entry)) >= _NAME_MAX - 3
+            if name in names or (shortened and name and any(n.startswith(name) for n in names)):
+                try:
+                    (folder / entry).unlink()
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
 
 
 def atomic_write(dest: Path, encode: Callable[[Path], None]) -> None:

@@ -93,18 +93,22 @@ class HalfPlaneUNet(nn.Module):
         return x
 
 
-def neighbour_mean(x: torch.Tensor) -> torch.Tensor:
+def neighbour_mean(x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Per channel, the mean of each pixel's valid 8 neighbours (never the pixel itself).
 
     Borders average only the neighbours inside the image (zero-padded sums over zero-padded
-    counts), so no padding copies a pixel next to itself.
+    counts), so no padding copies a pixel next to itself. ``valid`` (N, 1, H, W) is 1 on real
+    pixels and 0 on padding added before the call, which then counts as outside too (else an image
+    whose side is not a multiple of the net's would get grey-pulled last rows: results that depend
+    on the tiling). A pixel with no valid neighbour gets 0.
     """
     channels = x.shape[1]
     kernel = torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device)
     kernel[0, 0, 1, 1] = 0.0
-    sums = F.conv2d(x, kernel.expand(channels, 1, 3, 3), padding=1, groups=channels)
-    counts = F.conv2d(torch.ones_like(x[:, :1]), kernel, padding=1)
-    return sums / counts
+    valid = torch.ones_like(x[:, :1]) if valid is None else valid.to(x.dtype)
+    sums = F.conv2d(x * valid, kernel.expand(channels, 1, 3, 3), padding=1, groups=channels)
+    counts = F.conv2d(valid, kernel, padding=1)
+    return sums / counts.clamp_min(1.0)
 
 
 class BlindSpotNet(nn.Module):
@@ -134,7 +138,10 @@ class BlindSpotNet(nn.Module):
             nn.init.zeros_(self.head[-1].bias)
         self.size_multiple = 2 ** (len(config.mults) - 1)
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor, *, batch_rotations: bool = True) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, t: torch.Tensor, *, batch_rotations: bool = True, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``valid`` (N, 1, H, W): 1 on real pixels, 0 on padding the caller added (see neighbour_mean)."""
         padded, size = pad_to_multiple(z, self.size_multiple, "constant")
         emb = self.time(t)
         n = padded.shape[0]
@@ -150,5 +157,6 @@ class BlindSpotNet(nn.Module):
                 parts.append(torch.rot90(features, -k, dims=(2, 3)))
         out = self.head(torch.cat(parts, dim=1))
         if self.config.residual:
-            out = out + neighbour_mean(padded)
+            mask = torch.ones_like(z[:, :1]) if valid is None else valid
+            out = out + neighbour_mean(padded, pad_to_multiple(mask, self.size_multiple, "constant")[0])
         return crop_to(out, size)
