@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q -m "not gpu or gpu"
+	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check bsgd_cli tests
