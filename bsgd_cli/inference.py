@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -154,16 +155,10 @@ def denoise_array(
     if image.ndim != 3 or image.shape[2] != model.model.config.channels:
         raise ConfigError(f"expected an H x W x {model.model.config.channels} image, got shape {image.shape}")
     base = sampler or model.sampler
-    settings = replace(
-        base,
-        **{
-            key: value
-            for key, value in dict(
-                mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start, strength=strength
-            ).items()
-            if value is not None
-        },
+    overrides: dict[str, Any] = dict(
+        mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start, strength=strength
     )
+    settings = replace(base, **{key: value for key, value in overrides.items() if value is not None})
     strength = settings.strength
     torch_device = resolve_device(device)
     net = model.model.to(torch_device).eval()

@@ -57,7 +57,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
     if not 0 <= overlap < tile // 2:
         raise ConfigError(f"overlap {overlap} must be at least 0 and less than half the tile ({tile})")
     tile_h, tile_w = min(tile, height), min(tile, width)
-    tiles = []
+    tiles: list[Tile] = []
     for y in _positions(height, tile_h, overlap):
         for x in _positions(width, tile_w, overlap):
             tiles.append(Tile(len(tiles), y, x, tile_h, tile_w))

@@ -102,7 +102,7 @@ def decode_tiff(path: Path, max_megapixels: float) -> Decoded:
             arr = page.asarray(maxworkers=1)
         except Exception as exc:
             if "imagecodecs" in str(exc):
-                return _pillow_fallback(path, max_megapixels, f"{page.compression.name} compression")
+                return _pillow_fallback(path, max_megapixels, f"{getattr(page.compression, 'name', page.compression)} compression")
             raise damaged(path, exc) from exc
         if "S" in page.axes and page.axes.index("S") < page.axes.index("Y"):
             arr = np.moveaxis(arr, page.axes.index("S"), -1)
@@ -130,6 +130,7 @@ def decode_tiff(path: Path, max_megapixels: float) -> Decoded:
     if photometric == _MINISWHITE:
         colour = 1.0 - colour
     elif photometric == _PALETTE:
+        assert colormap is not None
         colour = colormap.T[arr[..., 0]].astype(np.float32) / np.float32(65535)
         channels_in = 3
     elif photometric == _SEPARATED:

@@ -121,9 +121,9 @@ def write_dng(
     if color_matrix is not None:
         copied = [t for t in copied if t[0] not in (50721, 50722, 50778, 50779, 50964, 50965)]
         matrix = np.asarray(color_matrix, dtype=np.float64).reshape(3, 3)
-        copied += [(50721, 10, 9, _srational(matrix.ravel()), True), (50778, 3, 1, 21, True)]
+        copied += [(50721, 10, 9, _srational(matrix.ravel().tolist()), True), (50778, 3, 1, 21, True)]
     elif 50721 not in have:
-        copied += [(50721, 10, 9, _srational(XYZ_TO_SRGB.ravel()), True), (50778, 3, 1, 21, True)]
+        copied += [(50721, 10, 9, _srational(XYZ_TO_SRGB.ravel().tolist()), True), (50778, 3, 1, 21, True)]
     have = {t[0] for t in copied}
     if 50708 not in have:
         copied.append((50708, 2, 0, "bsgd", True))  # UniqueCameraModel (required)

@@ -81,14 +81,14 @@ class HalfPlaneUNet(nn.Module):
         for level, blocks in enumerate(self.down):
             if level > 0:
                 x = shifted_pool(x)
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]
                 x = block(x, emb)
             skips.append(x)
         skips.pop()
         for blocks in self.up:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = torch.cat([x, skips.pop()], dim=1)
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]
                 x = block(x, emb)
         return x
 
@@ -134,8 +134,8 @@ class BlindSpotNet(nn.Module):
         if config.residual:
             # Start as the neighbour mean and learn a correction: flat regions come out right at
             # any brightness and colour, including ones the training photos never showed.
-            nn.init.zeros_(self.head[-1].weight)
-            nn.init.zeros_(self.head[-1].bias)
+            nn.init.zeros_(self.head[-1].weight)  # type: ignore[arg-type]
+            nn.init.zeros_(self.head[-1].bias)  # type: ignore[arg-type]
         self.size_multiple = 2 ** (len(config.mults) - 1)
 
     def forward(

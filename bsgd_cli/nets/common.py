@@ -33,7 +33,7 @@ class TimeMLP(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_embedding(t, self.dim).to(self.mlp[0].weight.dtype))
+        return self.mlp(timestep_embedding(t, self.dim).to(self.mlp[0].weight.dtype))  # type: ignore[arg-type]
 
 
 class FiLM(nn.Module):

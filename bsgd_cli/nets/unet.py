@@ -74,7 +74,7 @@ class UNet(nn.Module):
         self.out_norm = nn.GroupNorm(_groups(previous), previous)
         self.out = nn.Conv2d(previous, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
         self.size_multiple = 2 ** (len(mults) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,13 +85,13 @@ class UNet(nn.Module):
         for level, blocks in enumerate(self.down):
             if level > 0:
                 h = self.downsample[level - 1](h)
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]
                 h = block(h, emb)
             skips.append(h)
         skips.pop()
         for blocks in self.up:
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = torch.cat([h, skips.pop()], dim=1)
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]
                 h = block(h, emb)
         return crop_to(self.out(F.silu(self.out_norm(h))), size)
