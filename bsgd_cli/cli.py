@@ -63,6 +63,7 @@ class Ext(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -138,7 +139,7 @@ def denoise(
     seed: Annotated[int, typer.Option(help="Seed; with the file and tile index it fixes every random draw.")] = 0,
     strength: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Blend with the input: 1 = fully denoised (default: the model's measured value).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[Precision, typer.Option(help="fp32, or bf16/fp16 autocast where the device supports it.")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="auto (bf16 for --mode fast, else fp32), fp32, or bf16/fp16 autocast.")] = Precision.auto,
     tile: Annotated[int, typer.Option(min=16, help="Tile side in pixels (halved automatically on out-of-memory).")] = 512,
     overlap: Annotated[int, typer.Option(min=0, help="Tile overlap in pixels, blended smoothly.")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per network call (GPU).")] = 1,
@@ -256,8 +257,9 @@ def train(
     with _user_errors():
         if preset not in PRESETS:
             raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}")
+        train_precision = "bf16" if precision is Precision.auto else precision.value
         config = TrainConfig(
-            steps=steps, batch=batch, patch=patch, lr=lr, branch=branch.value, precision=precision.value,
+            steps=steps, batch=batch, patch=patch, lr=lr, branch=branch.value, precision=train_precision,  # type: ignore[arg-type]
             seed=seed, val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
         )
         with distributed_context(device) as dist_info, _progress(quiet or not dist_info.is_main) as progress:
@@ -361,7 +363,7 @@ def benchmark(
     t_start: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option()] = "auto",
-    precision: Annotated[Precision, typer.Option()] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="auto: bf16 for fast, fp32 otherwise.")] = Precision.auto,
     tile: Annotated[int, typer.Option(min=16)] = 512,
     strength: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Blend with the input (default: the model's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,

@@ -41,7 +41,7 @@ class DenoiseOptions:
     overlap: int = 32
     batch: int = 1
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     strength: float | None = None
     ext: OutputExt = "keep"
     suffix: str = ""

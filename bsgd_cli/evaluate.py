@@ -32,7 +32,7 @@ class BsgdSettings:
     t_start: float | None = None
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     tile: int = 512
     strength: float | None = None
 
