@@ -71,3 +71,15 @@ def test_cli_benchmark_on_pairs(tmp_path: Path, tiny_model_file: Path) -> None:
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     assert {row["method"] for row in rows} == {"noisy", "bsn", "bsgd"}
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_cpu_default_mode_is_fast_when_a_student_exists(tiny_model_file: Path) -> None:
+    from bsgd_cli import denoise_array, load_model
+
+    model = load_model(tiny_model_file)
+    image = synthetic_photo(0.002)
+    default = denoise_array(model, image, device="cpu", seed=1)
+    fast = denoise_array(model, image, device="cpu", seed=1, mode="fast")
+    bsgd = denoise_array(model, image, device="cpu", seed=1, mode=model.sampler.mode)
+    assert np.array_equal(default, fast)
+    assert not np.array_equal(default, bsgd)
