@@ -262,13 +262,8 @@ def denoise_paths(
                     image_index=index,
                     progress=lambda done, total: emit({"kind": "tiles", "done": done, "total": total}),
                 )
-            except BsgdError as exc:
-                result = FileResult(str(source), None, "failed", time.perf_counter() - started, error=str(exc))
-                results.append(result)
-                emit({"kind": "result", "result": result})
-                continue
-            except (MemoryError, RuntimeError, ValueError, OSError) as exc:
-                message = f"{source}: {type(exc).__name__}: {exc}"
+            except (BsgdError, MemoryError, RuntimeError, ValueError, OSError) as exc:
+                message = str(exc) if isinstance(exc, BsgdError) else f"{source}: {type(exc).__name__}: {exc}"
                 result = FileResult(str(source), None, "failed", time.perf_counter() - started, error=message)
                 results.append(result)
                 emit({"kind": "result", "result": result})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from .data import NoisyImagePool, augment
 from .errors import TrainingError
 from .inference import autocast_context, denoise_tensor, resolve_device, tile_generator
 from .losses import student_loss
+from .optim import ema_update, warmup_cosine
 
 Callback = Callable[[dict[str, Any]], None]
 TARGETS_FILE = "targets.npz"
@@ -142,8 +142,7 @@ def distill(
     window: list[float] = []
     started = time.perf_counter()
     for step in range(config.steps):
-        progress = min(1.0, max(0, step - config.warmup) / max(1, config.steps - config.warmup))
-        lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        lr = warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = _batch(noisy, target, rng, config)
@@ -154,10 +153,7 @@ def distill(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.student.parameters(), 1.0)
         optimizer.step()
-        decay = min(config.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for ema_param, param in zip(ema.parameters(), model.student.parameters(), strict=True):
-                ema_param.lerp_(param, 1 - decay)
+        ema_update(ema, model.student, step, config.ema)
         window.append(float(loss.detach()))
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             event = {"step": step + 1, "loss_student": float(np.mean(window)), "lr": lr,

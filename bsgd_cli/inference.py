@@ -183,7 +183,10 @@ def denoise_array(
         generators = [tile_generator(seed, image_index, t.index) for t in tiles]
         with torch.inference_mode(), autocast_context(torch_device, precision):
             result = denoise_tensor(net, batch_tensor, settings, generators)
-        return result.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+        denoised = result.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
+        if strength < 1.0:  # linear, so blending per tile equals blending the stitched image
+            denoised = (np.float32(strength) * denoised + np.float32(1.0 - strength) * stack).astype(np.float32, copy=False)
+        return denoised
 
     current_tile = tile
     while True:
@@ -197,6 +200,4 @@ def denoise_array(
             if torch_device.type == "cuda":
                 torch.cuda.empty_cache()
             current_tile //= 2
-    if strength < 1.0:
-        denoised = strength * denoised + (1.0 - strength) * image
     return denoised

@@ -138,18 +138,6 @@ def _not_bayer_message(path: Path, pattern: str) -> str:
     )
 
 
-def _check_size(path: Path, max_megapixels: float) -> None:
-    from .io.imagedata import check_megapixels
-    from .io.raw import _open
-
-    raw = _open(path)
-    try:
-        sizes = raw.sizes
-        check_megapixels(path, int(sizes.width), int(sizes.height), max_megapixels)
-    finally:
-        raw.close()
-
-
 def read_planes(path: str | Path, *, max_megapixels: float = 200.0) -> RawInput:
     """Read a camera RAW file into normalised Bayer planes (see the module docstring).
 
@@ -164,8 +152,7 @@ def read_planes(path: str | Path, *, max_megapixels: float = 200.0) -> RawInput:
             f"{path}: not a camera RAW file; the RAW domain reads undeveloped sensor data "
             "(DNG, NEF, CR2, ARW, ...): use an sRGB model for developed images"
         )
-    _check_size(path, max_megapixels)
-    bayer = read_bayer(path)
+    bayer = read_bayer(path, max_megapixels=max_megapixels)
     planes = normalise_planes(bayer)
     notes: list[str] = []
     h, w = bayer.raw_values.shape

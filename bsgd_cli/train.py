@@ -40,6 +40,7 @@ from .errors import TrainingError
 from .inference import autocast_context, resolve_device
 from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
 from .model import BsgdModel
+from .optim import ema_update, warmup_cosine
 from .validation import Validator, make_validator
 
 Callback = Callable[[dict[str, Any]], None]
@@ -60,10 +61,7 @@ class TrainSummary:
 
 def learning_rate(step: int, config: TrainConfig) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to 5% of ``lr`` at ``steps``."""
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
-    return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
 
 
 def _check(model_config: ModelConfig, config: TrainConfig) -> None:
@@ -289,10 +287,7 @@ class Trainer:
         total.backward()
         torch.nn.utils.clip_grad_norm_(self._parameters(), config.grad_clip)
         self.optimizer.step()
-        decay = min(config.ema, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            for ema_param, param in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                ema_param.lerp_(param, 1.0 - decay)
+        ema_update(self.ema, self.model, self.step, config.ema)
         self.step += 1
         return {name: float(value.detach()) for name, value in reported.items()}
 

@@ -15,6 +15,7 @@ import torch
 from .config import TrainConfig
 from .data import NoisyImagePool, sample_patches
 from .errors import BsgdError, TrainingError
+from .metrics import psnr_uint8, to_uint8
 from .model import BsgdModel
 
 _CROP = 256
@@ -68,9 +69,7 @@ class Validator:
                 y = torch.from_numpy(noisy).permute(2, 0, 1)[None].to(device) * 2 - 1
                 out = model.blind_spot(y, torch.zeros(1, device=device), stride)
                 denoised = ((out + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-                quantised = np.floor(denoised * 255 + 0.5)
-                mse = np.mean((quantised - np.floor(clean * 255 + 0.5)) ** 2)
-                scores.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+                scores.append(min(psnr_uint8(to_uint8(clean), denoised), 100.0))
             return float(np.mean(scores))
         if self.patches is not None:
             assert self.config is not None

@@ -49,6 +49,10 @@ GRIDS = {
         ("R=1", replace(BASE, runs=1)),
         ("p=0", replace(BASE, replace_prob=0.0)),
         ("complementary R=2", replace(BASE, mask="complementary")),
+        ("bsn strength 0.3", replace(BASE, mode="bsn", strength=0.3)),
+        ("bsn strength 0.4", replace(BASE, mode="bsn", strength=0.4)),
+        ("bsn strength 0.5", replace(BASE, mode="bsn", strength=0.5)),
+        ("bsn strength 0.7", replace(BASE, mode="bsn", strength=0.7)),
     ],
 }
 
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma list of setting labels to run")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--append", action="store_true", help="keep the rows already in OUT.json")
     args = parser.parse_args()
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -90,7 +95,7 @@ def main() -> None:
         wanted = set(args.only.split(","))
         grid = [item for item in grid if item[0] in wanted]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows = json.loads(args.out.with_suffix(".json").read_text()) if args.append else []
     for label, sampler in grid:
         for set_name, samples in sets:
             psnrs, ssims, seconds, megapixels = [], [], 0.0, 0.0
@@ -115,10 +120,12 @@ def main() -> None:
             args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     lines = ["| setting | " + " | ".join(f"{name} PSNR / SSIM" for name, _ in sets) + " | s/MP (CPU) |",
              "|---|" + "---|" * len(sets) + "---|"]
-    for label, _sampler in grid:
-        cells = [r for r in rows if r["setting"] == label]
-        speed = np.mean([r["seconds_per_mp"] for r in cells])
-        lines.append(f"| {label} | " + " | ".join(f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in cells) + f" | {speed:.1f} |")
+    labels = list(dict.fromkeys(r["setting"] for r in rows))
+    for label in labels:
+        cells = {r["set"]: r for r in rows if r["setting"] == label}
+        speed = np.mean([r["seconds_per_mp"] for r in cells.values()])
+        row = [f"{cells[name]['psnr']:.2f} / {cells[name]['ssim']:.4f}" if name in cells else "not run" for name, _ in sets]
+        lines.append(f"| {label} | " + " | ".join(row) + f" | {speed:.1f} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

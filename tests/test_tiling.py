@@ -90,3 +90,12 @@ def test_bf16_and_fp32_agree_within_tolerance(tiny) -> None:
     difference = np.abs(full - half)
     assert np.percentile(difference, 99) < 1 / 255
     assert difference.max() < 4 / 255
+
+
+def test_strength_is_a_linear_blend_of_the_full_result(tiny) -> None:
+    image = noisy_image(80, 72)
+    kwargs = dict(mode="bsn", device="cpu", tile=48, overlap=8)
+    full = denoise_array(tiny, image, strength=1.0, **kwargs)
+    partial = denoise_array(tiny, image, strength=0.4, **kwargs)
+    assert np.allclose(partial, 0.4 * full + 0.6 * image, atol=1e-6)
+    assert not np.allclose(partial, full, atol=1e-3)

@@ -37,6 +37,7 @@ import numpy as np
 from bsgd_cli.benchmark.datasets import Dataset
 from bsgd_cli.benchmark.report import save_crop_strip, write_reports
 from bsgd_cli.benchmark.submission import write_dnd_submission, write_sidd_submission
+from bsgd_cli.compare import detail_crop_origin
 from bsgd_cli.errors import BsgdError
 from bsgd_cli.metrics import (
     PSNR_CONVENTION,
@@ -184,16 +185,6 @@ def _call(method_name: str, method: Method, noisy: np.ndarray, sample_name: str)
     return np.clip(output, 0.0, 1.0), seconds, memory.peak_mb
 
 
-def _crop_origin(image: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left of the size x size window (on a stride-size/2 grid) with the most detail (grey std)."""
-    grey = np.asarray(image, dtype=np.float32).mean(axis=2)
-    height, width = grey.shape
-    stride = max(size // 2, 1)
-    candidates = [(y, x) for y in range(0, max(height - size, 0) + 1, stride)
-                  for x in range(0, max(width - size, 0) + 1, stride)]
-    return max(candidates, key=lambda yx: float(grey[yx[0] : yx[0] + size, yx[1] : yx[1] + size].std()))
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "item"
 
@@ -263,7 +254,7 @@ def run_benchmark(
         tiles: dict[str, np.ndarray] = {}
         if index < crops:
             size = min(CROP_SIZE, noisy.shape[0], noisy.shape[1])
-            top, left = _crop_origin(reference if reference is not None else noisy, size)
+            top, left = detail_crop_origin(reference if reference is not None else noisy, size)
             window = (slice(top, top + size), slice(left, left + size))
         for method_name, method in all_methods.items():
             output, seconds, peak_mb = _call(method_name, method, noisy, sample.name)

@@ -134,7 +134,7 @@ def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     )
 
 
-def read_bayer(path: str | Path) -> BayerData:
+def read_bayer(path: str | Path, *, max_megapixels: float | None = None) -> BayerData:
     """Read the visible sensor mosaic of a RAW file without developing it (see :class:`BayerData`).
 
     Raises ImageReadError for files without a colour-filter mosaic (e.g. Foveon or linear DNG).
@@ -143,6 +143,8 @@ def read_bayer(path: str | Path) -> BayerData:
     check_input_file(path)
     raw = _open(path)
     try:
+        if max_megapixels is not None:
+            check_megapixels(path, int(raw.sizes.width), int(raw.sizes.height), max_megapixels)
         try:
             raw.unpack()
             values = np.array(raw.raw_image_visible, dtype=np.uint16)
