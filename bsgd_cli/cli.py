@@ -126,6 +126,11 @@ def _progress(quiet: bool) -> Progress:
 
 
 # --------------------------------------------------------------------------------------------- denoise
+def _refine(wiener: bool | None) -> str | None:
+    """--wiener/--no-wiener as a sampler ``refine`` value (None: the model's default)."""
+    return None if wiener is None else ("wiener" if wiener else "none")
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def denoise(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (sRGB or camera RAW).")],
@@ -138,6 +143,8 @@ def denoise(
     t_start: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Diffusion time to start from.")] = None,
     seed: Annotated[int, typer.Option(help="Seed; with the file and tile index it fixes every random draw.")] = 0,
     strength: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Blend with the input: 1 = fully denoised (default: the model's measured value).")] = None,
+    wiener: Annotated[bool | None, typer.Option("--wiener/--no-wiener", help="Wiener refinement of the network's output, noise measured per image (default: the model's).")] = None,
+    wiener_noise: Annotated[float | None, typer.Option(min=0.01, help="Scale of the measured noise power in the Wiener step: higher is smoother (default: the model's).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[Precision, typer.Option(help="auto (bf16 for --mode fast, else fp32), fp32, or bf16/fp16 autocast.")] = Precision.auto,
     tile: Annotated[int, typer.Option(min=16, help="Tile side in pixels (halved automatically on out-of-memory).")] = 512,
@@ -169,7 +176,8 @@ def denoise(
         options = DenoiseOptions(
             mode=mode.value if mode else None, steps=steps, guidance=guidance, runs=runs, t_start=t_start,
             seed=seed, tile=tile, overlap=overlap, batch=batch, device=device, precision=precision.value,
-            strength=strength, ext=ext.value, suffix=suffix, bit_depth=bit_depth, quality=quality,
+            strength=strength, refine=_refine(wiener), wiener_noise=wiener_noise,
+            ext=ext.value, suffix=suffix, bit_depth=bit_depth, quality=quality,
             overwrite=overwrite, in_place=in_place, recursive=recursive, max_megapixels=max_megapixels,
             workers=workers, compare=compare, shard=shard_for_this_process(),
             domain=domain.value if domain else None, raw_output=raw_output.value,
@@ -366,6 +374,8 @@ def benchmark(
     precision: Annotated[Precision, typer.Option(help="auto: bf16 for fast, fp32 otherwise.")] = Precision.auto,
     tile: Annotated[int, typer.Option(min=16)] = 512,
     strength: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Blend with the input (default: the model's).")] = None,
+    wiener: Annotated[bool | None, typer.Option("--wiener/--no-wiener", help="Wiener refinement (default: the model's).")] = None,
+    wiener_noise: Annotated[float | None, typer.Option(min=0.01, help="Scale of the measured noise power in the Wiener step.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Measure PSNR/SSIM and speed on a real data set: bsgd benchmark --dataset polyu --root PATH"""
@@ -376,6 +386,7 @@ def benchmark(
         settings = BsgdSettings(
             model=model, steps=steps, guidance=guidance, runs=runs, t_start=t_start, seed=seed,
             device=device, precision=precision.value, tile=tile, strength=strength,
+            refine=_refine(wiener), wiener_noise=wiener_noise,
         )
         names = [m.strip() for m in methods.split(",") if m.strip()]
         if speed:

@@ -16,6 +16,7 @@ from .errors import ConfigError
 Prediction = Literal["eps", "v"]
 Mode = Literal["bsgd", "bsn", "bsn-r3", "fast"]
 MaskKind = Literal["iid", "complementary"]
+Refine = Literal["none", "wiener"]
 Precision = Literal["fp32", "bf16", "fp16"]
 Domain = Literal["srgb", "raw"]
 MODES: tuple[str, ...] = ("bsgd", "bsn", "bsn-r3", "fast")
@@ -71,6 +72,9 @@ class SamplerConfig:
     guidance: w in ``x0 = x_c + w (x_b - x_c)``; 1 is the blind-spot branch alone, 0 the diffusion
     branch alone, > 1 extrapolates. steps: K DDIM steps from ``t_start`` to 0. runs: R averaged runs.
     replace_prob: p, the probability a pixel/channel is re-injected from the noisy input per step.
+    refine: "wiener" runs :mod:`bsgd_cli.wiener` on the mode's output (the pilot): a DCT-domain
+    empirical Wiener filter with the noise measured on each image; wiener_passes, wiener_noise
+    (scale of the measured noise power) and wiener_stride (block step in pixels) set it.
     strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
     """
 
@@ -83,6 +87,10 @@ class SamplerConfig:
     mask: MaskKind = "iid"
     r3_runs: int = 8
     r3_prob: float = 0.16
+    refine: Refine = "wiener"
+    wiener_passes: int = 1
+    wiener_noise: float = 3.0
+    wiener_stride: int = 2
     strength: float = 1.0
 
     def __post_init__(self) -> None:
@@ -96,6 +104,10 @@ class SamplerConfig:
             raise ConfigError("replacement probabilities must lie in [0, 1]")
         if not 0.0 <= self.strength <= 1.0:
             raise ConfigError(f"strength must lie in [0, 1], got {self.strength}")
+        if self.refine not in ("none", "wiener"):
+            raise ConfigError(f"refine must be 'none' or 'wiener', got {self.refine!r}")
+        if self.wiener_passes < 1 or not 1 <= self.wiener_stride <= 8 or self.wiener_noise <= 0:
+            raise ConfigError("wiener_passes must be >= 1, wiener_stride in 1..8 and wiener_noise > 0")
         if self.mask not in ("iid", "complementary"):
             raise ConfigError(f"mask must be 'iid' or 'complementary', got {self.mask!r}")
 

@@ -43,6 +43,8 @@ class DenoiseOptions:
     device: str = "auto"
     precision: str = "auto"
     strength: float | None = None
+    refine: str | None = None  # "wiener" or "none"
+    wiener_noise: float | None = None
     ext: OutputExt = "keep"
     suffix: str = ""
     bit_depth: int | None = None
@@ -259,6 +261,8 @@ def denoise_paths(
                     device=options.device,
                     precision=options.precision,
                     strength=options.strength,
+                    refine=options.refine,
+                    wiener_noise=options.wiener_noise,
                     image_index=index,
                     progress=lambda done, total: emit({"kind": "tiles", "done": done, "total": total}),
                 )

@@ -35,6 +35,8 @@ class BsgdSettings:
     precision: str = "auto"
     tile: int = 512
     strength: float | None = None
+    refine: str | None = None
+    wiener_noise: float | None = None
 
 
 def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, Callable[[np.ndarray], np.ndarray]], dict[str, Any]]:
@@ -76,6 +78,7 @@ def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, C
                     loaded, noisy, mode=mode, steps=settings.steps, guidance=settings.guidance, runs=settings.runs,
                     t_start=settings.t_start, seed=settings.seed, tile=settings.tile, device=device,
                     precision=settings.precision, image_index=counter["image"], strength=settings.strength,
+                    refine=settings.refine, wiener_noise=settings.wiener_noise,
                 )
 
             methods[name] = run
@@ -90,6 +93,12 @@ def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, C
                 "mask": effective.mask,
             } if name == "bsgd" else {"mode": name}
             sampler_settings[name]["strength"] = settings.strength if settings.strength is not None else effective.strength
+            sampler_settings[name]["refine"] = settings.refine or effective.refine
+            if sampler_settings[name]["refine"] == "wiener":
+                sampler_settings[name].update(
+                    wiener_noise=settings.wiener_noise or effective.wiener_noise,
+                    wiener_passes=effective.wiener_passes, wiener_stride=effective.wiener_stride,
+                )
         environment["sampler"] = sampler_settings
     return methods, environment
 

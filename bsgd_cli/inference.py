@@ -21,6 +21,7 @@ from .diffusion.sampling import refine_r3, sample_bsgd
 from .errors import ConfigError
 from .model import BsgdModel
 from .tiling import Tile, apply_tiled, plan_tiles
+from .wiener import WienerSettings, estimate_noise, wiener_refine
 
 ProgressFn = Callable[[int, int], None]
 _MIN_TILE = 64
@@ -80,7 +81,11 @@ def denoise_tensor(
     generators: Sequence[torch.Generator],
     callback: ProgressFn | None = None,
 ) -> torch.Tensor:
-    """Denoise (N, C, H, W) images in [0, 1] with ``sampler.mode``; returns (N, C, H, W) in [0, 1]."""
+    """Denoise (N, C, H, W) images in [0, 1] with ``sampler.mode``; returns (N, C, H, W) in [0, 1].
+
+    The network stage only: ``sampler.refine`` (which needs the whole image's noise estimate) and
+    ``sampler.strength`` are applied by :func:`denoise_array`.
+    """
     y = noisy * 2.0 - 1.0
     n = y.shape[0]
     stride = model.config.blind_spot.pd_infer
@@ -120,6 +125,11 @@ def denoise_tensor(
     return ((out.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
+def wiener_settings(sampler: SamplerConfig) -> WienerSettings:
+    """The :class:`WienerSettings` a sampler config asks for."""
+    return WienerSettings(passes=sampler.wiener_passes, noise_scale=sampler.wiener_noise, stride=sampler.wiener_stride)
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
@@ -140,11 +150,18 @@ def denoise_array(
     device: str | torch.device = "auto",
     precision: str = "auto",
     strength: float | None = None,
+    refine: str | None = None,
+    wiener_noise: float | None = None,
     image_index: int = 0,
     sampler: SamplerConfig | None = None,
     progress: ProgressFn | None = None,
 ) -> np.ndarray:
     """Denoise one image.
+
+    Two tiled passes: the networks (``mode``) give a pilot estimate; then, with ``refine="wiener"``,
+    the noise is measured once over the whole image and :mod:`bsgd_cli.wiener` refines the pilot
+    tile by tile, writing into the pilot's array (no extra full-size buffer). ``strength`` blends
+    the final result with the input.
 
     Args:
         model: from :func:`bsgd_cli.load_model`.
@@ -157,6 +174,8 @@ def denoise_array(
             image retried, down to 64 pixels.
         strength: 1 is the denoised result, 0 the input; in between a linear blend (default: the
             model's measured ``sampler.strength``).
+        refine, wiener_noise: "wiener" or "none", and the scale of the measured noise power
+            (default: the model's ``sampler.refine`` and ``sampler.wiener_noise``).
         progress: called with (tiles done, tiles total).
     Returns:
         (H, W, 3) float32 in [0, 1].
@@ -170,7 +189,8 @@ def denoise_array(
         # the model's stored default mode at 30x its speed (docs/BENCHMARKS.md, issue 7).
         mode = "fast"
     overrides: dict[str, Any] = dict(
-        mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start, strength=strength
+        mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start, strength=strength,
+        refine=refine, wiener_noise=wiener_noise,
     )
     settings = replace(base, **{key: value for key, value in overrides.items() if value is not None})
     strength = settings.strength
@@ -178,21 +198,52 @@ def denoise_array(
     net = model.model.to(torch_device).eval()
     image = np.ascontiguousarray(image, dtype=np.float32)
 
+    wiener = wiener_settings(settings) if settings.refine == "wiener" else None
+
+    def blend(denoised: np.ndarray, stack: np.ndarray) -> np.ndarray:
+        if strength >= 1.0:
+            return denoised
+        # linear, so blending per tile equals blending the stitched image
+        return (np.float32(strength) * denoised + np.float32(1.0 - strength) * stack).astype(np.float32, copy=False)
+
     def run_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
         batch_tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).to(torch_device)
         generators = [tile_generator(seed, image_index, t.index) for t in tiles]
         with torch.inference_mode(), autocast_context(torch_device, precision):
             result = denoise_tensor(net, batch_tensor, settings, generators)
         denoised = result.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
-        if strength < 1.0:  # linear, so blending per tile equals blending the stitched image
-            denoised = (np.float32(strength) * denoised + np.float32(1.0 - strength) * stack).astype(np.float32, copy=False)
-        return denoised
+        return denoised if wiener is not None else blend(denoised, stack)
+
+    def wiener_pass(pilot: np.ndarray, network_tile: int) -> np.ndarray:
+        """Second pass: the Wiener step per tile with one noise estimate for the whole image.
+
+        Its own tiles: at least 128 pixels, overlapping by at least two Wiener blocks so that the
+        blocks cut at a tile's edge fall where the blend gives that tile little weight.
+        """
+        assert wiener is not None
+        side = max(network_tile, 128)
+        plan = plan_tiles(image.shape[0], image.shape[1], side, min(max(overlap, 2 * wiener.patch), side // 4))
+        noise = estimate_noise(image, pilot, wiener)
+        if noise is None:  # smaller than one Wiener block: nothing to measure
+            return blend(pilot, image)
+
+        def refine_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
+            pilots = np.stack([pilot[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles])
+            to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).to(torch_device)  # noqa: E731
+            with torch.inference_mode():
+                result = wiener_refine(to_tensor(stack), to_tensor(pilots), wiener, noise).clamp_(0.0, 1.0)
+            return blend(result.permute(0, 2, 3, 1).cpu().numpy(), stack)
+
+        # Written into the pilot's own array: rows are stored only after every tile reading them ran.
+        return apply_tiled(refine_tiles, image, plan, batch=batch, out=pilot)
 
     current_tile = tile
     while True:
         plan = plan_tiles(image.shape[0], image.shape[1], current_tile, min(overlap, current_tile // 4), net.size_multiple())
         try:
             denoised = apply_tiled(run_tiles, image, plan, batch=batch, progress=progress)
+            if wiener is not None:
+                denoised = wiener_pass(denoised, current_tile)
             break
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
             if not _is_out_of_memory(exc) or current_tile // 2 < _MIN_TILE:

@@ -94,6 +94,7 @@ def apply_tiled(
     *,
     batch: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Run ``fn`` over the tiles of ``image`` and blend the results.
 
@@ -104,13 +105,18 @@ def apply_tiled(
         plan: from :func:`plan_tiles` for this image's size.
         batch: tiles per call of ``fn``.
         progress: called with (tiles done, tiles total).
+        out: an (H, W, C) float32 array to write the result into. It may be an array that ``fn``
+            reads by tile position (a second input): rows are written only once every tile that
+            covers them has been computed, because tiles run in raster order.
     Returns:
-        (H, W, C) float32.
+        (H, W, C) float32 (``out`` when given).
     """
     height, width, channels = image.shape
     if (height, width) != (plan.height, plan.width):
         raise ConfigError(f"tile plan is for {plan.height}x{plan.width}, image is {height}x{width}")
-    output = np.empty((height, width, channels), dtype=np.float32)
+    if out is not None and (out.shape != image.shape or out.dtype != np.float32):
+        raise ConfigError(f"out must be float32 of shape {image.shape}, got {out.dtype} {out.shape}")
+    output = np.empty((height, width, channels), dtype=np.float32) if out is None else out
     band_height = plan.tile_height
     accumulated = np.zeros((band_height, width, channels), dtype=np.float64)
     weight_sum = np.zeros((band_height, width), dtype=np.float64)

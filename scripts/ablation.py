@@ -4,6 +4,7 @@ Usage (the numbers in docs/BENCHMARKS.md came from this):
     .venv/bin/python scripts/ablation.py --model runs/default/best.safetensors \
         --set polyu=../shared/data/pairs/polyu --set pairs=../shared/data/pairs/nam25 \
         --limit 20 --crop 256 --out docs/ablation
+The Wiener pass (issue 6) ran with --grid wiener --limit 30 --crop 0 --precision auto --out docs/ablation-wiener.
 Each setting runs over the first --limit images of each set (centre crops of --crop pixels, 0 = whole
 image). Writes OUT.json (every row) and OUT.md (a table), appending as it goes so a long sweep can
 be read while it runs.
@@ -26,7 +27,15 @@ from bsgd_cli.config import SamplerConfig
 from bsgd_cli.inference import denoise_array
 from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
 
-BASE = SamplerConfig(mode="bsgd", guidance=0.8, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid")
+BASE = SamplerConfig(mode="bsgd", guidance=0.8, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid", refine="none")
+CHOSEN = replace(BASE, guidance=0.5)  # the first pass's best bsgd row (w=0.5), also the student's teacher
+
+
+def wiener(sampler: SamplerConfig, passes: int, noise: float, stride: int = 2) -> SamplerConfig:
+    return replace(sampler, refine="wiener", wiener_passes=passes, wiener_noise=noise, wiener_stride=stride)
+
+
+BSN, FAST = replace(BASE, mode="bsn"), replace(BASE, mode="fast")
 GRIDS = {
     "quick": [
         ("bsn", replace(BASE, mode="bsn")),
@@ -54,6 +63,26 @@ GRIDS = {
         ("bsn strength 0.5", replace(BASE, mode="bsn", strength=0.5)),
         ("bsn strength 0.7", replace(BASE, mode="bsn", strength=0.7)),
     ],
+    # Second pass (issue 6): the Wiener refinement (bsgd_cli/wiener.py) on each mode's output.
+    "wiener": [
+        ("noisy", BSN),
+        ("bsn", BSN),
+        ("fast", FAST),
+        ("bsn strength 0.4", replace(BSN, strength=0.4)),
+        ("fast strength 0.4", replace(FAST, strength=0.4)),
+        ("bsn + wiener P=1 n=2", wiener(BSN, 1, 2.0)),
+        ("bsn + wiener P=1 n=3", wiener(BSN, 1, 3.0)),
+        ("bsn + wiener P=2 n=2", wiener(BSN, 2, 2.0)),
+        ("bsn + wiener P=2 n=3", wiener(BSN, 2, 3.0)),
+        ("fast + wiener P=1 n=2", wiener(FAST, 1, 2.0)),
+        ("fast + wiener P=1 n=3", wiener(FAST, 1, 3.0)),
+        ("fast + wiener P=1 n=4", wiener(FAST, 1, 4.0)),
+        ("fast + wiener P=2 n=3", wiener(FAST, 2, 3.0)),
+        ("fast + wiener P=1 n=3 stride 4", wiener(FAST, 1, 3.0, stride=4)),
+        ("bsgd w=0.5", CHOSEN),
+        ("bsgd w=0.5 + wiener P=1 n=3", wiener(CHOSEN, 1, 3.0)),
+        ("bsgd w=0.5 + wiener P=2 n=3", wiener(CHOSEN, 2, 3.0)),
+    ],
 }
 
 
@@ -77,7 +106,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--grid", choices=sorted(GRIDS), default="full")
     parser.add_argument("--only", default="", help="comma list of setting labels to run")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16, or auto (bf16 for fast, fp32 otherwise)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--append", action="store_true", help="keep the rows already in OUT.json")
     args = parser.parse_args()

@@ -1,0 +1,146 @@
+"""The spectral Wiener refinement (bsgd_cli/wiener.py) and its place in denoise_array."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from bsgd_cli.checkpoint import load_model
+from bsgd_cli.cli import app
+from bsgd_cli.config import SamplerConfig, from_dict, to_dict
+from bsgd_cli.errors import ConfigError
+from bsgd_cli.inference import denoise_array
+from bsgd_cli.wiener import WienerSettings, _dct_filters, estimate_noise, wiener_refine
+
+from .conftest import noisy_image
+
+
+def _textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Fine stripes, an edge and a smooth ramp: detail a smoothing pilot loses."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    stripes = 0.15 * np.sin(xx * 1.3 + rng.uniform(0, 3)) * (yy > height / 2)
+    edge = 0.2 * (xx > width / 3)
+    base = 0.3 + 0.3 * yy / height
+    return np.stack([base + stripes + edge, base + edge, base - stripes], axis=-1).astype(np.float32)
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+
+
+def _dct_power(noise: np.ndarray, size: int = 8) -> torch.Tensor:
+    """Oracle: mean square of the true noise's DCT coefficients per (channel, frequency)."""
+    planes = _tensor(noise.astype(np.float32))[0][:, None]
+    return F.conv2d(planes, _dct_filters(size), stride=size).flatten(2).square().mean(-1)
+
+
+def test_pilot_equal_to_input_is_the_identity() -> None:
+    image = torch.rand(2, 3, 45, 70)
+    assert torch.allclose(wiener_refine(image, image.clone()), image, atol=1e-5)
+
+
+def test_noise_estimate_matches_white_noise_power() -> None:
+    rng = np.random.default_rng(1)
+    clean = noisy_image(256, 256)  # any image: the pilot is the clean image here
+    noise = rng.normal(0, 0.03, clean.shape).astype(np.float32)
+    estimate = estimate_noise(clean + noise, clean)
+    assert estimate is not None and estimate.shape == (3, 64)
+    relative = estimate / 0.03**2
+    assert abs(float(relative.mean()) - 1) < 0.03  # unbiased on average
+    assert float((relative - 1).abs().max()) < 0.25  # about 4 k blocks per (channel, frequency)
+
+
+def test_noise_estimate_follows_correlated_noise_spectrum() -> None:
+    # Demosaicing-like correlation: blurred white noise has far less power at high frequencies.
+    rng = np.random.default_rng(2)
+    white = torch.from_numpy(rng.normal(0, 0.05, (1, 3, 264, 264)).astype(np.float32))
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    kernel2d = (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3).contiguous()
+    correlated = F.conv2d(white, kernel2d, groups=3)[0].permute(1, 2, 0).numpy()[:256, :256]
+    clean = np.full_like(correlated, 0.5)
+    estimate = estimate_noise(clean + correlated, clean)
+    oracle = _dct_power(correlated)
+    assert estimate is not None
+    assert bool((oracle[:, 1] > 5 * oracle[:, 63]).all())  # the test's premise: a strongly coloured spectrum
+    relative = estimate / oracle
+    assert abs(float(relative.mean()) - 1) < 0.05
+    assert float((relative - 1).abs().max()) < 0.3
+
+
+def test_refinement_beats_both_a_blurred_pilot_and_the_input() -> None:
+    # Like a blind-spot output: smooth, the stripes weakened but not gone, some noise left.
+    rng = np.random.default_rng(3)
+    clean = _textured(160, 192)
+    noisy = clean + rng.normal(0, 0.04, clean.shape).astype(np.float32)
+    pilot = F.avg_pool2d(F.pad(_tensor(noisy), (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    refined = wiener_refine(_tensor(noisy), pilot)
+    error = lambda image: float((image - _tensor(clean)).square().mean())  # noqa: E731
+    assert error(refined) < 0.7 * error(pilot)
+    assert error(refined) < 0.7 * error(_tensor(noisy))
+
+
+def test_offset_and_scale_equivariant_mean_kept_any_channel_count() -> None:
+    rng = np.random.default_rng(4)
+    noisy = torch.from_numpy(rng.random((1, 4, 40, 52)).astype(np.float32))
+    pilot = F.avg_pool2d(F.pad(noisy, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    once = wiener_refine(noisy, pilot)
+    assert once.shape == noisy.shape
+    assert torch.allclose(wiener_refine(noisy * 2 - 1, pilot * 2 - 1), once * 2 - 1, atol=1e-4)
+    clean = _tensor(_textured(96, 120))
+    photo = clean + 0.03 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    refined = wiener_refine(photo, F.avg_pool2d(F.pad(photo, (1, 1, 1, 1), mode="reflect"), 3, stride=1))
+    assert torch.allclose(refined.mean(dim=(2, 3)), photo.mean(dim=(2, 3)), atol=2e-4)  # no tonal shift
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (7, 300)])
+def test_tiny_images_are_refined_or_left_alone_without_error(shape: tuple[int, int]) -> None:
+    noisy = torch.rand(1, 3, *shape)
+    assert wiener_refine(noisy, noisy * 0.5).shape == noisy.shape
+    assert estimate_noise(noisy[0].permute(1, 2, 0).numpy(), noisy[0].permute(1, 2, 0).numpy()) is None
+
+
+def test_settings_and_config_validation() -> None:
+    with pytest.raises(ConfigError):
+        WienerSettings(passes=0)
+    with pytest.raises(ConfigError):
+        WienerSettings(noise_scale=0)
+    with pytest.raises(ConfigError):
+        SamplerConfig(refine="median")  # type: ignore[arg-type]
+    sampler = SamplerConfig(mode="bsn", refine="wiener", wiener_passes=2, wiener_noise=2.5)
+    assert from_dict(SamplerConfig, to_dict(sampler)) == sampler
+    # A file written before the refinement existed has no refine keys: it gets the defaults.
+    old = {key: value for key, value in to_dict(sampler).items() if not key.startswith(("refine", "wiener"))}
+    assert from_dict(SamplerConfig, old).refine == SamplerConfig().refine
+
+
+def test_tiles_agree_with_one_pass_and_refine_none_is_the_network_alone(tiny_model_file: Path) -> None:
+    model = load_model(tiny_model_file)
+    image = noisy_image(300, 260, seed=5)
+    whole = denoise_array(model, image, mode="bsn", refine="wiener", tile=512, device="cpu")
+    tiled = denoise_array(model, image, mode="bsn", refine="wiener", tile=96, overlap=24, batch=3, device="cpu")
+    assert np.abs(tiled - whole).max() <= 1 / 255
+    plain = denoise_array(model, image, mode="bsn", refine="none", device="cpu")
+    assert np.abs(plain - whole).mean() > 1e-3  # the refinement did something
+    smoother = denoise_array(model, image, mode="bsn", refine="wiener", wiener_noise=30.0, device="cpu")
+    roughness = lambda a: float(np.abs(np.diff(a, axis=1)).mean())  # noqa: E731
+    assert roughness(smoother) < roughness(whole)
+
+
+def test_cli_wiener_switch(tmp_path: Path, tiny_model_file: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    Image.fromarray((noisy_image(64, 80, 6) * 255 + 0.5).astype(np.uint8)).save(source / "a.png")
+    outputs = {}
+    for flag in ("--wiener", "--no-wiener"):
+        result = CliRunner().invoke(app, ["denoise", str(source), "-o", str(tmp_path / flag), "--model", str(tiny_model_file),
+                                          "--mode", "bsn", flag, "-q"])
+        assert result.exit_code == 0, result.output
+        outputs[flag] = np.asarray(Image.open(tmp_path / flag / "a.png"), dtype=np.int16)
+    assert np.abs(outputs["--wiener"] - outputs["--no-wiener"]).max() > 0
