@@ -355,7 +355,12 @@ def test_cli_prints_tonal_warning(tmp_path: Path) -> None:
         model.blind_spot_net.head[-1].bias.fill_(-0.2)
     dark = tmp_path / "dark.safetensors"
     save_model(dark, model)
+    # --no-wiener: the Wiener step keeps the input's block means, so it would correct this bias.
     result = runner.invoke(app, ["denoise", str(folder), "-o", str(tmp_path / "out"), "--model", str(dark),
-                                 "--mode", "bsn", "--device", "cpu", "--quiet"])
+                                 "--mode", "bsn", "--no-wiener", "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "warning" in result.output and "darker than input by" in result.output
+    result = runner.invoke(app, ["denoise", str(folder), "-o", str(tmp_path / "refined"), "--model", str(dark),
+                                 "--mode", "bsn", "--wiener", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "darker than input" not in result.output
