@@ -228,11 +228,14 @@ def denoise_array(
             return blend(pilot, image)
 
         def refine_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
-            pilots = np.stack([pilot[t.y : t.y + t.height, t.x : t.x + t.width] for t in tiles])
-            to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).to(torch_device)  # noqa: E731
-            with torch.inference_mode():
-                result = wiener_refine(to_tensor(stack), to_tensor(pilots), wiener, noise).clamp_(0.0, 1.0)
-            return blend(result.permute(0, 2, 3, 1).cpu().numpy(), stack)
+            to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(torch_device)  # noqa: E731
+            results = []
+            for noisy_tile, t in zip(stack, tiles, strict=True):  # one call per tile: each has its block offset
+                pilot_tile = pilot[t.y : t.y + t.height, t.x : t.x + t.width]
+                with torch.inference_mode():
+                    refined = wiener_refine(to_tensor(noisy_tile), to_tensor(pilot_tile), wiener, noise, offset=(t.y, t.x))
+                    results.append(refined.clamp_(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy())
+            return blend(np.stack(results), stack)
 
         # Written into the pilot's own array: rows are stored only after every tile reading them ran.
         return apply_tiled(refine_tiles, image, plan, batch=batch, out=pilot)

@@ -47,8 +47,26 @@ def _positions(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
+def _snug(length: int, tile: int, overlap: int, multiple: int) -> int:
+    """The smallest side (a multiple of ``multiple``, at most ``tile``) needing no more tiles than ``tile``.
+
+    A 1200-pixel side in 512-pixel tiles takes 3 tiles either way; 424-pixel tiles cover it with
+    1.06x overlap work instead of 1.28x.
+    """
+    if length <= tile:
+        return length
+    count = max(2, math.ceil((length - overlap) / (tile - overlap)))
+    side = math.ceil((length + (count - 1) * overlap) / count)
+    side = min(tile, math.ceil(side / multiple) * multiple)
+    return side if side > 2 * overlap else tile
+
+
 def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> TilePlan:
-    """Tiles of side ``tile`` (rounded down to ``multiple``, clipped to the image) covering H x W."""
+    """Equal tiles of at most ``tile`` pixels a side (rounded down to ``multiple``) covering H x W.
+
+    Each side is shrunk to the smallest multiple of ``multiple`` that needs no more tiles (less work
+    in the overlaps); tiles never exceed the image.
+    """
     if height < 1 or width < 1:
         raise ConfigError(f"cannot tile an empty image ({height}x{width})")
     if tile < max(16, multiple):
@@ -56,7 +74,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
     tile = max(multiple, tile // multiple * multiple)
     if not 0 <= overlap < tile // 2:
         raise ConfigError(f"overlap {overlap} must be at least 0 and less than half the tile ({tile})")
-    tile_h, tile_w = min(tile, height), min(tile, width)
+    tile_h, tile_w = _snug(height, tile, overlap, multiple), _snug(width, tile, overlap, multiple)
     tiles: list[Tile] = []
     for y in _positions(height, tile_h, overlap):
         for x in _positions(width, tile_w, overlap):

@@ -72,11 +72,15 @@ def _dct_filters(size: int) -> torch.Tensor:
     return (basis[:, None, :, None] * basis[None, :, None, :]).reshape(size * size, 1, size, size)
 
 
-def _padding(length: int, patch: int, stride: int) -> tuple[int, int]:
-    """Reflect padding before/after so blocks cover every pixel as often in the border as inside."""
-    before = patch - stride
-    covered = length + 2 * before
-    after = before + (-(covered - patch) % stride)
+def _padding(length: int, patch: int, stride: int, offset: int = 0) -> tuple[int, int]:
+    """Padding before/after so blocks cover every pixel as often in the border as inside.
+
+    ``offset``: where this piece starts in the whole image; the block grid is laid on whole-image
+    coordinates, so a tile gets exactly the blocks the whole image would have there.
+    """
+    before = patch - stride + offset % stride
+    covered = length + before + patch - stride
+    after = patch - stride + (-(covered - patch) % stride)
     return before, after
 
 
@@ -104,9 +108,10 @@ def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSetting
     step = max(size // 2, math.ceil(math.sqrt(height * width / _MAX_NOISE_SAMPLES)))
     filters = _dct_filters(size)
     starts = list(range(0, height - size + 1, step))
+    per_band = max(1, 256 // step)  # about 256 rows of the image at a time
     parts = []
-    for first in range(0, len(starts), 64):
-        top, last = starts[first], starts[min(first + 64, len(starts)) - 1]
+    for first in range(0, len(starts), per_band):
+        top, last = starts[first], starts[min(first + per_band, len(starts)) - 1]
         band = torch.from_numpy(np.ascontiguousarray(noisy[top : last + size] - pilot[top : last + size], dtype=np.float32))
         planes = band.permute(2, 0, 1)[:, None]  # (C, 1, rows, W)
         coefficients = F.conv2d(planes, filters, stride=step)  # (C, F, band blocks, blocks across)
@@ -119,11 +124,14 @@ def wiener_refine(
     pilot: torch.Tensor,
     settings: WienerSettings = WienerSettings(),
     noise: torch.Tensor | None = None,
+    offset: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     """Refine ``pilot`` against ``noisy``; both (N, C, H, W) in the same value range; returns the same shape.
 
     ``noise``: the (C, patch * patch) noise power from :func:`estimate_noise` over the whole image (a
     tile then uses the image's estimate, so tiles agree); None measures each of the N images itself.
+    ``offset``: (row, column) of these pixels in the whole image, for a tile: it puts the blocks
+    where a whole-image pass would, so tiled and untiled results agree.
     Computed in float32 whatever the input dtype (bf16 autocast is not used here).
     """
     if noisy.shape != pilot.shape or noisy.ndim != 4:
@@ -132,8 +140,8 @@ def wiener_refine(
     size, stride = settings.patch, settings.stride
     filters = _dct_filters(size).to(noisy.device)
     basis = _dct_basis(size).to(noisy.device)
-    top, bottom = _padding(h, size, stride)
-    left, right = _padding(w, size, stride)
+    top, bottom = _padding(h, size, stride, offset[0])
+    left, right = _padding(w, size, stride, offset[1])
     # Mirror at the borders; an image smaller than the padding repeats its edge pixels instead.
     pad_mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
 

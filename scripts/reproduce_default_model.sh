@@ -15,14 +15,37 @@ $BSGD train --noisy-dir "$DATA/train/dnd" -o runs/default --preset small --steps
 .venv/bin/python scripts/ablation.py --model runs/default/model.safetensors \
     --set polyu="$DATA/pairs/polyu" --set pairs="$DATA/pairs/nam25" --limit 8 --crop 256 --out docs/ablation
 
-# 3. Fast student distilled from the BSGD sampler with the chosen defaults.
-$BSGD distill --noisy-dir "$DATA/train/dnd" --model runs/default/model.safetensors -o runs/distill \
-    --steps 1500 --crops-per-image 1 --crop 128
+# 3. Fast student distilled from the BSGD sampler. distill always runs the teacher in bsgd mode with
+#    its stored knobs: give a copy of runs/default/model.safetensors the chosen ones first.
+.venv/bin/python - <<'EOF'
+from bsgd_cli.checkpoint import load_model, save_model
+from bsgd_cli.config import SamplerConfig
+m = load_model("runs/default/model.safetensors")
+save_model("runs/teacher.safetensors", m.model, info=m.info, sampler=SamplerConfig(
+    mode="bsgd", guidance=0.5, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid"))
+EOF
+$BSGD distill --noisy-dir "$DATA/train/dnd" --model runs/teacher.safetensors -o runs/distill \
+    --steps 1500 --crops-per-image 2 --crop 128
 
-# 4. Benchmarks (docs/BENCHMARKS.md).
-for set in "polyu $DATA/pairs/polyu" "pairs $DATA/pairs/nam25" "sidd-pair $DATA/pairs/sidd-danet"; do
-    read -r kind root <<<"$set"
-    $BSGD benchmark --dataset "$kind" --root "$root" --methods noisy,nlm,bsn,fast \
-        --model bsgd_cli/models/default.safetensors --device cpu --out "bench-out/$(basename "$root")"
-done
-$BSGD benchmark --speed --megapixels 2 --methods nlm,fast,bsn,bsgd --device cpu --out bench-out/speed
+# 4. Second ablation: the Wiener refinement on each mode's output, whole 512x512 images
+#    (docs/ablation-wiener.md); then store the chosen defaults in the shipped file.
+.venv/bin/python scripts/ablation.py --model runs/distill/model.safetensors \
+    --set polyu="$DATA/pairs/polyu" --set pairs="$DATA/pairs/nam25" --grid wiener --limit 30 --crop 0 \
+    --precision auto --out docs/ablation-wiener
+.venv/bin/python - <<'EOF'
+from bsgd_cli.checkpoint import load_model, save_model
+from bsgd_cli.config import SamplerConfig
+m = load_model("runs/distill/model.safetensors")
+save_model("bsgd_cli/models/default.safetensors", m.model, info=m.info, sampler=SamplerConfig(
+    mode="bsgd", guidance=0.5, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid",
+    refine="wiener", wiener_passes=1, wiener_noise=3.0, wiener_stride=2, strength=1.0))
+EOF
+
+# 5. Benchmarks (docs/BENCHMARKS.md) with the stored defaults (Wiener refinement on).
+D="$DATA/pairs"
+$BSGD benchmark --dataset pairs --root "$D/nam25" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v3-nam25
+$BSGD benchmark --dataset sidd-pair --root "$D/sidd-danet" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v3-sidd
+$BSGD benchmark --dataset polyu --root "$D/polyu" --methods noisy,nlm,fast,bsn --device cpu --out bench-out/v3-polyu
+$BSGD benchmark --dataset polyu --root "$D/polyu" --methods bsgd --device cpu --out bench-out/v3-polyu-bsgd
+$BSGD benchmark --speed --megapixels 2 --methods nlm,fast,bsn,bsgd --device cpu --out bench-out/v3-speed
+$BSGD benchmark --speed --megapixels 50 --methods fast --device cpu --out bench-out/v3-speed50

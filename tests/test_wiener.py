@@ -122,10 +122,10 @@ def test_settings_and_config_validation() -> None:
 
 def test_tiles_agree_with_one_pass_and_refine_none_is_the_network_alone(tiny_model_file: Path) -> None:
     model = load_model(tiny_model_file)
-    image = noisy_image(300, 260, seed=5)
+    image = noisy_image(301, 261, seed=5)  # odd sides: tiles start at odd offsets
     whole = denoise_array(model, image, mode="bsn", refine="wiener", tile=512, device="cpu")
     tiled = denoise_array(model, image, mode="bsn", refine="wiener", tile=96, overlap=24, batch=3, device="cpu")
-    assert np.abs(tiled - whole).max() <= 1 / 255
+    assert np.abs(tiled - whole).max() <= 0.25 / 255  # blocks on the whole-image grid (0.05 measured)
     plain = denoise_array(model, image, mode="bsn", refine="none", device="cpu")
     assert np.abs(plain - whole).mean() > 1e-3  # the refinement did something
     smoother = denoise_array(model, image, mode="bsn", refine="wiener", wiener_noise=30.0, device="cpu")
