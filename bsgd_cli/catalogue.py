@@ -18,6 +18,10 @@ def describe(path: Path) -> dict[str, Any]:
         f"{sampler.get('mode', 'bsgd')} w={sampler.get('guidance')} K={sampler.get('steps')} "
         f"R={sampler.get('runs')} t0={sampler.get('t_start')}"
     )
+    if sampler.get("refine", "wiener") == "wiener":  # files without the key get the refinement by default
+        sampler_text += f" + wiener n={sampler.get('wiener_noise', 3.0)}"
+    if sampler.get("strength", 1.0) != 1.0:
+        sampler_text += f" strength={sampler.get('strength')}"
     measured = info.get("measured", {})
     measured_text = ", ".join(f"{k} {v}" for k, v in measured.items()) if isinstance(measured, dict) else str(measured)
     return {
