@@ -44,6 +44,24 @@ def test_plan_covers_image_with_overlap(height, width, tile, overlap) -> None:
         assert all(b - a <= plan.tile_height - overlap for a, b in zip(ys, ys[1:], strict=False))
 
 
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(1, 3000), tile=st.sampled_from([64, 128, 512]), overlap=st.sampled_from([0, 8, 15]),
+       multiple=st.sampled_from([1, 4, 10]))
+def test_snug_tiles_are_no_more_and_no_larger(length, tile, overlap, multiple) -> None:
+    plan = plan_tiles(length, 7, tile, overlap, multiple)
+    full_tile = max(multiple, tile // multiple * multiple)
+    count = 1 if length <= full_tile else max(2, -(-(length - overlap) // (full_tile - overlap)))
+    assert len({t.y for t in plan.tiles}) == count  # as many tiles as full-size ones would need
+    assert plan.tile_height <= full_tile
+    if length > full_tile:
+        assert plan.tile_height % multiple == 0
+
+
+def test_snug_tiles_cut_overlap_work() -> None:
+    plan = plan_tiles(1200, 1600, 512, 32)
+    assert (plan.tile_height, plan.tile_width) == (422, 424)  # 3 x 4 tiles, as with 512, on 1.2x less area
+
+
 def test_bad_plans_are_refused() -> None:
     with pytest.raises(ConfigError):
         plan_tiles(100, 100, 8, 0)
