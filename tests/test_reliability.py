@@ -221,6 +221,7 @@ def test_bad_input_corpus_in_one_batch(tmp_path: Path, tiny_model_file: Path) ->
         assert (output.height, output.width) == (source.height, source.width), name
         assert (output.channels_in, output.bit_depth) == (channels, depth), name
         assert np.isfinite(output.pixels).all()
+    assert np.isfinite(tifffile.imread(results["nan.tif"]["output"])).all()  # the file itself, not its reading
     assert (out / NON_UTF8).is_file() and (out / LONG).is_file() and (out / "ok.tif").is_file()
     assert (out / "one_by_one.png").is_file() and Image.open(out / "seven_by_three.png").size == (7, 3)
     assert _fingerprints(corpus) == before  # no input touched

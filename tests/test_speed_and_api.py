@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from bsgd_cli.cli import app
@@ -36,8 +39,13 @@ def test_denoise_array_public_signature(tiny_model_file: Path) -> None:
 
 
 def test_speed_benchmark_rows() -> None:
-    rows = run_speed_benchmark({"identity": lambda x: x.copy()}, megapixels=0.01, warmup=False)
-    assert rows[0].megapixels > 0.009 and rows[0].seconds >= 0 and rows[0].peak_rss_mb > 10
+    def slow_identity(image):
+        time.sleep(0.05)
+        return image.copy()
+
+    rows = run_speed_benchmark({"identity": slow_identity}, megapixels=0.01, warmup=False)
+    assert rows[0].megapixels > 0.009 and rows[0].seconds >= 0.05 and rows[0].peak_rss_mb > 10
+    assert rows[0].megapixels_per_second == pytest.approx(rows[0].megapixels / rows[0].seconds, rel=0.01)
 
 
 def test_cli_speed_and_models(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:
@@ -46,7 +54,7 @@ def test_cli_speed_and_models(tmp_path: Path, tiny_model_file: Path, monkeypatch
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "speed.json").read_text())
     assert [row["method"] for row in data["speed"]] == ["bsn", "fast"]
-    assert data["environment"]["model_sha256"]
+    assert data["environment"]["model_sha256"] == hashlib.sha256(tiny_model_file.read_bytes()).hexdigest()
     monkeypatch.setenv("BSGD_MODEL_DIR", str(tiny_model_file.parent))
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0 and "tiny" in result.output

@@ -55,6 +55,12 @@ def test_snug_tiles_are_no_more_and_no_larger(length, tile, overlap, multiple) -
     assert plan.tile_height <= full_tile
     if length > full_tile:
         assert plan.tile_height % multiple == 0
+        ys = sorted({t.y for t in plan.tiles})
+        assert ys[0] == 0 and ys[-1] + plan.tile_height == length
+        assert all(a + plan.tile_height - b >= overlap for a, b in zip(ys, ys[1:], strict=False))
+        smaller = plan.tile_height - multiple
+        if smaller > 2 * overlap and smaller >= max(16, multiple):  # snug: one step smaller needs more tiles
+            assert len({t.y for t in plan_tiles(length, 7, smaller, overlap, multiple).tiles}) > count
 
 
 def test_snug_tiles_cut_overlap_work() -> None:
@@ -106,8 +112,9 @@ def test_bf16_and_fp32_agree_within_tolerance(tiny) -> None:
     full = denoise_array(tiny, image, precision="fp32", **kwargs)
     half = denoise_array(tiny, image, precision="bf16", **kwargs)
     difference = np.abs(full - half)
-    assert np.percentile(difference, 99) < 1 / 255
-    assert difference.max() < 4 / 255
+    assert difference.max() > 0  # bf16 really ran (a silently ignored autocast would give 0)
+    assert np.percentile(difference, 99) < 0.5 / 255  # measured 0.05/255
+    assert difference.max() < 1 / 255  # measured 0.09/255
 
 
 def test_strength_is_a_linear_blend_of_the_full_result(tiny) -> None:
