@@ -260,32 +260,16 @@ def planes_to_mosaic(planes: np.ndarray, raw_input: RawInput) -> np.ndarray:
 def develop_mosaic(source: Path, mosaic: np.ndarray) -> np.ndarray:
     """Develop ``mosaic`` (the visible area, uint16) with the rest of ``source``'s RAW file.
 
-    The mosaic replaces LibRaw's sensor data in place, then LibRaw demosaics with the camera white
-    balance, no auto-brightening, 16-bit, sRGB (as :func:`bsgd_cli.io.read_raw`). Returns float32
-    (H, W, 3) in [0, 1], upright.
+    The mosaic replaces LibRaw's sensor data, then :func:`bsgd_cli.io.raw.develop` demosaics it exactly
+    as :func:`bsgd_cli.io.read_raw` develops a file. Returns float32 (H, W, 3) in [0, 1], upright.
     """
-    import rawpy
-
-    from .io.raw import _libraw_error, _open
+    from .io.raw import _open, develop
 
     raw = _open(source)
     try:
-        try:
-            raw.unpack()
-            visible = raw.raw_image_visible
-            if visible.shape != mosaic.shape:
-                raise ImageReadError(f"{source}: the mosaic is {mosaic.shape}, the file's is {visible.shape}")
-            visible[...] = mosaic
-            rgb = raw.postprocess(
-                use_camera_wb=True, no_auto_bright=True, output_bps=16, output_color=rawpy.ColorSpace.sRGB
-            )
-        except ImageReadError:
-            raise
-        except Exception as exc:
-            raise _libraw_error(source, exc) from exc
+        return develop(raw, source, mosaic)
     finally:
         raw.close()
-    return (rgb / np.float32(65535)).astype(np.float32)
 
 
 def _template_ok(source: Path) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,27 @@ def _open(path: Path):
     return raw
 
 
+def develop(raw: Any, path: Path, mosaic: np.ndarray | None = None) -> np.ndarray:
+    """Demosaic an open rawpy file the one way bsgd does: camera white balance, no auto-brightening,
+    16-bit, sRGB. ``mosaic`` (the visible area, uint16) first replaces the sensor data. Returns
+    float32 (H, W, 3) in [0, 1], upright; LibRaw failures become :class:`ImageReadError`."""
+    import rawpy
+
+    try:
+        raw.unpack()
+        if mosaic is not None:
+            visible = raw.raw_image_visible
+            if visible.shape != mosaic.shape:
+                raise ImageReadError(f"{path}: the mosaic is {mosaic.shape}, the file's is {visible.shape}")
+            visible[...] = mosaic
+        rgb = raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16, output_color=rawpy.ColorSpace.sRGB)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise _libraw_error(path, exc) from exc
+    return (rgb / np.float32(65535)).astype(np.float32)
+
+
 def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     """Develop a camera RAW file to float32 sRGB (H, W, 3) in [0, 1], upright.
 
@@ -92,8 +114,6 @@ def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     header before the sensor data is unpacked. Camera EXIF is carried over for TIFF-based RAW files
     (DNG, NEF, CR2, ARW...). Raises ImageReadError with what to do when LibRaw cannot read the file.
     """
-    import rawpy
-
     from ._meta import exif_from_tiff_file
 
     path = Path(path)
@@ -102,23 +122,12 @@ def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     try:
         sizes = raw.sizes
         check_megapixels(path, int(sizes.width), int(sizes.height), max_megapixels)
-        try:
-            raw.unpack()
-            rgb = raw.postprocess(
-                use_camera_wb=True,
-                no_auto_bright=True,
-                output_bps=16,
-                output_color=rawpy.ColorSpace.sRGB,
-            )
-        except ImageReadError:
-            raise
-        except Exception as exc:
-            raise _libraw_error(path, exc) from exc
+        pixels = develop(raw, path)
     finally:
         raw.close()
     notes: list[str] = []
     return ImageData(
-        pixels=(rgb / np.float32(65535)).astype(np.float32),
+        pixels=pixels,
         alpha=None,
         channels_in=3,
         bit_depth=16,
