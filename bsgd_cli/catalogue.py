@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import EMBEDDED_DIR, read_metadata, user_model_dir
+from .config import SamplerConfig, from_dict
 from .errors import BsgdError
 
 
@@ -18,10 +19,11 @@ def describe(path: Path) -> dict[str, Any]:
         f"{sampler.get('mode', 'bsgd')} w={sampler.get('guidance')} K={sampler.get('steps')} "
         f"R={sampler.get('runs')} t0={sampler.get('t_start')}"
     )
-    if sampler.get("refine", "wiener") == "wiener":  # files without the key get the refinement by default
-        sampler_text += f" + wiener n={sampler.get('wiener_noise', 3.0)}"
-    if sampler.get("strength", 1.0) != 1.0:
-        sampler_text += f" strength={sampler.get('strength')}"
+    settings = from_dict(SamplerConfig, sampler)  # what the file gets, defaults filled in
+    if settings.refine == "wiener":
+        sampler_text += f" + wiener n={settings.wiener_noise}"
+    if settings.strength != 1.0:
+        sampler_text += f" strength={settings.strength}"
     measured = info.get("measured", {})
     measured_text = ", ".join(f"{k} {v}" for k, v in measured.items()) if isinstance(measured, dict) else str(measured)
     return {

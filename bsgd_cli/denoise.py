@@ -241,13 +241,15 @@ def denoise_paths(
                 image = decoded.result()
                 megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
                 emit({"kind": "file", "index": index, "path": str(source), "megapixels": megapixels})
-                if getattr(image, "fallback", False):  # RAW domain, no Bayer mosaic: sRGB model, TIFF
+                is_fallback = getattr(image, "fallback", False)
+                if is_fallback:  # RAW domain, no Bayer mosaic: sRGB model, TIFF
                     from .raw_domain import load_fallback_model
 
-                    fallback.setdefault("model", load_fallback_model(source))
+                    if "model" not in fallback:  # loaded once per run (setdefault would load it every time)
+                        fallback["model"] = load_fallback_model(source)
                     target = target.with_suffix(".tif") if target.suffix.lower() == ".dng" else target
                 denoised = denoise_array(
-                    fallback["model"] if getattr(image, "fallback", False) else model,
+                    fallback["model"] if is_fallback else model,
                     image.pixels,
                     mode=options.mode,
                     steps=options.steps,

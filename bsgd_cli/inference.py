@@ -8,14 +8,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from .checkpoint import LoadedModel
-from .config import SamplerConfig
+from .config import SamplerConfig, replace
 from .diffusion.guidance import blind_spot_guidance
 from .diffusion.sampling import refine_r3, sample_bsgd
 from .errors import ConfigError
@@ -192,7 +191,7 @@ def denoise_array(
         mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start, strength=strength,
         refine=refine, wiener_noise=wiener_noise,
     )
-    settings = replace(base, **{key: value for key, value in overrides.items() if value is not None})
+    settings = replace(base, **overrides)  # config.replace skips the None overrides
     strength = settings.strength
     precision = resolve_precision(precision, settings.mode, torch_device)
     net = model.model.to(torch_device).eval()
@@ -238,7 +237,7 @@ def denoise_array(
             return blend(np.stack(results), stack)
 
         # Written into the pilot's own array: rows are stored only after every tile reading them ran.
-        return apply_tiled(refine_tiles, image, plan, batch=batch, out=pilot)
+        return apply_tiled(refine_tiles, image, plan, batch=1, out=pilot)  # one call per tile anyway
 
     current_tile = tile
     while True:

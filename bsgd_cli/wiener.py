@@ -43,8 +43,8 @@ _MAX_NOISE_SAMPLES = 16384  # blocks used for the noise median (a strided subset
 class WienerSettings:
     """passes: Wiener passes; noise_scale: multiplies the estimated noise power; patch/stride in pixels."""
 
-    passes: int = 2
-    noise_scale: float = 2.0
+    passes: int = 1  # the same defaults as SamplerConfig's wiener_* fields
+    noise_scale: float = 3.0
     patch: int = 8
     stride: int = 2
 
@@ -66,6 +66,7 @@ def _dct_basis(size: int) -> torch.Tensor:
     return basis.float()
 
 
+@lru_cache(maxsize=8)
 def _dct_filters(size: int) -> torch.Tensor:
     """The 2-D DCT basis as (size*size, 1, size, size) conv filters, frequency index ky * size + kx."""
     basis = _dct_basis(size)
