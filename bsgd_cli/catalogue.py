@@ -21,7 +21,10 @@ def describe(path: Path) -> dict[str, Any]:
     )
     settings = from_dict(SamplerConfig, sampler)  # what the file gets, defaults filled in
     if settings.refine == "wiener":
-        sampler_text += f" + wiener n={settings.wiener_noise}"
+        sampler_text += (
+            f" + wiener n={settings.wiener_noise} chroma x{settings.wiener_chroma} "
+            f"{settings.wiener_patch}/{settings.wiener_stride}"
+        )
     if settings.strength != 1.0:
         sampler_text += f" strength={settings.strength}"
     measured = info.get("measured", {})

@@ -73,8 +73,9 @@ class SamplerConfig:
     branch alone, > 1 extrapolates. steps: K DDIM steps from ``t_start`` to 0. runs: R averaged runs.
     replace_prob: p, the probability a pixel/channel is re-injected from the noisy input per step.
     refine: "wiener" runs :mod:`bsgd_cli.wiener` on the mode's output (the pilot): a DCT-domain
-    empirical Wiener filter with the noise measured on each image; wiener_passes, wiener_noise
-    (scale of the measured noise power) and wiener_stride (block step in pixels) set it.
+    empirical Wiener filter in opponent colour planes with the noise measured on each image;
+    wiener_passes, wiener_noise (scale of the measured noise power), wiener_chroma (a further
+    factor on the colour planes), wiener_patch and wiener_stride (block side and step in pixels).
     strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
     """
 
@@ -91,7 +92,9 @@ class SamplerConfig:
     refine: Refine = "wiener"
     wiener_passes: int = 1
     wiener_noise: float = 3.0
-    wiener_stride: int = 2
+    wiener_chroma: float = 4.0
+    wiener_patch: int = 16
+    wiener_stride: int = 4
     strength: float = 1.0
 
     def __post_init__(self) -> None:
@@ -107,8 +110,10 @@ class SamplerConfig:
             raise ConfigError(f"strength must lie in [0, 1], got {self.strength}")
         if self.refine not in ("none", "wiener"):
             raise ConfigError(f"refine must be 'none' or 'wiener', got {self.refine!r}")
-        if self.wiener_passes < 1 or not 1 <= self.wiener_stride <= 8 or self.wiener_noise <= 0:
-            raise ConfigError("wiener_passes must be >= 1, wiener_stride in 1..8 and wiener_noise > 0")
+        if self.wiener_passes < 1 or not 2 <= self.wiener_patch <= 32 or not 1 <= self.wiener_stride <= self.wiener_patch:
+            raise ConfigError("wiener_passes must be >= 1, wiener_patch in 2..32 and wiener_stride in 1..wiener_patch")
+        if self.wiener_noise <= 0 or self.wiener_chroma <= 0:
+            raise ConfigError("wiener_noise and wiener_chroma must be positive")
         if self.mask not in ("iid", "complementary"):
             raise ConfigError(f"mask must be 'iid' or 'complementary', got {self.mask!r}")
 

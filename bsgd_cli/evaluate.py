@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .config import to_dict
 from .errors import ConfigError
 
 MODEL_METHODS = ("bsn", "bsn-r3", "bsgd", "fast")
@@ -95,10 +96,8 @@ def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, C
             sampler_settings[name]["strength"] = settings.strength if settings.strength is not None else effective.strength
             sampler_settings[name]["refine"] = settings.refine or effective.refine
             if sampler_settings[name]["refine"] == "wiener":
-                sampler_settings[name].update(
-                    wiener_noise=settings.wiener_noise or effective.wiener_noise,
-                    wiener_passes=effective.wiener_passes, wiener_stride=effective.wiener_stride,
-                )
+                stored = {key: value for key, value in to_dict(effective).items() if key.startswith("wiener_")}
+                sampler_settings[name].update(stored, wiener_noise=settings.wiener_noise or effective.wiener_noise)
         environment["sampler"] = sampler_settings
     return methods, environment
 

@@ -126,7 +126,10 @@ def denoise_tensor(
 
 def wiener_settings(sampler: SamplerConfig) -> WienerSettings:
     """The :class:`WienerSettings` a sampler config asks for."""
-    return WienerSettings(passes=sampler.wiener_passes, noise_scale=sampler.wiener_noise, stride=sampler.wiener_stride)
+    return WienerSettings(
+        passes=sampler.wiener_passes, noise_scale=sampler.wiener_noise, chroma_scale=sampler.wiener_chroma,
+        patch=sampler.wiener_patch, stride=sampler.wiener_stride,
+    )
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -4,23 +4,29 @@ Every network mode returns a *pilot* x_p of the clean image. The blind-spot bran
 distilled from it are smooth: they cannot see the pixel they predict, so fine texture is lost along
 with the noise. This stage is BM3D's second (Wiener) step without block matching, driven by the pilot:
 
-1. Cut the noisy input y and the pilot into overlapping ``patch`` x ``patch`` blocks (every
-   ``stride`` pixels) and take each block's 2-D DCT, per channel.
-2. Estimate the noise power of every DCT frequency (and channel) from the residual y - x_p alone:
+1. Colour: an RGB image is turned into opponent planes (luminance and two colour differences; an
+   orthonormal transform, so white noise stays white). Real sRGB noise is strongly correlated
+   across R, G and B (demosaicing); in these planes the colour noise is separated from the detail.
+2. Cut the noisy input y and the pilot into overlapping ``patch`` x ``patch`` blocks (every
+   ``stride`` pixels) and take each block's 2-D DCT, per plane.
+3. Estimate the noise power of every DCT frequency (and plane) from the residual y - x_p alone:
    ``median(c^2) / 0.4549`` over all blocks (the median of a squared zero-mean Gaussian is 0.4549
-   of its variance), times ``noise_scale``. The residual is mostly noise wherever the pilot is
-   right, so the median ignores the places where it is not. One estimate per frequency follows the
-   spatial correlation of real sRGB noise (demosaicing makes it far from white).
-3. Shrink each coefficient of y by the empirical Wiener gain ``P^2 / (P^2 + sigma^2)``, with P the
-   pilot's coefficient, invert the DCT and average the overlapping blocks. The block mean (DC) is
-   kept as it is in y: shrinking it would darken shadows (the gain depends on the value offset),
-   and the pilot's own mean can be biased (the shipped student's by +0.5/255); keeping it measured
-   0.07 dB better than either on PolyU and Nam, with no change of the image mean.
-4. With ``passes`` > 1, the result becomes the next pilot (the noise estimate is kept).
+   of its variance), times ``noise_scale`` (times ``noise_scale * chroma_scale`` on the colour
+   planes). The residual is mostly noise wherever the pilot is right, so the median ignores the
+   places where it is not. One estimate per frequency follows the spatial correlation of real sRGB
+   noise (demosaicing makes it far from white).
+4. Shrink each coefficient of y by the empirical Wiener gain ``P^2 / (P^2 + sigma^2)``, with P the
+   pilot's coefficient, invert the DCT, average the overlapping blocks and return to RGB. The block
+   mean (DC) is kept as it is in y: shrinking it would darken shadows (the gain depends on the
+   value offset), and the pilot's own mean can be biased (the shipped student's by +0.5/255);
+   keeping it measured 0.07 dB better than either on PolyU and Nam, with no change of the image mean.
+5. With ``passes`` > 1, the result becomes the next pilot (the noise estimate is kept).
 
-No clean image and no per-set tuning of sigma: the noise is measured on each image (each tile).
-``noise_scale`` corrects the median's bias on signal-dependent noise; its default was chosen by
-measurement (docs/ablation.md). Works on any number of channels (RGB, or packed Bayer planes).
+No clean image and no per-set tuning of sigma: the noise is measured on each image. The scales
+correct the median's bias on signal-dependent noise and the pilot's own error; the colour planes
+want four times the luminance's (colour noise is blotchy and the eye does not miss colour detail).
+All defaults were chosen by measurement (docs/ablation-wiener.md). Any other number of planes
+(packed Bayer in the RAW domain) is filtered plane by plane with ``noise_scale``.
 """
 
 from __future__ import annotations
@@ -41,18 +47,20 @@ _MAX_NOISE_SAMPLES = 16384  # blocks used for the noise median (a strided subset
 
 @dataclass(frozen=True)
 class WienerSettings:
-    """passes: Wiener passes; noise_scale: multiplies the estimated noise power; patch/stride in pixels."""
+    """passes: Wiener passes; noise_scale: multiplies the estimated noise power; chroma_scale: a
+    further factor on an RGB image's two colour planes; patch/stride: block side and step in pixels."""
 
     passes: int = 1  # the same defaults as SamplerConfig's wiener_* fields
     noise_scale: float = 3.0
-    patch: int = 8
-    stride: int = 2
+    chroma_scale: float = 4.0
+    patch: int = 16
+    stride: int = 4
 
     def __post_init__(self) -> None:
         if self.passes < 1:
             raise ConfigError("Wiener passes must be at least 1")
-        if self.noise_scale <= 0:
-            raise ConfigError(f"the Wiener noise scale must be positive, got {self.noise_scale}")
+        if self.noise_scale <= 0 or self.chroma_scale <= 0:
+            raise ConfigError(f"the Wiener noise scales must be positive, got {self.noise_scale} and {self.chroma_scale}")
         if self.patch < 2 or not 1 <= self.stride <= self.patch:
             raise ConfigError(f"Wiener patch must be >= 2 and 1 <= stride <= patch, got {self.patch}, {self.stride}")
 
@@ -71,6 +79,34 @@ def _dct_filters(size: int) -> torch.Tensor:
     """The 2-D DCT basis as (size*size, 1, size, size) conv filters, frequency index ky * size + kx."""
     basis = _dct_basis(size)
     return (basis[:, None, :, None] * basis[None, :, None, :]).reshape(size * size, 1, size, size)
+
+
+# Rows: luminance, red - blue, green - (red + blue) / 2; orthonormal, so its inverse is its transpose.
+_OPPONENT = torch.tensor(
+    [[1 / math.sqrt(3)] * 3, [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)], [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)]]
+)
+
+
+def _to_planes(image: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """RGB to opponent planes along ``channel_dim``; any other channel count passes unchanged."""
+    if image.shape[channel_dim] != 3:
+        return image
+    return torch.tensordot(_OPPONENT.to(image.device, image.dtype), image.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
+
+
+def _from_planes(planes: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """The inverse of :func:`_to_planes`."""
+    if planes.shape[channel_dim] != 3:
+        return planes
+    return torch.tensordot(_OPPONENT.T.to(planes.device, planes.dtype), planes.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
+
+
+def _scales(channels: int, settings: WienerSettings) -> torch.Tensor:
+    """The noise scale of each plane: ``noise_scale``, and ``chroma_scale`` times it on colour planes."""
+    scales = torch.full((channels,), settings.noise_scale)
+    if channels == 3:
+        scales[1:] *= settings.chroma_scale
+    return scales
 
 
 def _padding(length: int, patch: int, stride: int, offset: int = 0) -> tuple[int, int]:
@@ -94,9 +130,10 @@ def _noise_power(residual: torch.Tensor) -> torch.Tensor:
 
 
 def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSettings = WienerSettings()) -> torch.Tensor | None:
-    """The noise power of every (channel, DCT frequency) of one whole image, shape (C, patch * patch).
+    """The noise power of every (plane, DCT frequency) of one whole image, shape (C, patch * patch).
 
     ``noisy`` and ``pilot`` are (H, W, C) float arrays in the value range the refinement will see.
+    For RGB the planes are the opponent planes the refinement works in, not R, G and B.
     Measured on non-overlapping blocks spread evenly over the image (at most about 16 k of them),
     read one band of rows at a time, so memory stays small on 100-megapixel photos. Returns None for
     an image smaller than one block (nothing to measure; leave it unrefined). ``noise_scale`` is
@@ -114,7 +151,7 @@ def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSetting
     for first in range(0, len(starts), per_band):
         top, last = starts[first], starts[min(first + per_band, len(starts)) - 1]
         band = torch.from_numpy(np.ascontiguousarray(noisy[top : last + size] - pilot[top : last + size], dtype=np.float32))
-        planes = band.permute(2, 0, 1)[:, None]  # (C, 1, rows, W)
+        planes = _to_planes(band.permute(2, 0, 1), 0)[:, None]  # (C, 1, rows, W)
         coefficients = F.conv2d(planes, filters, stride=step)  # (C, F, band blocks, blocks across)
         parts.append(coefficients.flatten(2))
     return _noise_power(torch.cat(parts, dim=2))
@@ -133,7 +170,8 @@ def wiener_refine(
     tile then uses the image's estimate, so tiles agree); None measures each of the N images itself.
     ``offset``: (row, column) of these pixels in the whole image, for a tile: it puts the blocks
     where a whole-image pass would, so tiled and untiled results agree.
-    Computed in float32 whatever the input dtype (bf16 autocast is not used here).
+    Computed in float32 whatever the input dtype (bf16 autocast is not used here). An RGB input is
+    filtered in opponent planes and returned in RGB.
     """
     if noisy.shape != pilot.shape or noisy.ndim != 4:
         raise ConfigError(f"noisy and pilot must both be (N, C, H, W) of one shape, got {tuple(noisy.shape)} and {tuple(pilot.shape)}")
@@ -147,7 +185,7 @@ def wiener_refine(
     pad_mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
 
     def forward(image: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C, F, Lh, Lw)
-        padded = F.pad(image.float().reshape(n * c, 1, h, w), (left, right, top, bottom), mode=pad_mode)
+        padded = F.pad(_to_planes(image.float(), 1).reshape(n * c, 1, h, w), (left, right, top, bottom), mode=pad_mode)
         coefficients = F.conv2d(padded, filters, stride=stride)
         return coefficients.reshape(n, c, size * size, *coefficients.shape[-2:])
 
@@ -163,7 +201,7 @@ def wiener_refine(
             torch.ones(1, 1, rows, cols, device=coefficients.device), torch.ones_like(filters[:1]), stride=stride
         )
         image = (summed / count)[..., top : top + h, left : left + w]
-        return image.reshape(n, c, h, w)
+        return _from_planes(image.reshape(n, c, h, w), 1)
 
     with torch.autocast(device_type=noisy.device.type, enabled=False):
         y = forward(noisy)
@@ -172,7 +210,7 @@ def wiener_refine(
             power = _noise_power((y - p).flatten(-2))  # (N, C, F)
         else:
             power = noise.to(y.device, torch.float32).expand(n, c, size * size)
-        sigma2 = (power * settings.noise_scale)[..., None, None].clamp_min(1e-12)
+        sigma2 = (power * _scales(c, settings).to(y.device)[:, None])[..., None, None].clamp_min(1e-12)
         for index in range(settings.passes):
             power = p.square_()  # p is not used again in this pass
             shrunk = y * power.div_(power + sigma2)

@@ -35,7 +35,7 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
 
 
-def _dct_power(noise: np.ndarray, size: int = 8) -> torch.Tensor:
+def _dct_power(noise: np.ndarray, size: int = 16) -> torch.Tensor:
     """Oracle: mean square of the true noise's DCT coefficients per (channel, frequency)."""
     planes = _tensor(noise.astype(np.float32))[0][:, None]
     return F.conv2d(planes, _dct_filters(size), stride=size).flatten(2).square().mean(-1)
@@ -48,30 +48,57 @@ def test_pilot_equal_to_input_is_the_identity() -> None:
 
 def test_noise_estimate_matches_white_noise_power() -> None:
     rng = np.random.default_rng(1)
-    clean = noisy_image(256, 256)  # any image: the pilot is the clean image here
+    clean = noisy_image(512, 512)  # any image: the pilot is the clean image here
     noise = rng.normal(0, 0.03, clean.shape).astype(np.float32)
-    estimate = estimate_noise(clean + noise, clean)
-    assert estimate is not None and estimate.shape == (3, 64)
+    estimate = estimate_noise(clean + noise, clean)  # white noise stays white in the opponent planes
+    assert estimate is not None and estimate.shape == (3, 256)
     relative = estimate / 0.03**2
     assert abs(float(relative.mean()) - 1) < 0.03  # unbiased on average
-    assert float((relative - 1).abs().max()) < 0.25  # about 4 k blocks per (channel, frequency)
+    assert float((relative - 1).abs().max()) < 0.25  # about 4 k blocks per (plane, frequency)
 
 
 def test_noise_estimate_follows_correlated_noise_spectrum() -> None:
     # Demosaicing-like correlation: blurred white noise has far less power at high frequencies.
     rng = np.random.default_rng(2)
-    white = torch.from_numpy(rng.normal(0, 0.05, (1, 3, 264, 264)).astype(np.float32))
+    white = torch.from_numpy(rng.normal(0, 0.05, (1, 3, 520, 520)).astype(np.float32))
     kernel = torch.tensor([0.25, 0.5, 0.25])
     kernel2d = (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3).contiguous()
-    correlated = F.conv2d(white, kernel2d, groups=3)[0].permute(1, 2, 0).numpy()[:256, :256]
+    correlated = F.conv2d(white, kernel2d, groups=3)[0].permute(1, 2, 0).numpy()[:512, :512]
     clean = np.full_like(correlated, 0.5)
     estimate = estimate_noise(clean + correlated, clean)
-    oracle = _dct_power(correlated)
+    oracle = _dct_power(correlated)  # R, G, B independent with one spectrum: the same in opponent planes
     assert estimate is not None
-    assert bool((oracle[:, 1] > 5 * oracle[:, 63]).all())  # the test's premise: a strongly coloured spectrum
+    assert bool((oracle[:, 1] > 5 * oracle[:, 255]).all())  # the test's premise: a strongly coloured spectrum
     relative = estimate / oracle
     assert abs(float(relative.mean()) - 1) < 0.05
     assert float((relative - 1).abs().max()) < 0.3
+
+
+def test_noise_shared_by_r_g_b_is_measured_in_the_luminance_plane_only() -> None:
+    # Demosaicing correlates the channels; the extreme case, one noise field in R, G and B alike,
+    # is pure luminance noise: the colour planes see none of it.
+    rng = np.random.default_rng(7)
+    clean = noisy_image(256, 256)
+    shared = rng.normal(0, 0.03, clean.shape[:2] + (1,)).astype(np.float32)
+    estimate = estimate_noise(clean + shared, clean)
+    assert estimate is not None
+    assert abs(float(estimate[0].mean()) / (3 * 0.03**2) - 1) < 0.1  # (1,1,1)/sqrt(3): 3x the power
+    assert float(estimate[1:].max()) < 1e-6 * float(estimate[0].mean()) + 1e-12
+
+
+def test_chroma_scale_smooths_colour_and_leaves_luminance() -> None:
+    rng = np.random.default_rng(8)
+    clean = _tensor(_textured(128, 128))
+    noisy = clean + torch.from_numpy(rng.normal(0, 0.04, clean.shape).astype(np.float32))
+    pilot = F.avg_pool2d(F.pad(noisy, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
+    plain = wiener_refine(noisy, pilot, WienerSettings(chroma_scale=1.0))
+    colour_smooth = wiener_refine(noisy, pilot, WienerSettings(chroma_scale=100.0))
+    luminance = lambda image: image.mean(dim=1)  # noqa: E731 - the (1,1,1) plane, up to a factor
+    assert torch.allclose(luminance(plain), luminance(colour_smooth), atol=1e-5)
+    colour = lambda image: image - image.mean(dim=1, keepdim=True)  # noqa: E731
+    # With the colour noise taken as huge, only the block means of the colour planes are left.
+    roughness = lambda image: float(colour(image).diff(dim=-1).abs().mean())  # noqa: E731
+    assert roughness(colour_smooth) < 0.5 * roughness(plain)
 
 
 def test_refinement_beats_both_a_blurred_pilot_and_the_input() -> None:
@@ -112,6 +139,10 @@ def test_settings_and_config_validation() -> None:
         WienerSettings(passes=0)
     with pytest.raises(ConfigError):
         WienerSettings(noise_scale=0)
+    with pytest.raises(ConfigError):
+        WienerSettings(chroma_scale=-1)
+    with pytest.raises(ConfigError):
+        SamplerConfig(wiener_patch=8, wiener_stride=9)
     with pytest.raises(ConfigError):
         SamplerConfig(refine="median")  # type: ignore[arg-type]
     sampler = SamplerConfig(mode="bsn", refine="wiener", wiener_passes=2, wiener_noise=2.5)
