@@ -48,13 +48,15 @@ _MAX_NOISE_SAMPLES = 16384  # blocks used for the noise median (a strided subset
 @dataclass(frozen=True)
 class WienerSettings:
     """passes: Wiener passes; noise_scale: multiplies the estimated noise power; chroma_scale: a
-    further factor on an RGB image's two colour planes; patch/stride: block side and step in pixels."""
+    further factor on an RGB image's two colour planes; patch/stride: block side and step in pixels;
+    opponent: False filters R, G and B as they are (the first version's way, kept for ablations)."""
 
     passes: int = 1  # the same defaults as SamplerConfig's wiener_* fields
     noise_scale: float = 3.0
     chroma_scale: float = 4.0
     patch: int = 16
     stride: int = 4
+    opponent: bool = True
 
     def __post_init__(self) -> None:
         if self.passes < 1:
@@ -87,16 +89,16 @@ _OPPONENT = torch.tensor(
 )
 
 
-def _to_planes(image: torch.Tensor, channel_dim: int) -> torch.Tensor:
+def _to_planes(image: torch.Tensor, channel_dim: int, opponent: bool = True) -> torch.Tensor:
     """RGB to opponent planes along ``channel_dim``; any other channel count passes unchanged."""
-    if image.shape[channel_dim] != 3:
+    if image.shape[channel_dim] != 3 or not opponent:
         return image
     return torch.tensordot(_OPPONENT.to(image.device, image.dtype), image.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
 
 
-def _from_planes(planes: torch.Tensor, channel_dim: int) -> torch.Tensor:
+def _from_planes(planes: torch.Tensor, channel_dim: int, opponent: bool = True) -> torch.Tensor:
     """The inverse of :func:`_to_planes`."""
-    if planes.shape[channel_dim] != 3:
+    if planes.shape[channel_dim] != 3 or not opponent:
         return planes
     return torch.tensordot(_OPPONENT.T.to(planes.device, planes.dtype), planes.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
 
@@ -104,7 +106,7 @@ def _from_planes(planes: torch.Tensor, channel_dim: int) -> torch.Tensor:
 def _scales(channels: int, settings: WienerSettings) -> torch.Tensor:
     """The noise scale of each plane: ``noise_scale``, and ``chroma_scale`` times it on colour planes."""
     scales = torch.full((channels,), settings.noise_scale)
-    if channels == 3:
+    if channels == 3 and settings.opponent:
         scales[1:] *= settings.chroma_scale
     return scales
 
@@ -151,7 +153,7 @@ def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSetting
     for first in range(0, len(starts), per_band):
         top, last = starts[first], starts[min(first + per_band, len(starts)) - 1]
         band = torch.from_numpy(np.ascontiguousarray(noisy[top : last + size] - pilot[top : last + size], dtype=np.float32))
-        planes = _to_planes(band.permute(2, 0, 1), 0)[:, None]  # (C, 1, rows, W)
+        planes = _to_planes(band.permute(2, 0, 1), 0, settings.opponent)[:, None]  # (C, 1, rows, W)
         coefficients = F.conv2d(planes, filters, stride=step)  # (C, F, band blocks, blocks across)
         parts.append(coefficients.flatten(2))
     return _noise_power(torch.cat(parts, dim=2))
@@ -185,7 +187,7 @@ def wiener_refine(
     pad_mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
 
     def forward(image: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C, F, Lh, Lw)
-        padded = F.pad(_to_planes(image.float(), 1).reshape(n * c, 1, h, w), (left, right, top, bottom), mode=pad_mode)
+        padded = F.pad(_to_planes(image.float(), 1, settings.opponent).reshape(n * c, 1, h, w), (left, right, top, bottom), mode=pad_mode)
         coefficients = F.conv2d(padded, filters, stride=stride)
         return coefficients.reshape(n, c, size * size, *coefficients.shape[-2:])
 
@@ -201,7 +203,7 @@ def wiener_refine(
             torch.ones(1, 1, rows, cols, device=coefficients.device), torch.ones_like(filters[:1]), stride=stride
         )
         image = (summed / count)[..., top : top + h, left : left + w]
-        return _from_planes(image.reshape(n, c, h, w), 1)
+        return _from_planes(image.reshape(n, c, h, w), 1, settings.opponent)
 
     with torch.autocast(device_type=noisy.device.type, enabled=False):
         y = forward(noisy)

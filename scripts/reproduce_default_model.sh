@@ -38,14 +38,20 @@ from bsgd_cli.config import SamplerConfig
 m = load_model("runs/distill/model.safetensors")
 save_model("bsgd_cli/models/default.safetensors", m.model, info=m.info, sampler=SamplerConfig(
     mode="bsgd", guidance=0.5, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid",
-    refine="wiener", wiener_passes=1, wiener_noise=3.0, wiener_stride=2, strength=1.0))
+    refine="wiener", wiener_passes=1, wiener_noise=3.0, wiener_chroma=4.0, wiener_patch=16,
+    wiener_stride=4, strength=1.0))
 EOF
+
+# 4b. Third ablation: the Wiener step's colour planes, block size and noise scales, on cached
+#     network outputs (docs/ablation-colour.md); it chose the wiener_* values stored above.
+.venv/bin/python scripts/wiener_sweep.py --set polyu=polyu:"$DATA/pairs/polyu" \
+    --set nam=pairs:"$DATA/pairs/nam25" --limit 40 --modes bsgd,fast --cache runs/pilots --out docs/ablation-colour
 
 # 5. Benchmarks (docs/BENCHMARKS.md) with the stored defaults (Wiener refinement on).
 D="$DATA/pairs"
-$BSGD benchmark --dataset pairs --root "$D/nam25" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v3-nam25
-$BSGD benchmark --dataset sidd-pair --root "$D/sidd-danet" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v3-sidd
-$BSGD benchmark --dataset polyu --root "$D/polyu" --methods noisy,nlm,fast,bsn --device cpu --out bench-out/v3-polyu
-$BSGD benchmark --dataset polyu --root "$D/polyu" --methods bsgd --device cpu --out bench-out/v3-polyu-bsgd
-$BSGD benchmark --speed --megapixels 2 --methods nlm,fast,bsn,bsgd --device cpu --out bench-out/v3-speed
-$BSGD benchmark --speed --megapixels 50 --methods fast --device cpu --out bench-out/v3-speed50
+$BSGD benchmark --dataset pairs --root "$D/nam25" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v6-nam25
+$BSGD benchmark --dataset sidd-pair --root "$D/sidd-danet" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v6-sidd
+$BSGD benchmark --dataset polyu --root "$D/polyu" --methods noisy,nlm,fast,bsn --device cpu --out bench-out/v6-polyu
+$BSGD benchmark --dataset polyu --root "$D/polyu" --methods bsgd --device cpu --out bench-out/v6-polyu-bsgd
+$BSGD benchmark --speed --megapixels 2 --methods nlm,fast,bsn,bsgd --device cpu --out bench-out/v6-speed
+$BSGD benchmark --speed --megapixels 50 --methods fast --device cpu --out bench-out/v6-speed50
