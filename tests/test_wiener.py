@@ -101,6 +101,17 @@ def test_chroma_scale_smooths_colour_and_leaves_luminance() -> None:
     assert roughness(colour_smooth) < 0.5 * roughness(plain)
 
 
+def test_rgb_setting_filters_each_channel_alone() -> None:
+    rng = np.random.default_rng(9)
+    noisy = torch.from_numpy(rng.random((1, 3, 48, 40)).astype(np.float32))
+    pilot = F.avg_pool2d(F.pad(noisy, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    settings = WienerSettings(opponent=False, chroma_scale=7.0)  # the colour factor has no planes to act on
+    together = wiener_refine(noisy, pilot, settings)
+    apart = torch.cat([wiener_refine(noisy[:, i : i + 1], pilot[:, i : i + 1], settings) for i in range(3)], dim=1)
+    assert torch.allclose(together, apart, atol=1e-6)
+    assert not torch.allclose(wiener_refine(noisy, pilot), together, atol=1e-3)  # opponent planes differ
+
+
 def test_refinement_beats_both_a_blurred_pilot_and_the_input() -> None:
     # Like a blind-spot output: smooth, the stripes weakened but not gone, some noise left.
     rng = np.random.default_rng(3)
