@@ -23,7 +23,7 @@ def describe(path: Path) -> dict[str, Any]:
     if settings.refine == "wiener":
         sampler_text += (
             f" + wiener n={settings.wiener_noise} chroma x{settings.wiener_chroma} "
-            f"{settings.wiener_patch}/{settings.wiener_stride}"
+            f"{settings.wiener_patch}/{settings.wiener_stride} colour {settings.wiener_chroma_patch}/{settings.wiener_chroma_stride}"
         )
     if settings.strength != 1.0:
         sampler_text += f" strength={settings.strength}"

@@ -75,7 +75,8 @@ class SamplerConfig:
     refine: "wiener" runs :mod:`bsgd_cli.wiener` on the mode's output (the pilot): a DCT-domain
     empirical Wiener filter in opponent colour planes with the noise measured on each image;
     wiener_passes, wiener_noise (scale of the measured noise power), wiener_chroma (a further
-    factor on the colour planes), wiener_patch and wiener_stride (block side and step in pixels).
+    factor on the colour planes), wiener_patch and wiener_stride (block side and step in pixels),
+    wiener_chroma_patch and wiener_chroma_stride (the same for the colour planes).
     strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
     """
 
@@ -92,9 +93,11 @@ class SamplerConfig:
     refine: Refine = "wiener"
     wiener_passes: int = 1
     wiener_noise: float = 3.0
-    wiener_chroma: float = 4.0
+    wiener_chroma: float = 6.0
     wiener_patch: int = 16
     wiener_stride: int = 4
+    wiener_chroma_patch: int = 32
+    wiener_chroma_stride: int = 8
     strength: float = 1.0
 
     def __post_init__(self) -> None:
@@ -110,8 +113,11 @@ class SamplerConfig:
             raise ConfigError(f"strength must lie in [0, 1], got {self.strength}")
         if self.refine not in ("none", "wiener"):
             raise ConfigError(f"refine must be 'none' or 'wiener', got {self.refine!r}")
-        if self.wiener_passes < 1 or not 2 <= self.wiener_patch <= 32 or not 1 <= self.wiener_stride <= self.wiener_patch:
-            raise ConfigError("wiener_passes must be >= 1, wiener_patch in 2..32 and wiener_stride in 1..wiener_patch")
+        if self.wiener_passes < 1:
+            raise ConfigError("wiener_passes must be >= 1")
+        for patch, stride in ((self.wiener_patch, self.wiener_stride), (self.wiener_chroma_patch, self.wiener_chroma_stride)):
+            if not 2 <= patch <= 64 or not 1 <= stride <= patch:
+                raise ConfigError(f"Wiener block sides must lie in 2..64 and their strides in 1..side, got {patch} and {stride}")
         if self.wiener_noise <= 0 or self.wiener_chroma <= 0:
             raise ConfigError("wiener_noise and wiener_chroma must be positive")
         if self.mask not in ("iid", "complementary"):

@@ -129,6 +129,7 @@ def wiener_settings(sampler: SamplerConfig) -> WienerSettings:
     return WienerSettings(
         passes=sampler.wiener_passes, noise_scale=sampler.wiener_noise, chroma_scale=sampler.wiener_chroma,
         patch=sampler.wiener_patch, stride=sampler.wiener_stride,
+        chroma_patch=sampler.wiener_chroma_patch, chroma_stride=sampler.wiener_chroma_stride,
     )
 
 
@@ -219,12 +220,14 @@ def denoise_array(
     def wiener_pass(pilot: np.ndarray, network_tile: int) -> np.ndarray:
         """Second pass: the Wiener step per tile with one noise estimate for the whole image.
 
-        Its own tiles: at least 128 pixels, overlapping by at least two Wiener blocks so that the
-        blocks cut at a tile's edge fall where the blend gives that tile little weight.
+        Its own tiles: at least 128 pixels and 12 of the largest blocks, overlapping by two of them
+        and cut, not blended, in the middle of the overlap: a pixel at least one block from a tile's
+        edge gets exactly the blocks the whole image would give it, so the tiled result is the
+        whole-image result (tests/test_wiener.py).
         """
         assert wiener is not None
-        side = max(network_tile, 128)
-        plan = plan_tiles(image.shape[0], image.shape[1], side, min(max(overlap, 2 * wiener.patch), side // 4))
+        side = max(network_tile, 128, 12 * wiener.largest_patch)
+        plan = plan_tiles(image.shape[0], image.shape[1], side, min(2 * wiener.largest_patch, side // 4))
         noise = estimate_noise(image, pilot, wiener)
         if noise is None:  # smaller than one Wiener block: nothing to measure
             return blend(pilot, image)
@@ -240,7 +243,7 @@ def denoise_array(
             return blend(np.stack(results), stack)
 
         # Written into the pilot's own array: rows are stored only after every tile reading them ran.
-        return apply_tiled(refine_tiles, image, plan, batch=1, out=pilot)  # one call per tile anyway
+        return apply_tiled(refine_tiles, image, plan, batch=1, out=pilot, cut=True)  # one call per tile anyway
 
     current_tile = tile
     while True:

@@ -82,12 +82,17 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
     return TilePlan(height, width, tile_h, tile_w, overlap, tuple(tiles))
 
 
-def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+def _ramp(size: int, overlap: int, at_start: bool, at_end: bool, cut: bool = False) -> np.ndarray:
     weights = np.ones(size, dtype=np.float64)
     if overlap > 0:
-        # Cubed: a tile's outermost pixels, computed without their outer context, weigh little
-        # (a linear ramp left seams of up to 4/255 along tile edges; tests/test_reliability.py).
-        ramp = ((np.arange(overlap, dtype=np.float64) + 0.5) / overlap) ** 3
+        if cut:
+            # A hard seam in the middle of the overlap: each pixel comes whole from the tile in which
+            # it lies at least overlap // 2 pixels from the edge.
+            ramp = (np.arange(overlap) >= overlap // 2).astype(np.float64)
+        else:
+            # Cubed: a tile's outermost pixels, computed without their outer context, weigh little
+            # (a linear ramp left seams of up to 4/255 along tile edges; tests/test_reliability.py).
+            ramp = ((np.arange(overlap, dtype=np.float64) + 0.5) / overlap) ** 3
         if not at_start:
             weights[:overlap] = np.minimum(weights[:overlap], ramp)
         if not at_end:
@@ -95,10 +100,14 @@ def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
     return weights
 
 
-def blend_weights(tile: Tile, plan: TilePlan) -> np.ndarray:
-    """(height, width) float64 weights in (0, 1]: 1 inside, ramping down across shared borders."""
-    wy = _ramp(tile.height, plan.overlap, tile.y == 0, tile.y + tile.height >= plan.height)
-    wx = _ramp(tile.width, plan.overlap, tile.x == 0, tile.x + tile.width >= plan.width)
+def blend_weights(tile: Tile, plan: TilePlan, cut: bool = False) -> np.ndarray:
+    """(height, width) float64 weights in [0, 1]: 1 inside, ramping down across shared borders.
+
+    cut: 0 or 1 instead of a ramp, the seam in the middle of each overlap. Every pixel still gets
+    weight 1 from at least one tile (tests/test_tiling.py).
+    """
+    wy = _ramp(tile.height, plan.overlap, tile.y == 0, tile.y + tile.height >= plan.height, cut)
+    wx = _ramp(tile.width, plan.overlap, tile.x == 0, tile.x + tile.width >= plan.width, cut)
     return wy[:, None] * wx[None, :]
 
 
@@ -113,6 +122,7 @@ def apply_tiled(
     batch: int = 1,
     progress: Callable[[int, int], None] | None = None,
     out: np.ndarray | None = None,
+    cut: bool = False,
 ) -> np.ndarray:
     """Run ``fn`` over the tiles of ``image`` and blend the results.
 
@@ -126,6 +136,9 @@ def apply_tiled(
         out: an (H, W, C) float32 array to write the result into. It may be an array that ``fn``
             reads by tile position (a second input): rows are written only once every tile that
             covers them has been computed, because tiles run in raster order.
+        cut: take each pixel from one tile, cutting in the middle of the overlaps, instead of blending.
+            For a ``fn`` that is exact at least ``plan.overlap // 2`` pixels from a tile's edge (the
+            Wiener step), the result is then the whole-image result.
     Returns:
         (H, W, C) float32 (``out`` when given).
     """
@@ -161,7 +174,7 @@ def apply_tiled(
             raise RuntimeError(f"tile function returned shape {results.shape} for input {stack.shape}")
         for tile, result in zip(chunk, results, strict=True):
             flush(tile.y)
-            weights = blend_weights(tile, plan)
+            weights = blend_weights(tile, plan, cut)
             rows = slice(tile.y - band_start, tile.y - band_start + tile.height)
             cols = slice(tile.x, tile.x + tile.width)
             accumulated[rows, cols] += weights[:, :, None] * result.astype(np.float64)

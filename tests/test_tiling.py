@@ -44,6 +44,48 @@ def test_plan_covers_image_with_overlap(height, width, tile, overlap) -> None:
         assert all(b - a <= plan.tile_height - overlap for a, b in zip(ys, ys[1:], strict=False))
 
 
+@settings(max_examples=30, deadline=None)
+@given(height=st.integers(1, 300), width=st.integers(1, 300), tile=st.sampled_from([32, 64, 96]),
+       overlap=st.integers(0, 15))
+def test_cut_seams_take_every_pixel_from_a_tile_far_from_its_edges(height, width, tile, overlap) -> None:
+    plan = plan_tiles(height, width, tile, overlap)
+    total = np.zeros((height, width))
+    for t in plan.tiles:
+        weights = blend_weights(t, plan, cut=True)
+        assert set(np.unique(weights)) <= {0.0, 1.0}
+        total[t.y : t.y + t.height, t.x : t.x + t.width] += weights
+        # Where a tile counts, the pixel is overlap // 2 from every edge it shares with another tile.
+        ys, xs = np.nonzero(weights)
+        margin = overlap // 2
+        if t.y > 0:
+            assert ys.min() >= margin
+        if t.y + t.height < height:
+            assert ys.max() <= t.height - 1 - margin
+        if t.x > 0:
+            assert xs.min() >= margin
+        if t.x + t.width < width:
+            assert xs.max() <= t.width - 1 - margin
+    assert total.min() >= 1
+
+
+def test_cut_seams_are_exact_for_a_function_wrong_only_near_tile_edges() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random((203, 157, 2)).astype(np.float32)
+    plan = plan_tiles(203, 157, 64, 12)
+
+    def wrong_near_edges(stack: np.ndarray, tiles) -> np.ndarray:
+        out = stack * 2.0
+        out[:, :6] = out[:, -6:] = out[:, :, :6] = out[:, :, -6:] = -1.0  # within overlap // 2 of an edge
+        return out
+
+    expected = image * 2.0
+    edges = np.zeros(image.shape[:2], dtype=bool)
+    edges[:6], edges[-6:], edges[:, :6], edges[:, -6:] = True, True, True, True
+    expected[edges] = -1.0  # the image's own borders have no other tile
+    assert np.array_equal(apply_tiled(wrong_near_edges, image, plan, cut=True), expected)
+    assert not np.allclose(apply_tiled(wrong_near_edges, image, plan), expected, atol=1e-3)  # a ramp blends
+
+
 @settings(max_examples=40, deadline=None)
 @given(length=st.integers(1, 3000), tile=st.sampled_from([64, 128, 512]), overlap=st.sampled_from([0, 8, 15]),
        multiple=st.sampled_from([1, 4, 10]))
