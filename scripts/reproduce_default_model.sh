@@ -38,20 +38,25 @@ from bsgd_cli.config import SamplerConfig
 m = load_model("runs/distill/model.safetensors")
 save_model("bsgd_cli/models/default.safetensors", m.model, info=m.info, sampler=SamplerConfig(
     mode="bsgd", guidance=0.5, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid",
-    refine="wiener", wiener_passes=1, wiener_noise=3.0, wiener_chroma=4.0, wiener_patch=16,
-    wiener_stride=4, strength=1.0))
+    refine="wiener", wiener_passes=1, wiener_noise=3.0, wiener_chroma=6.0, wiener_patch=16,
+    wiener_stride=4, wiener_chroma_patch=32, wiener_chroma_stride=8, strength=1.0))
 EOF
 
 # 4b. Third ablation: the Wiener step's colour planes, block size and noise scales, on cached
-#     network outputs (docs/ablation-colour.md); it chose the wiener_* values stored above.
+#     network outputs (docs/ablation-colour.md); it chose opponent planes, 16/4 blocks and noise 3.
 .venv/bin/python scripts/wiener_sweep.py --set polyu=polyu:"$DATA/pairs/polyu" \
-    --set nam=pairs:"$DATA/pairs/nam25" --limit 40 --modes bsgd,fast --cache runs/pilots --out docs/ablation-colour
+    --set nam=pairs:"$DATA/pairs/nam25" --limit 40 --modes bsgd,fast --cache runs/pilots --grid third \
+    --out docs/ablation-colour
+# 4c. Fourth ablation: larger blocks for the colour planes (docs/ablation-chroma-blocks.md); it chose
+#     the colour planes' 32/8 blocks and x6 noise stored above.
+.venv/bin/python scripts/wiener_sweep.py --set polyu=polyu:"$DATA/pairs/polyu" \
+    --set nam=pairs:"$DATA/pairs/nam25" --limit 40 --modes fast --cache runs/pilots --grid fourth \
+    --out docs/ablation-chroma-blocks
 
 # 5. Benchmarks (docs/BENCHMARKS.md) with the stored defaults (Wiener refinement on).
 D="$DATA/pairs"
-$BSGD benchmark --dataset pairs --root "$D/nam25" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v6-nam25
-$BSGD benchmark --dataset sidd-pair --root "$D/sidd-danet" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v6-sidd
-$BSGD benchmark --dataset polyu --root "$D/polyu" --methods noisy,nlm,fast,bsn --device cpu --out bench-out/v6-polyu
-$BSGD benchmark --dataset polyu --root "$D/polyu" --methods bsgd --device cpu --out bench-out/v6-polyu-bsgd
-$BSGD benchmark --speed --megapixels 2 --methods nlm,fast,bsn,bsgd --device cpu --out bench-out/v6-speed
-$BSGD benchmark --speed --megapixels 50 --methods fast --device cpu --out bench-out/v6-speed50
+$BSGD benchmark --dataset polyu --root "$D/polyu" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v7-polyu
+$BSGD benchmark --dataset pairs --root "$D/nam25" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v7-nam25
+$BSGD benchmark --dataset sidd-pair --root "$D/sidd-danet" --methods noisy,nlm,fast,bsn,bsgd --device cpu --out bench-out/v7-sidd
+$BSGD benchmark --speed --megapixels 2 --methods nlm,fast,bsn,bsgd --device cpu --out bench-out/v7-speed
+$BSGD benchmark --speed --megapixels 50 --methods fast --device cpu --out bench-out/v7-speed50

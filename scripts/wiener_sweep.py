@@ -5,10 +5,11 @@ set of network outputs: each mode's pilot (``refine="none"``, strength 1, the mo
 default seed) is computed once per image and cached as .npy, then every row of the grid refines the
 same pilots. A row costs seconds instead of the minutes a `bsgd benchmark` run of `bsgd` takes.
 
-Usage (docs/ablation-colour.md came from this):
+Usage (docs/ablation-colour.md came from ``--grid third``, docs/ablation-chroma-blocks.md from
+``--grid fourth``):
     .venv/bin/python scripts/wiener_sweep.py --set polyu=polyu:../shared/data/pairs/polyu \
         --set nam=pairs:../shared/data/pairs/nam25 --limit 40 --modes bsgd,fast \
-        --cache runs/pilots --out docs/ablation-colour
+        --cache runs/pilots --grid fourth --out docs/ablation-chroma-blocks
 ``--set NAME=KIND:ROOT`` (KIND as in `bsgd benchmark --dataset`). The cache lives outside the
 project's tracked files (it holds data-set images). Whole images, one pass each (no tiles): 512x512.
 """
@@ -30,18 +31,33 @@ from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
 from bsgd_cli.wiener import WienerSettings, estimate_noise, wiener_refine
 
 RGB = dict(opponent=False, chroma_scale=1.0)
+SAME = dict(chroma_patch=16, chroma_stride=4)  # the colour planes in the luminance's blocks (third ablation)
 # (label, settings, run for every mode; False: only for the first mode given)
-GRID: list[tuple[str, WienerSettings | None, bool]] = [
-    ("pilot alone (no refinement)", None, True),
-    ("RGB 8/2 n3 (previous default)", WienerSettings(noise_scale=3.0, patch=8, stride=2, **RGB), True),  # type: ignore[arg-type]
-    ("RGB 16/4 n3", WienerSettings(noise_scale=3.0, **RGB), False),  # type: ignore[arg-type]
-    ("opponent 16/4 n3 chroma x1", WienerSettings(chroma_scale=1.0), False),
-    ("opponent 16/4 n3 chroma x2", WienerSettings(chroma_scale=2.0), False),
-    ("opponent 16/4 n3 chroma x4 (default)", WienerSettings(), True),
-    ("opponent 16/4 n3 chroma x6", WienerSettings(chroma_scale=6.0), False),
-    ("opponent 16/4 n4 chroma x3", WienerSettings(noise_scale=4.0, chroma_scale=3.0), False),
-    ("opponent 16/2 n3 chroma x4", WienerSettings(stride=2), False),
-]
+Grid = list[tuple[str, WienerSettings | None, bool]]
+GRIDS: dict[str, Grid] = {
+    "third": [  # docs/ablation-colour.md: colour planes, block size, noise scales
+        ("pilot alone (no refinement)", None, True),
+        ("RGB 8/2 n3 (previous default)", WienerSettings(noise_scale=3.0, patch=8, stride=2, **RGB), True),  # type: ignore[arg-type]
+        ("RGB 16/4 n3", WienerSettings(noise_scale=3.0, **RGB), False),  # type: ignore[arg-type]
+        ("opponent 16/4 n3 chroma x1", WienerSettings(chroma_scale=1.0, **SAME), False),
+        ("opponent 16/4 n3 chroma x2", WienerSettings(chroma_scale=2.0, **SAME), False),
+        ("opponent 16/4 n3 chroma x4 (chosen then)", WienerSettings(chroma_scale=4.0, **SAME), True),
+        ("opponent 16/4 n3 chroma x6", WienerSettings(chroma_scale=6.0, **SAME), False),
+        ("opponent 16/4 n4 chroma x3", WienerSettings(noise_scale=4.0, chroma_scale=3.0, **SAME), False),
+        ("opponent 16/2 n3 chroma x4", WienerSettings(chroma_scale=4.0, chroma_patch=16, chroma_stride=2, stride=2), False),
+    ],
+    "fourth": [  # docs/ablation-chroma-blocks.md: larger blocks for the colour planes
+        ("luminance 16/4 n3, colour 16/4 x4 (third ablation's choice)", WienerSettings(chroma_scale=4.0, **SAME), True),
+        ("colour 32/8 x4", WienerSettings(chroma_scale=4.0), False),
+        ("colour 32/8 x6 (default)", WienerSettings(), True),
+        ("colour 32/8 x8", WienerSettings(chroma_scale=8.0), False),
+        ("colour 32/8 x10", WienerSettings(chroma_scale=10.0), False),
+        ("colour 32/4 x6", WienerSettings(chroma_stride=4), False),
+        ("colour 24/6 x6", WienerSettings(chroma_patch=24, chroma_stride=6), False),
+        ("colour 64/16 x8", WienerSettings(chroma_patch=64, chroma_stride=16, chroma_scale=8.0), False),
+        ("luminance 32/8, colour 32/8 x6", WienerSettings(patch=32, stride=8), False),
+    ],
+}
 
 
 def cache_pilots(model_path: str | None, name: str, kind: str, root: Path, limit: int, mode: str, cache: Path) -> int:
@@ -76,6 +92,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--modes", default="bsgd,fast")
     parser.add_argument("--cache", type=Path, default=Path("runs/pilots"))
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="fourth", help="which ablation's rows")
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -89,7 +106,7 @@ def main() -> None:
     rows = []
     for mode in modes:
         counts = {name: cache_pilots(args.model, name, kind, root, args.limit, mode, args.cache) for name, kind, root in sets}
-        for label, settings, every_mode in GRID:
+        for label, settings, every_mode in GRIDS[args.grid]:
             if not every_mode and mode != modes[0]:
                 continue
             row: dict = {"mode": mode, "setting": label}
