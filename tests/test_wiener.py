@@ -16,7 +16,14 @@ from bsgd_cli.cli import app
 from bsgd_cli.config import SamplerConfig, from_dict, to_dict
 from bsgd_cli.errors import ConfigError
 from bsgd_cli.inference import denoise_array
-from bsgd_cli.wiener import WienerSettings, _block_dct, _block_idct_sum, _dct_basis, estimate_noise, wiener_refine
+from bsgd_cli.wiener import (
+    WienerSettings,
+    _block_dct,
+    _block_idct_sum,
+    _dct_basis,
+    estimate_noise,
+    wiener_refine,
+)
 
 from .conftest import noisy_image
 
