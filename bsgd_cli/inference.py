@@ -226,8 +226,9 @@ def denoise_array(
         whole-image result (tests/test_wiener.py).
         """
         assert wiener is not None
-        side = max(network_tile, 128, 12 * wiener.largest_patch)
-        plan = plan_tiles(image.shape[0], image.shape[1], side, min(2 * wiener.largest_patch, side // 4))
+        block = wiener.largest_patch(image.shape[2])
+        side = max(network_tile, 128, 12 * block)
+        plan = plan_tiles(image.shape[0], image.shape[1], side, min(2 * block, side // 4))
         noise = estimate_noise(image, pilot, wiener)
         if noise is None:  # smaller than one Wiener block: nothing to measure
             return blend(pilot, image)

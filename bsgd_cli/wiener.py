@@ -9,8 +9,9 @@ with the noise. This stage is BM3D's second (Wiener) step without block matching
    across R, G and B (demosaicing); in these planes the colour noise is separated from the detail.
 2. Cut the noisy input y and the pilot into overlapping ``patch`` x ``patch`` blocks (every
    ``stride`` pixels) and take each block's 2-D DCT, per plane. The colour planes use larger blocks
-   (``chroma_patch`` every ``chroma_stride``, 32 every 8 by default, the same cost): colour noise is
-   blotchy, its power sits at frequencies too low for the luminance's 16x16 blocks to reach.
+   (``chroma_patch`` every ``chroma_stride``, 32 every 8 by default: each pixel in as many blocks as
+   16 every 4, about 6 % more time in all, scripts/wiener_cost.py): colour noise is blotchy, its
+   power sits at frequencies too low for the luminance's 16x16 blocks to reach.
 3. Estimate the noise power of every DCT frequency (and plane) from the residual y - x_p alone:
    ``median(c^2) / 0.4549`` over all blocks (the median of a squared zero-mean Gaussian is 0.4549
    of its variance), times ``noise_scale`` (times ``noise_scale * chroma_scale`` on the colour
@@ -72,10 +73,9 @@ class WienerSettings:
             if patch < 2 or not 1 <= stride <= patch:
                 raise ConfigError(f"Wiener patch must be >= 2 and 1 <= stride <= patch, got {patch}, {stride}")
 
-    @property
-    def largest_patch(self) -> int:
-        """The largest block side any plane uses (tiles must overlap by more than this)."""
-        return max(self.patch, self.chroma_patch) if self.opponent else self.patch
+    def largest_patch(self, channels: int) -> int:
+        """The largest block side any plane of a ``channels``-plane image uses (tiles overlap by more)."""
+        return max(group.patch for group in _groups(channels, self))
 
 
 @dataclass(frozen=True)
@@ -107,17 +107,16 @@ def _dct_basis(size: int) -> torch.Tensor:
     return basis.float()
 
 
-def _block_dct(planes: torch.Tensor, size: int, stride: int | tuple[int, int]) -> torch.Tensor:
+def _block_dct(planes: torch.Tensor, size: int, stride: int) -> torch.Tensor:
     """2-D DCT of every size x size block, blocks ``stride`` apart: (M, 1, H, W) -> (M, size*size, rows, cols).
 
     Frequency index ky * size + kx. Separable (along y, then along x): 2 * size**3 multiplies per block
     instead of size**4, which makes 32x32 blocks cost 8 times less than one conv2d with the 2-D basis.
     """
-    stride_y, stride_x = (stride, stride) if isinstance(stride, int) else stride
     basis = _dct_basis(size).to(planes.device)
-    along_y = F.conv2d(planes, basis[:, None, :, None], stride=(stride_y, 1))  # (M, ky, rows, W)
+    along_y = F.conv2d(planes, basis[:, None, :, None], stride=(stride, 1))  # (M, ky, rows, W)
     m, _, rows, width = along_y.shape
-    along_x = F.conv2d(along_y.reshape(m * size, 1, rows, width), basis[:, None, None, :], stride=(1, stride_x))
+    along_x = F.conv2d(along_y.reshape(m * size, 1, rows, width), basis[:, None, None, :], stride=(1, stride))
     return along_x.reshape(m, size * size, rows, along_x.shape[-1])
 
 
@@ -126,8 +125,8 @@ def _block_idct_sum(coefficients: torch.Tensor, size: int, stride: int) -> torch
 
     The inverse DCT of every block is two matrix products; the overlap-add then splits each block into
     q x q cells of stride x stride pixels (q = ceil(size / stride), the block zero-padded to q * stride)
-    and adds each cell's grid shifted into place. Measured 1.6x faster for 32x32 blocks every 8 px than
-    the separable conv_transpose2d it replaced on 2 CPU cores (same within 2e-5), and no slower at 16/4.
+    and adds each cell's grid shifted into place. In a one-off timing on 2 CPU cores, 1.6x faster for 32x32
+    blocks every 8 px than the separable conv_transpose2d it replaced (same within 2e-5), and no slower at 16/4.
     """
     m, _, rows, cols = coefficients.shape
     basis_t = _dct_basis(size).to(coefficients.device).t().contiguous()  # (position, frequency)
