@@ -320,25 +320,34 @@ def distill(
     noisy_dir: Annotated[Path, typer.Option(help="The noisy training photos (the teacher's own, or any).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for targets.npz, log.jsonl and model.safetensors.")],
     model: Annotated[str | None, typer.Option(help="Teacher model file or name; the embedded default when omitted.")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Student training steps.")] = 2000,
-    width: Annotated[int, typer.Option(min=4, help="Student width (channels at full resolution).")] = 32,
-    crops_per_image: Annotated[int, typer.Option(min=1, help="Teacher crops per training image.")] = 2,
-    crop: Annotated[int, typer.Option(min=32, help="Teacher crop side.")] = 128,
+    teacher_mode: Annotated[Mode | None, typer.Option(help="The teacher's mode (default: the model's stored one).")] = None,
+    teacher_wiener: Annotated[bool | None, typer.Option("--teacher-wiener/--no-teacher-wiener", help="The Wiener step in the teacher (default: the model's).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Student training steps (the schedule's length).")] = 2000,
+    minutes: Annotated[float | None, typer.Option(min=0.1, help="Stop the student's training after this many minutes.")] = None,
+    width: Annotated[int | None, typer.Option(min=4, help="Student width (default: the teacher's student's, else 32).")] = None,
+    init: Annotated[str, typer.Option(help="teacher: fine-tune the teacher's student; fresh: random weights.")] = "teacher",
+    crop: Annotated[int | None, typer.Option(min=32, help="Run the teacher on random crops of this side (default: whole images).")] = None,
+    crops_per_image: Annotated[int, typer.Option(min=1, help="Teacher crops per training image, with --crop.")] = 2,
+    lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate.")] = 1e-3,
     device: Annotated[str, typer.Option()] = "auto",
     precision: Annotated[Precision, typer.Option(help="Student training precision.")] = Precision.bf16,
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Distil the BSGD sampler into a single-pass student (the fast mode)."""
+    """Distil a teacher pipeline (default: the model's own, Wiener step included) into the fast student."""
     from .checkpoint import load_model
-    from .config import StudentConfig
+    from .config import StudentConfig, replace
     from .distill import DistillConfig
     from .distill import distill as run_distill
 
     with _user_errors():
+        if init not in ("teacher", "fresh"):
+            raise typer.BadParameter("--init must be teacher or fresh")
         teacher = load_model(model)
-        config = DistillConfig(steps=steps, crops_per_image=crops_per_image, crop=crop, seed=seed,
-                               precision=precision.value, patch=min(96, crop))
+        sampler = replace(teacher.sampler, mode=teacher_mode.value if teacher_mode else None, refine=_refine(teacher_wiener))
+        student = None if width is None else StudentConfig(width=width)
+        config = DistillConfig(steps=steps, minutes=minutes, crops_per_image=crops_per_image, crop=crop, seed=seed,
+                               precision=precision.value, patch=min(96, crop or 96), lr=lr, init=init)  # type: ignore[arg-type]
         with _progress(quiet) as progress:
             targets = progress.add_task("teacher outputs", total=None, rate="")
             task = progress.add_task("student", total=steps, rate="")
@@ -349,7 +358,7 @@ def distill(
                 else:
                     progress.update(task, completed=event["step"], rate=f"loss {event['loss_student']:.4f}")
 
-            path = run_distill(teacher, noisy_dir, output, student=StudentConfig(width=width), config=config,
+            path = run_distill(teacher, noisy_dir, output, student=student, config=config, sampler=sampler,
                                device=device, callback=on_event)
     console.print(f"model with student: {path} (use --mode fast)", highlight=False)
 

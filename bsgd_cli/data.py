@@ -105,6 +105,23 @@ def augment(patch: np.ndarray, code: int) -> np.ndarray:
     return np.rot90(patch, code & 3)
 
 
+def photometric_draw(rng: np.random.Generator, channels: int) -> tuple[float, np.ndarray | None]:
+    """The random (gain, channel order) of :func:`photometric`: gain x0.15 .. x1 half the time (else 1),
+    a channel permutation half the time for 3-channel images (else None)."""
+    gain = float(np.exp(rng.uniform(np.log(0.15), 0.0))) if rng.random() < 0.5 else 1.0
+    order = rng.permutation(3) if channels == 3 and rng.random() < 0.5 else None
+    return gain, order
+
+
+def photometric_apply(patch: np.ndarray, gain: float, order: np.ndarray | None) -> np.ndarray:
+    """Apply a :func:`photometric_draw` to an H x W x C patch."""
+    if gain != 1.0:
+        patch = patch * np.float32(gain)
+    if order is not None:
+        patch = patch[:, :, order]
+    return patch
+
+
 def photometric(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random darkening (x0.15 .. x1, half the time) and RGB channel order (half the time).
 
@@ -112,11 +129,7 @@ def photometric(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     so the blind-spot objective still holds, and they teach dark scenes and other colour casts
     than the training set's (a model trained on bright, warm DND crops otherwise tints dark photos).
     """
-    if rng.random() < 0.5:
-        patch = patch * np.float32(np.exp(rng.uniform(np.log(0.15), 0.0)))
-    if patch.shape[2] == 3 and rng.random() < 0.5:
-        patch = patch[:, :, rng.permutation(3)]
-    return patch
+    return photometric_apply(patch, *photometric_draw(rng, patch.shape[2]))
 
 
 def sample_patches(

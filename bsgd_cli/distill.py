@@ -1,12 +1,18 @@
-"""Distil the BSGD sampler into a compact single-pass student: the ``fast`` mode.
+"""Distil a teacher pipeline into a compact single-pass student: the ``fast`` mode (self-distillation).
 
-Self-supervised end to end: the teacher (both branches plus the guided sampler) runs over crops of
-the same noisy training images, and a small ordinary U-Net learns to map each noisy crop to the
-sampler's output (L1). No clean image is involved anywhere. The student is attached to a copy of
-the teacher's model file, so one file serves every mode.
+Self-supervised end to end: the teacher (any mode of a model, by default with its Wiener step, exactly
+as ``bsgd denoise`` runs it) denoises the same noisy training images, and a small ordinary U-Net learns
+to map each noisy image to the teacher's output (L1 on random augmented patches). No clean image is
+involved anywhere. This is the recipe of the strongest published self-supervised sRGB denoisers
+(AT-BSN(D), APR-RD, TM-BSN(D)): a non-blind student on pseudo-clean targets from a blind-spot teacher
+plus refinement. Run it again with the result as the teacher for a second round.
 
-Outputs under ``out_dir``: ``targets.npz`` (teacher outputs, reused on a rerun), ``log.jsonl`` and
-``model.safetensors`` (teacher + student).
+The student starts from the teacher's own student when it has one of the same shape (``init="teacher"``)
+or from random weights (``init="fresh"``). It is attached to a copy of the teacher's model file, so one
+file serves every mode.
+
+Outputs under ``out_dir``: ``targets.npz`` (noisy images and teacher outputs as uint16, reused on a
+rerun with the same teacher and settings), ``log.jsonl`` and ``model.safetensors`` (teacher + student).
 """
 
 from __future__ import annotations
@@ -15,34 +21,44 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from .checkpoint import LoadedModel, save_model
 from .config import SamplerConfig, StudentConfig, to_dict
-from .data import NoisyImagePool, augment
+from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
 from .errors import TrainingError
-from .inference import autocast_context, denoise_tensor, resolve_device, tile_generator
+from .inference import autocast_context, denoise_array, resolve_device
 from .losses import student_loss
 from .optim import ema_update, warmup_cosine
 
 Callback = Callable[[dict[str, Any]], None]
 TARGETS_FILE = "targets.npz"
+_SCALE = 65535.0
 
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig:
-    """crops_per_image crops of side ``crop`` are run through the teacher; the student trains on
-    random ``patch`` sub-crops of those pairs for ``steps`` steps."""
+    """How the targets are made and the student trained.
 
+    crop: None runs the teacher on each whole training image (its Wiener step then measures the
+    noise on the whole image, as for a user); a side in pixels runs it on ``crops_per_image`` random
+    crops of that side instead (cheaper with a slow teacher). The student trains on random ``patch``
+    sub-crops for ``steps`` steps, or until ``minutes`` of training have passed if that comes first.
+    init: "teacher" fine-tunes the teacher's student when it has one of the requested shape; "fresh"
+    starts from random weights. photometric: random darkening and channel order, applied to the noisy
+    patch and its target alike.
+    """
+
+    crop: int | None = None
     crops_per_image: int = 2
-    crop: int = 128
     patch: int = 96
     steps: int = 2000
+    minutes: float | None = None
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 50
@@ -50,19 +66,41 @@ class DistillConfig:
     seed: int = 0
     log_every: int = 50
     precision: str = "bf16"
-    teacher_precision: str = "fp32"
-    teacher_batch: int = 4
+    teacher_precision: str = "auto"
+    init: Literal["teacher", "fresh"] = "teacher"
+    photometric: bool = True
 
 
-def make_targets(
-    teacher: LoadedModel,
-    pool: NoisyImagePool,
-    config: DistillConfig,
-    sampler: SamplerConfig,
-    device: torch.device,
-    callback: Callback | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, target) uint16 arrays (N, crop, crop, 3) scaled by 65535: random crops and the teacher's output."""
+@dataclass
+class Pairs:
+    """Noisy images and the teacher's outputs, uint16 H x W x C scaled by 65535 (sizes may differ)."""
+
+    noisy: list[np.ndarray]
+    target: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.noisy)
+
+    def save(self, path: Path) -> None:
+        arrays = {f"noisy_{i}": n for i, n in enumerate(self.noisy)}
+        arrays.update({f"target_{i}": t for i, t in enumerate(self.target)})
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Pairs:
+        with np.load(path, allow_pickle=False) as stored:
+            count = sum(1 for key in stored.files if key.startswith("noisy_"))
+            return cls([stored[f"noisy_{i}"] for i in range(count)], [stored[f"target_{i}"] for i in range(count)])
+
+
+def _to_uint16(image: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(image, 0.0, 1.0) * _SCALE).astype(np.uint16)
+
+
+def _teacher_inputs(pool: NoisyImagePool, config: DistillConfig) -> list[np.ndarray]:
+    """Whole images, or ``crops_per_image`` random crops of each (float32 H x W x C in [0, 1])."""
+    if config.crop is None:
+        return [pool.image(index) for index in range(len(pool))]
     rng = np.random.default_rng([config.seed, 7])
     crops = []
     for index in range(len(pool)):
@@ -72,33 +110,77 @@ def make_targets(
             y = int(rng.integers(height - config.crop + 1))
             x = int(rng.integers(width - config.crop + 1))
             crops.append(image[y : y + config.crop, x : x + config.crop])
-    noisy = np.stack(crops).astype(np.float32)
-    targets = np.empty_like(noisy)
-    net = teacher.model.to(device).eval()
-    for first in range(0, len(noisy), config.teacher_batch):
-        chunk = torch.from_numpy(noisy[first : first + config.teacher_batch]).permute(0, 3, 1, 2).to(device)
-        generators = [tile_generator(config.seed, 10_000_000 + first + i, 0) for i in range(chunk.shape[0])]
-        with torch.inference_mode(), autocast_context(device, config.teacher_precision):
-            out = denoise_tensor(net, chunk, sampler, generators)
-        targets[first : first + chunk.shape[0]] = out.permute(0, 2, 3, 1).cpu().numpy()
+    return crops
+
+
+def make_targets(
+    teacher: LoadedModel,
+    pool: NoisyImagePool,
+    config: DistillConfig,
+    sampler: SamplerConfig,
+    device: torch.device,
+    callback: Callback | None = None,
+) -> Pairs:
+    """Run the teacher (``sampler``: mode, Wiener step and all) over the pool's images or crops."""
+    inputs = _teacher_inputs(pool, config)
+    noisy, target = [], []
+    for index, image in enumerate(inputs):
+        output = denoise_array(teacher, image, sampler=sampler, seed=config.seed, image_index=10_000_000 + index,
+                               device=device, precision=config.teacher_precision)
+        noisy.append(_to_uint16(image))
+        target.append(_to_uint16(output))
         if callback is not None:
-            callback({"kind": "targets", "done": min(first + config.teacher_batch, len(noisy)), "total": len(noisy)})
-    scale = 65535.0
-    return (np.round(noisy * scale).astype(np.uint16), np.round(np.clip(targets, 0, 1) * scale).astype(np.uint16))
+            callback({"kind": "targets", "done": index + 1, "total": len(inputs)})
+    return Pairs(noisy, target)
 
 
-def _batch(noisy: np.ndarray, target: np.ndarray, rng: np.random.Generator, config: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_pairs(pairs: Pairs, rng: np.random.Generator, config: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of (noisy, target) patches, (N, C, patch, patch) in [-1, 1], with the same augmentation."""
     xs, ys = [], []
-    size = noisy.shape[1]
     for _ in range(config.batch):
-        index = int(rng.integers(len(noisy)))
-        y = int(rng.integers(size - config.patch + 1))
-        x = int(rng.integers(size - config.patch + 1))
+        index = int(rng.integers(len(pairs)))
+        height, width = pairs.noisy[index].shape[:2]
+        y = int(rng.integers(height - config.patch + 1))
+        x = int(rng.integers(width - config.patch + 1))
         code = int(rng.integers(8))
-        xs.append(augment(noisy[index, y : y + config.patch, x : x + config.patch], code))
-        ys.append(augment(target[index, y : y + config.patch, x : x + config.patch], code))
-    to_tensor = lambda items: torch.from_numpy(np.stack(items).astype(np.float32) / 65535.0).permute(0, 3, 1, 2)  # noqa: E731
-    return to_tensor(xs) * 2 - 1, to_tensor(ys) * 2 - 1
+        window = (slice(y, y + config.patch), slice(x, x + config.patch))
+        noisy = augment(pairs.noisy[index][window], code).astype(np.float32) / _SCALE
+        target = augment(pairs.target[index][window], code).astype(np.float32) / _SCALE
+        if config.photometric:
+            gain, order = photometric_draw(rng, noisy.shape[2])
+            noisy, target = photometric_apply(noisy, gain, order), photometric_apply(target, gain, order)
+        xs.append(np.ascontiguousarray(noisy).transpose(2, 0, 1))
+        ys.append(np.ascontiguousarray(target).transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(xs)) * 2 - 1, torch.from_numpy(np.stack(ys)) * 2 - 1
+
+
+def _load_or_make_targets(
+    teacher: LoadedModel, noisy_dir: Path, out_dir: Path, config: DistillConfig, sampler: SamplerConfig,
+    device: torch.device, callback: Callback | None,
+) -> Pairs:
+    """Targets from ``out_dir/targets.npz`` when it was made by this teacher and settings, else anew."""
+    targets_path = out_dir / TARGETS_FILE
+    key_path = out_dir / "targets.json"
+    key = {"teacher_sha256": teacher.sha256, "sampler": to_dict(sampler), "crop": config.crop,
+           "crops_per_image": config.crops_per_image, "seed": config.seed, "noisy_dir": str(noisy_dir)}
+    if targets_path.is_file() and key_path.is_file() and json.loads(key_path.read_text()) == key:
+        return Pairs.load(targets_path)
+    pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.crop or config.patch)
+    pairs = make_targets(teacher, pool, config, sampler, device, callback)
+    if min(min(n.shape[:2]) for n in pairs.noisy) < config.patch:
+        raise TrainingError(f"the distillation patch {config.patch} is larger than a training image; lower it")
+    pairs.save(targets_path)
+    key_path.write_text(json.dumps(key, indent=1) + "\n")
+    return pairs
+
+
+def _student_model(teacher: LoadedModel, student: StudentConfig, init: str) -> tuple[Any, str]:
+    """A copy of the teacher's model with a student of config ``student``, and where it started from."""
+    model = copy.deepcopy(teacher.model).cpu()
+    if init == "teacher" and model.student is not None and model.config.student == student:
+        return model, "the teacher's student"
+    model.add_student(student)
+    return model, "random weights"
 
 
 def distill(
@@ -109,67 +191,86 @@ def distill(
     student: StudentConfig | None = None,
     config: DistillConfig | None = None,
     sampler: SamplerConfig | None = None,
+    store_sampler: SamplerConfig | None = None,
     device: str = "auto",
     callback: Callback | None = None,
 ) -> Path:
-    """Train a student on the teacher's BSGD outputs; returns the path of the combined model file."""
+    """Train a student on the teacher's outputs; returns the path of the combined model file.
+
+    sampler: the teacher pipeline (default: the teacher model's stored sampler, the one ``bsgd denoise``
+    runs on a GPU). store_sampler: the sampler defaults written into the new file (default: the
+    teacher's). student: the student's shape (default: the teacher's student, else StudentConfig()).
+    """
     config = config or DistillConfig()
-    student = student or StudentConfig()
-    sampler = replace(sampler or teacher.sampler, mode="bsgd")
-    if config.patch > config.crop:
+    student = student or teacher.model.config.student or StudentConfig()
+    sampler = sampler or teacher.sampler
+    if config.crop is not None and config.patch > config.crop:
         raise TrainingError(f"distill patch {config.patch} must not exceed the crop {config.crop}")
     torch_device = resolve_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets_path = out_dir / TARGETS_FILE
-    if targets_path.is_file():
-        stored = np.load(targets_path)
-        noisy, target = stored["noisy"], stored["target"]
-    else:
-        pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.crop)
-        noisy, target = make_targets(teacher, pool, config, sampler, torch_device, callback)
-        np.savez(targets_path, noisy=noisy, target=target)
+    pairs = _load_or_make_targets(teacher, noisy_dir, out_dir, config, sampler, torch_device, callback)
 
     torch.manual_seed(config.seed)
-    model = copy.deepcopy(teacher.model).cpu()
-    model.add_student(student)
+    model, started_from = _student_model(teacher, student, config.init)
     model.to(torch_device)
+    seconds = train_student(model, pairs, config, torch_device, out_dir / "log.jsonl", callback)
+    info = {
+        **teacher.info,
+        "student": {"distill_config": to_dict(config), "teacher_sampler": to_dict(sampler),
+                    "teacher_sha256": teacher.sha256, "pairs": len(pairs), "started_from": started_from,
+                    "seconds": round(seconds, 1)},
+    }
+    path = out_dir / "model.safetensors"
+    save_model(path, model.cpu(), sampler=store_sampler or teacher.sampler, info=info)
+    return path
+
+
+def _learning_rate(step: int, seconds: float, config: DistillConfig) -> float:
+    """Warm-up, then cosine decay over the steps, or over the time budget when ``minutes`` is set."""
+    if config.minutes is None or step < config.warmup:
+        return warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
+    progress = min(1.0, seconds / (60.0 * config.minutes))
+    virtual = config.warmup + int(progress * (config.steps - config.warmup))
+    return warmup_cosine(virtual, peak=config.lr, warmup=config.warmup, total=config.steps)
+
+
+def train_student(
+    model: Any, pairs: Pairs, config: DistillConfig, device: torch.device, log_path: Path,
+    callback: Callback | None = None,
+) -> float:
+    """L1 training of ``model.student`` on the pairs (EMA weights kept); returns the training seconds."""
     assert model.student is not None
     ema = copy.deepcopy(model.student).eval()
     optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.lr, weight_decay=1e-4)
     rng = np.random.default_rng([config.seed, 8])
-    log_path = out_dir / "log.jsonl"
     window: list[float] = []
-    started = time.perf_counter()
-    for step in range(config.steps):
-        lr = warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
+    seconds = 0.0
+    deadline = None if config.minutes is None else 60.0 * config.minutes
+    step = 0
+    while step < config.steps and (deadline is None or seconds < deadline):
+        started = time.perf_counter()
+        lr = _learning_rate(step, seconds, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = _batch(noisy, target, rng, config)
+        x, y = sample_pairs(pairs, rng, config)
         model.student.train()
-        with autocast_context(torch_device, config.precision):
-            loss = student_loss(model, x.to(torch_device), y.to(torch_device))
+        with autocast_context(device, config.precision):
+            loss = student_loss(model, x.to(device), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.student.parameters(), 1.0)
         optimizer.step()
         ema_update(ema, model.student, step, config.ema)
+        step += 1
+        seconds += time.perf_counter() - started
         window.append(float(loss.detach()))
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            event = {"step": step + 1, "loss_student": float(np.mean(window)), "lr": lr,
-                     "seconds": round(time.perf_counter() - started, 1)}
+        if step % config.log_every == 0 or step == config.steps:
+            event = {"step": step, "loss_student": float(np.mean(window)), "lr": lr, "seconds": round(seconds, 1)}
             window = []
             with log_path.open("a") as handle:
                 handle.write(json.dumps(event) + "\n")
             if callback is not None:
                 callback({"kind": "log", "total": config.steps, **event})
     model.student.load_state_dict(ema.state_dict())
-    info = {
-        **teacher.info,
-        "student": {"distill_config": to_dict(config), "teacher_sampler": to_dict(sampler),
-                    "teacher_sha256": teacher.sha256, "pairs": int(len(noisy)),
-                    "seconds": round(time.perf_counter() - started, 1)},
-    }
-    path = out_dir / "model.safetensors"
-    save_model(path, model.cpu(), sampler=teacher.sampler, info=info)
-    return path
+    return seconds

@@ -35,3 +35,62 @@ def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path)
     losses = [line for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert len(losses) == 3
     assert (tmp_path / "out" / "targets.npz").is_file()
+
+
+def _noisy_folder(tmp_path: Path, count: int = 2, size: int = 64) -> Path:
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    for index in range(count):
+        Image.fromarray((noisy_image(size, size, index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
+    return folder
+
+
+def test_self_distillation_on_the_pipeline_lowers_the_student_loss(tmp_path: Path, tiny_model_file: Path) -> None:
+    """The teacher is the whole pipeline (mode + Wiener step) on whole images; the student's L1 falls."""
+    import json
+    from dataclasses import replace
+
+    folder = _noisy_folder(tmp_path)
+    teacher = load_model(tiny_model_file)
+    sampler = replace(teacher.sampler, mode="bsn", refine="wiener")  # the tiny student starts as the identity
+    config = DistillConfig(patch=32, steps=80, batch=4, lr=3e-3, warmup=5, log_every=20, precision="fp32", photometric=False)
+    path = distill(teacher, folder, tmp_path / "out", config=config, sampler=sampler, device="cpu")
+    losses = [json.loads(line)["loss_student"] for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 4
+    assert losses[-1] < 0.7 * losses[0], losses
+    loaded = load_model(path)
+    assert loaded.info["student"]["pairs"] == 2  # whole images, one pair each
+    assert loaded.info["student"]["started_from"] == "the teacher's student"
+    assert loaded.info["student"]["teacher_sampler"]["refine"] == "wiener"
+
+
+def test_targets_are_reused_only_for_the_same_teacher_settings(tmp_path: Path, tiny_model_file: Path) -> None:
+    from dataclasses import replace
+
+    from bsgd_cli.distill import TARGETS_FILE
+
+    folder = _noisy_folder(tmp_path, count=1)
+    teacher = load_model(tiny_model_file)
+    config = DistillConfig(patch=32, steps=2, batch=2, precision="fp32", init="fresh")
+    out = tmp_path / "out"
+    distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="fast"), device="cpu")
+    first = (out / TARGETS_FILE).stat().st_mtime_ns
+    distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="fast"), device="cpu")
+    assert (out / TARGETS_FILE).stat().st_mtime_ns == first
+    loaded = load_model(distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="bsn"), device="cpu"))
+    assert (out / TARGETS_FILE).stat().st_mtime_ns != first
+    assert loaded.info["student"]["started_from"] == "random weights"
+
+
+def test_pairs_share_their_augmentation() -> None:
+    """Noisy patch and target get the same flip, darkening and channel order (a target = its noisy patch stays so)."""
+    from bsgd_cli.distill import Pairs, sample_pairs
+
+    image = (np.random.default_rng(0).random((40, 40, 3)) * 65535).astype(np.uint16)
+    pairs = Pairs([image], [image.copy()])
+    x, y = sample_pairs(pairs, np.random.default_rng(1), DistillConfig(patch=24, batch=16, photometric=True))
+    assert torch_equal(x, y)
+
+
+def torch_equal(a, b) -> bool:  # noqa: ANN001
+    return bool((a == b).all())

@@ -1,0 +1,174 @@
+"""The evaluation protocol of docs/EVALUATION.md: each method alone and with the Wiener step, with controls.
+
+Splits (file names sorted; ``../shared/data`` beside the repository):
+
+* ``tuning``: PolyU pairs 1-40 and the SIDD pair. Settings, checkpoints and designs are chosen here only.
+* ``report``: PolyU pairs 41-100 and Nam 25. Numbers only: nothing is chosen by looking at them.
+
+Methods (``--methods``, comma list): ``noisy``; ``blur`` (a Gaussian blur, sigma 1.5: the classical floor of
+the Wiener step, which turns any pilot into its estimate); the model's modes ``bsn``, ``bsn-r3``, ``fast``,
+``bsgd``; and the sampler's limit cases ``bsgd-w0`` (diffusion branch alone) and ``bsgd-w1`` (blind-spot
+branch alone inside the sampler), with the model's other stored sampler settings.
+
+Each method's network output (the "pilot") is computed once per image on the CPU and cached under
+``--cache`` (keyed by the model file's hash); the row "alone" scores it, "+ Wiener" scores the model's
+stored Wiener step on it (noise measured on each image, exactly as ``bsgd denoise`` does, whole image
+in one pass). PSNR on uint8 after AP-BSN rounding, mean over images; SSIM skimage (7x7 uniform).
+
+    .venv/bin/python scripts/protocol.py --split report --out docs/eval/report-default
+    .venv/bin/python scripts/protocol.py --split tuning --model runs/x/model.safetensors --methods noisy,fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bsgd_cli.benchmark.datasets import load_dataset
+from bsgd_cli.checkpoint import LoadedModel, load_model
+from bsgd_cli.inference import denoise_array, wiener_settings
+from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
+from bsgd_cli.wiener import estimate_noise, wiener_refine
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# name -> (dataset kind, root, first image (0-based), end (exclusive) or None)
+SETS: dict[str, tuple[str, Path, int, int | None]] = {
+    "polyu-1-40": ("polyu", SHARED / "pairs" / "polyu", 0, 40),
+    "sidd-pair": ("sidd-pair", SHARED / "pairs" / "sidd-danet", 0, None),
+    "polyu-41-100": ("polyu", SHARED / "pairs" / "polyu", 40, 100),
+    "nam25": ("pairs", SHARED / "pairs" / "nam25", 0, None),
+}
+SPLITS = {"tuning": ["polyu-1-40", "sidd-pair"], "report": ["polyu-41-100", "nam25"]}
+DEFAULT_METHODS = "noisy,blur,bsn,fast,bsgd,bsgd-w0,bsgd-w1"
+
+
+def load_set(name: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(sample name, noisy float32 HxWx3 [0, 1], clean uint8) of one named set."""
+    kind, root, first, end = SETS[name]
+    samples = []
+    for index, sample in enumerate(load_dataset(kind, root)):
+        if index < first or (end is not None and index >= end):
+            continue
+        noisy = sample.noisy.astype(np.float32) / 255.0 if sample.noisy.dtype == np.uint8 else sample.noisy
+        assert sample.clean is not None
+        samples.append((sample.name, noisy.astype(np.float32), sample.clean))
+    return samples
+
+
+def gaussian_blur(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(image, sigma=(sigma, sigma, 0), mode="reflect").astype(np.float32)
+
+
+def pilot(model: LoadedModel, method: str, noisy: np.ndarray, index: int) -> np.ndarray:
+    """The network output of ``method`` (no Wiener step, strength 1) on one image."""
+    if method == "noisy":
+        return noisy
+    if method == "blur":
+        return gaussian_blur(noisy)
+    sampler = replace(model.sampler, refine="none", strength=1.0)
+    if method in ("bsgd-w0", "bsgd-w1"):
+        sampler = replace(sampler, mode="bsgd", guidance=float(method[-1]))
+    else:
+        sampler = replace(sampler, mode=method)
+    return denoise_array(model, noisy, sampler=sampler, device="cpu", image_index=index)
+
+
+def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """The model's stored Wiener step on a pilot, whole image, noise measured on the image."""
+    settings = wiener_settings(replace(model.sampler, refine="wiener"))
+    noise = estimate_noise(noisy, estimate, settings)
+    if noise is None:
+        return estimate
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731
+    with torch.inference_mode():
+        refined = wiener_refine(as_tensor(noisy), as_tensor(estimate), settings, noise)
+    return refined[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Path, limit: int | None) -> list[dict]:
+    rows = []
+    for set_name in sets:
+        samples = load_set(set_name)[:limit]
+        for method in methods:
+            alone, piped, ssim_alone, ssim_piped, seconds = [], [], [], [], 0.0
+            for index, (name, noisy, clean) in enumerate(samples):
+                path = cache / model.sha256[:16] / method / f"{set_name}_{index:03d}.npy"
+                if path.is_file():
+                    estimate = np.load(path)
+                else:
+                    started = time.perf_counter()
+                    estimate = pilot(model, method, noisy, index)
+                    seconds += time.perf_counter() - started
+                    if method not in ("noisy", "blur"):
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        np.save(path, estimate)
+                out_alone, out_piped = to_uint8(estimate), to_uint8(refine(model, noisy, estimate))
+                alone.append(psnr_uint8(clean, out_alone))
+                piped.append(psnr_uint8(clean, out_piped))
+                ssim_alone.append(ssim_skimage(clean, out_alone))
+                ssim_piped.append(ssim_skimage(clean, out_piped))
+            row = {"set": set_name, "method": method, "images": len(samples),
+                   "alone_psnr": float(np.mean(alone)), "alone_ssim": float(np.mean(ssim_alone)),
+                   "wiener_psnr": float(np.mean(piped)), "wiener_ssim": float(np.mean(ssim_piped)),
+                   "network_seconds_uncached": round(seconds, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], model: LoadedModel) -> str:
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["set"], r["method"]): r for r in rows}
+    lines = [f"Model `{model.path}` (sha256 {model.sha256[:12]}); PSNR dB / SSIM (skimage); "
+             "alone = the method's own output (`--no-wiener`), + Wiener = with the model's Wiener step.", "",
+             "| method | " + " | ".join(f"{s} alone | {s} + Wiener" for s in sets) + " |",
+             "|---|" + "---|---|" * len(sets)]
+    for method in methods:
+        cells = []
+        for s in sets:
+            r = by.get((s, method))
+            cells += ["" if r is None else f"{r['alone_psnr']:.2f} / {r['alone_ssim']:.3f}",
+                      "" if r is None else f"{r['wiener_psnr']:.2f} / {r['wiener_ssim']:.3f}"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    images = ", ".join(f"{s}: {by[(s, methods[0])]['images']} images" for s in sets)
+    return "\n".join(lines) + f"\n\n({images})\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=sorted(SPLITS), default="tuning")
+    parser.add_argument("--sets", default=None, help="comma list of set names instead of a split: " + ", ".join(SETS))
+    parser.add_argument("--model", default=None, help="model file or name (default: the embedded model)")
+    parser.add_argument("--methods", default=DEFAULT_METHODS)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
+    parser.add_argument("--cache", type=Path, default=Path("runs/pilots-protocol"))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="writes OUT.json and OUT.md")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    sets = args.sets.split(",") if args.sets else SPLITS[args.split]
+    if args.split == "report" and not args.sets:
+        print("report split: numbers only, choose nothing by them (docs/EVALUATION.md)", flush=True)
+    rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit)
+    text = markdown(rows, model)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps({"model": str(model.path), "sha256": model.sha256,
+                                                            "rows": rows}, indent=1) + "\n")
+        args.out.with_suffix(".md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
