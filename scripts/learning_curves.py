@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bsgd_cli.config import PRESETS, BlindSpotConfig, ModelConfig, TrainConfig
+from bsgd_cli.config import PRESETS, ModelConfig, TrainConfig
 from bsgd_cli.data import NoisyImagePool, sample_patches
 from bsgd_cli.inference import autocast_context
 from bsgd_cli.losses import blind_spot_loss_given, draw_noise
-from bsgd_cli.metrics import psnr_uint8, to_uint8
+from bsgd_cli.metrics import psnr_uint8
 from bsgd_cli.model import BsgdModel
 from bsgd_cli.optim import ema_update
 

@@ -99,7 +99,7 @@ def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Pat
         samples = load_set(set_name)[:limit]
         for method in methods:
             alone, piped, ssim_alone, ssim_piped, seconds = [], [], [], [], 0.0
-            for index, (name, noisy, clean) in enumerate(samples):
+            for index, (_name, noisy, clean) in enumerate(samples):
                 path = cache / model.sha256[:16] / method / f"{set_name}_{index:03d}.npy"
                 if path.is_file():
                     estimate = np.load(path)
