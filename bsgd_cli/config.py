@@ -28,6 +28,10 @@ class BlindSpotConfig:
 
     ``width`` channels at full resolution, doubling ``depth`` times is avoided on purpose (CPU cost):
     widths are ``width * mults[i]``. ``pd_train`` / ``pd_infer`` are the pixel-shuffle strides.
+    ``variance``: the head also predicts, per pixel and channel, the log-variance of the noisy value
+    given its neighbours (trained by Gaussian likelihood), so the ``bsn`` mode can fuse the neighbours'
+    prediction with the pixel's own value (Laine et al. 2019's Bayesian step; see
+    :func:`bsgd_cli.model.BsgdModel.blind_spot_posterior`).
     """
 
     width: int = 32
@@ -37,6 +41,7 @@ class BlindSpotConfig:
     pd_train: int = 5
     pd_infer: int = 2
     residual: bool = True
+    variance: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +82,8 @@ class SamplerConfig:
     wiener_passes, wiener_noise (scale of the measured noise power), wiener_chroma (a further
     factor on the colour planes), wiener_patch and wiener_stride (block side and step in pixels),
     wiener_chroma_patch and wiener_chroma_stride (the same for the colour planes).
+    bsn_noise_quantile: for a blind-spot branch with a variance head, the quantile of its predicted
+    variance taken as the image's noise variance in the ``bsn`` mode's fusion.
     strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
     """
 
@@ -90,6 +97,7 @@ class SamplerConfig:
     mask: MaskKind = "iid"
     r3_runs: int = 8
     r3_prob: float = 0.16
+    bsn_noise_quantile: float = 0.1
     refine: Refine = "wiener"
     wiener_passes: int = 1
     wiener_noise: float = 3.0
@@ -109,6 +117,8 @@ class SamplerConfig:
             raise ConfigError(f"t_start must lie in [0, 1], got {self.t_start}")
         if not 0.0 <= self.replace_prob <= 1.0 or not 0.0 <= self.r3_prob <= 1.0:
             raise ConfigError("replacement probabilities must lie in [0, 1]")
+        if not 0.0 < self.bsn_noise_quantile < 1.0:
+            raise ConfigError(f"bsn_noise_quantile must lie in (0, 1), got {self.bsn_noise_quantile}")
         if not 0.0 <= self.strength <= 1.0:
             raise ConfigError(f"strength must lie in [0, 1], got {self.strength}")
         if self.refine not in ("none", "wiener"):

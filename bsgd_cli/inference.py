@@ -89,7 +89,9 @@ def denoise_tensor(
     n = y.shape[0]
     stride = model.config.blind_spot.pd_infer
     zero = torch.zeros(n, device=y.device)
-    if sampler.mode == "bsn":
+    if sampler.mode == "bsn" and model.config.blind_spot.variance:
+        out = model.blind_spot_posterior(y, stride, sampler.bsn_noise_quantile)
+    elif sampler.mode == "bsn":
         out = model.blind_spot(y, zero, stride)
     elif sampler.mode == "bsn-r3":
         out = refine_r3(

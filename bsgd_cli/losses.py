@@ -46,7 +46,8 @@ def draw_noise(
 def blind_spot_loss(
     model: BsgdModel, noisy: torch.Tensor, generator: torch.Generator, config: TrainConfig, t_max: float
 ) -> torch.Tensor:
-    """B(z_t, t) through PD (stride ``pd_train``) predicts the noisy y itself: L1 or L2 over all pixels.
+    """B(z_t, t) through PD (stride ``pd_train``) predicts the noisy y itself: L1 or L2 over all pixels,
+    or, for a network with a variance head, the Gaussian likelihood of y (:func:`gaussian_nll`).
 
     Because the blind spot hides each pixel's own (independent after PD) noise, the minimiser is an
     estimate of the clean image (Noise2Void / AP-BSN argument).
@@ -61,10 +62,19 @@ def blind_spot_loss_given(
     """:func:`blind_spot_loss` with t and eps already drawn (see :func:`draw_noise`)."""
     t = t.to(noisy.device)
     z, _eps, _a, _s = _diffuse(noisy, t, eps, model.config.schedule.kind)
-    prediction = model.blind_spot(z, t, model.config.blind_spot.pd_train)
+    stride = model.config.blind_spot.pd_train
+    if model.config.blind_spot.variance:
+        mean, log_variance = model.blind_spot_gaussian(z, t, stride)
+        return gaussian_nll(mean.float(), log_variance.float(), noisy)
+    prediction = model.blind_spot(z, t, stride)
     if config.bsn_loss == "l2":
         return F.mse_loss(prediction.float(), noisy)
     return F.l1_loss(prediction.float(), noisy)
+
+
+def gaussian_nll(mean: torch.Tensor, log_variance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of ``target`` under N(mean, exp(log_variance)), constant dropped."""
+    return 0.5 * (log_variance + (target - mean).square() * torch.exp(-log_variance)).mean()
 
 
 def diffusion_loss(

@@ -62,6 +62,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "p60b32": {"train": {"patch": 60, "batch": 32}},
     "p240b2": {"train": {"patch": 240, "batch": 2}},
     "b32": {"train": {"batch": 32}},
+    "var": {"net": {"variance": True}},
 }
 
 
@@ -117,14 +118,34 @@ def training_pool(kind: str, tmp: Path) -> NoisyImagePool:
 
 
 @torch.no_grad()
-def score(model: BsgdModel, pairs: list[tuple[np.ndarray, np.ndarray]], stride: int) -> float:
+def score(model: BsgdModel, pairs: list[tuple[np.ndarray, np.ndarray]], stride: int, fused: bool = False) -> float:
+    """Mean PSNR of B(y, 0) through PD ``stride``; ``fused``: the variance head's posterior instead."""
     model.eval()
     values = []
     for noisy, clean in pairs:
         y = torch.from_numpy(noisy).permute(2, 0, 1)[None] * 2 - 1
-        out = model.blind_spot(y, torch.zeros(1), stride)
+        if fused:
+            out = model.blind_spot_posterior(y, stride, 0.1)
+        else:
+            out = model.blind_spot(y, torch.zeros(1), stride)
         values.append(psnr_uint8(clean, ((out[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()))
     return float(np.mean(values))
+
+
+def initialised(model_config: ModelConfig, name: str) -> BsgdModel:
+    """A model of ``model_config`` whose blind-spot branch starts from model ``name``'s (a variance head added)."""
+    from bsgd_cli.checkpoint import load_model
+    from bsgd_cli.nets.blind_spot import add_variance_head
+
+    source = load_model(name).model
+    model = BsgdModel(model_config)
+    net = source.blind_spot_net
+    if model_config.blind_spot.variance:
+        net = add_variance_head(net)
+    if dataclasses.replace(net.config, pd_train=model_config.blind_spot.pd_train) != model_config.blind_spot:
+        raise SystemExit(f"--init {name}: its blind-spot branch {net.config} differs from {model_config.blind_spot}")
+    model.blind_spot_net.load_state_dict(net.state_dict())
+    return model
 
 
 def run(args: argparse.Namespace) -> None:
@@ -136,6 +157,8 @@ def run(args: argparse.Namespace) -> None:
     model_config = dataclasses.replace(ModelConfig(), blind_spot=net)
     torch.manual_seed(args.seed)
     model = BsgdModel(model_config)
+    if args.init:
+        model = initialised(model_config, args.init)
     ema = copy.deepcopy(model).eval()
     params = list(model.blind_spot_net.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -145,7 +168,7 @@ def run(args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(args.seed + 3)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = {"variant": args.variant, "set": args.set, "net": dataclasses.asdict(net),
+    header = {"variant": args.variant + (f"@{args.init}" if args.init else ""), "set": args.set, "net": dataclasses.asdict(net),
               "train": dataclasses.asdict(config), "threads": args.threads,
               "params": sum(p.numel() for p in params),
               "noisy_psnr": float(np.mean([psnr_uint8(c, n) for n, c in pairs]))}
@@ -163,6 +186,8 @@ def run(args: argparse.Namespace) -> None:
                    "psnr_pd2": round(score(ema, pairs, 2), 3)}
             if args.set == "sidd":
                 row["psnr_pd5"] = round(score(ema, pairs, 5), 3)
+            if net.variance:
+                row["psnr_fused"] = round(score(ema, pairs, 2, fused=True), 3)
             row["eval_s"] = round(time.perf_counter() - started, 1)
             handle.write(json.dumps(row) + "\n")
             handle.flush()
@@ -220,6 +245,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=8.0, help="training wall-clock budget")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default=None, help="start the blind-spot branch from this model (e.g. default)")
     parser.add_argument("--scratch", default="runs/curves-scratch")
     parser.add_argument("--out", default=None)
     parser.add_argument("--table", nargs="*", help="print a Markdown table of these curve files and exit")

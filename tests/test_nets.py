@@ -81,3 +81,68 @@ def test_time_conditioning_changes_output() -> None:
         a = model.blind_spot(z, torch.zeros(1), 1)
         b = model.blind_spot(z, torch.full((1,), 0.7), 1)
     assert not torch.allclose(a, b)
+
+
+def _variance_model() -> BsgdModel:
+    from dataclasses import replace
+
+    config = PRESETS["tiny"]
+    return BsgdModel(replace(config, blind_spot=replace(config.blind_spot, variance=True))).double()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_variance_head_keeps_the_blind_spot(stride: int) -> None:
+    """Both the prediction and its log-variance at p never see the input at p."""
+    torch.manual_seed(2)
+    model = _variance_model()
+    _randomise(model.blind_spot_net, seed=7 + stride)
+    with torch.no_grad():  # keep the log-variance inside its clamp, where gradients flow
+        model.blind_spot_net.head[-1].weight.mul_(0.01)
+        model.blind_spot_net.head[-1].bias[3:].fill_(-5.0)
+    generator = torch.Generator().manual_seed(stride)
+    z = torch.randn(1, 3, 24, 28, dtype=torch.float64, generator=generator, requires_grad=True)
+    mean, log_variance = model.blind_spot_gaussian(z, torch.zeros(1, dtype=torch.float64), stride)
+    assert mean.shape == log_variance.shape == z.shape
+    for y, x in torch.randint(0, 24, (4, 2), generator=generator).tolist():
+        for out in (mean, log_variance):
+            (grad,) = torch.autograd.grad(out[0, 1, y, x], z, retain_graph=True)
+            assert torch.all(grad[0, :, y, x] == 0)
+            assert grad.abs().sum() > 0
+
+
+def test_adding_a_variance_head_keeps_the_prediction() -> None:
+    from bsgd_cli.nets.blind_spot import INITIAL_LOG_VARIANCE, add_variance_head
+
+    torch.manual_seed(0)
+    net = BlindSpotNet(BlindSpotConfig(width=8, mults=(1, 1), head_width=8)).double()
+    _randomise(net, 5)
+    wider = add_variance_head(net).double()
+    z, t = torch.randn(1, 3, 16, 16, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    mean, log_variance = wider.split(wider(z, t))
+    assert torch.allclose(mean, net(z, t), atol=1e-12)
+    assert torch.allclose(log_variance, torch.full_like(log_variance, INITIAL_LOG_VARIANCE))
+
+
+def test_posterior_keeps_what_the_neighbours_cannot_explain() -> None:
+    """Constant variance: the prediction itself. Where the predicted variance is far above the
+    image's noise level, the pixel's own value wins."""
+    model = _variance_model()
+    y = torch.rand(1, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    prediction = model.blind_spot(y, torch.zeros(1, dtype=torch.float64), 2)
+    assert torch.allclose(model.blind_spot_posterior(y, 2, 0.1), prediction)
+    variance = torch.full_like(y, -10.0).exp()
+    variance[..., 8:, :] = 1.0  # pretend the bottom half is detail
+    original = model.blind_spot_gaussian
+    model.blind_spot_gaussian = lambda z, t, s: (original(z, t, s)[0], variance.log())  # type: ignore[method-assign]
+    fused = model.blind_spot_posterior(y, 2, 0.1)
+    assert torch.allclose(fused[..., :8, :], prediction[..., :8, :])
+    assert torch.allclose(fused[..., 8:, :], y[..., 8:, :], atol=1e-3)
+
+
+def test_gaussian_nll_matches_torch() -> None:
+    from bsgd_cli.losses import gaussian_nll
+
+    mean, target = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    log_variance = torch.randn(2, 3, 8, 8) * 0.5
+    expected = torch.nn.functional.gaussian_nll_loss(mean, target, log_variance.exp(), full=False)
+    assert torch.allclose(gaussian_nll(mean, log_variance, target), expected, atol=1e-6)

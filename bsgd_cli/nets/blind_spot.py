@@ -129,19 +129,27 @@ class BlindSpotNet(nn.Module):
             nn.LeakyReLU(0.1),
             nn.Conv2d(config.head_width, config.head_width, 1),
             nn.LeakyReLU(0.1),
-            nn.Conv2d(config.head_width, channels, 1),
+            nn.Conv2d(config.head_width, channels * (2 if config.variance else 1), 1),
         )
+        self.channels = channels
         if config.residual:
             # Start as the neighbour mean and learn a correction: flat regions come out right at
             # any brightness and colour, including ones the training photos never showed.
             nn.init.zeros_(self.head[-1].weight)  # type: ignore[arg-type]
             nn.init.zeros_(self.head[-1].bias)  # type: ignore[arg-type]
+        if config.variance:
+            init_variance_head(self.head[-1], channels)  # type: ignore[arg-type]
         self.size_multiple = 2 ** (len(config.mults) - 1)
 
     def forward(
         self, z: torch.Tensor, t: torch.Tensor, *, batch_rotations: bool = True, valid: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``valid`` (N, 1, H, W): 1 on real pixels, 0 on padding the caller added (see neighbour_mean)."""
+        """The prediction of each value from its neighbours, (N, C, H, W).
+
+        ``valid`` (N, 1, H, W): 1 on real pixels, 0 on padding the caller added (see neighbour_mean).
+        With ``config.variance`` the result has 2C channels: the prediction, then its log-variance
+        (see :meth:`split`).
+        """
         padded, size = pad_to_multiple(z, self.size_multiple, "constant")
         emb = self.time(t)
         n = padded.shape[0]
@@ -158,5 +166,45 @@ class BlindSpotNet(nn.Module):
         out = self.head(torch.cat(parts, dim=1))
         if self.config.residual:
             mask = torch.ones_like(z[:, :1]) if valid is None else valid
-            out = out + neighbour_mean(padded, pad_to_multiple(mask, self.size_multiple, "constant")[0])
+            mean = neighbour_mean(padded, pad_to_multiple(mask, self.size_multiple, "constant")[0])
+            if self.config.variance:
+                mean = torch.cat([mean, torch.zeros_like(mean)], dim=1)
+            out = out + mean
         return crop_to(out, size)
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, log-variance clamped to [-18, 2]) of a ``variance`` network's output."""
+        return out[:, : self.channels], out[:, self.channels :].clamp(LOG_VARIANCE_MIN, LOG_VARIANCE_MAX)
+
+
+LOG_VARIANCE_MIN, LOG_VARIANCE_MAX = -18.0, 2.0
+# The variance head starts at the variance of sigma 10/255 noise in [-1, 1] model space.
+INITIAL_LOG_VARIANCE = float(2 * torch.log(torch.tensor(2 * 10 / 255)))
+
+
+def init_variance_head(conv: nn.Conv2d, channels: int) -> None:
+    """Zero weights for the log-variance outputs and a bias at :data:`INITIAL_LOG_VARIANCE`."""
+    with torch.no_grad():
+        conv.weight[channels:].zero_()
+        assert conv.bias is not None
+        conv.bias[channels:].fill_(INITIAL_LOG_VARIANCE)
+
+
+def add_variance_head(net: BlindSpotNet) -> BlindSpotNet:
+    """A copy of ``net`` whose head also predicts the log-variance; the prediction is unchanged."""
+    import copy
+    from dataclasses import replace
+
+    if net.config.variance:
+        return copy.deepcopy(net)
+    wider = BlindSpotNet(replace(net.config, variance=True), net.channels)
+    state = net.state_dict()
+    last = f"head.{len(net.head) - 1}"
+    target = wider.state_dict()
+    for name, value in state.items():
+        if name.startswith(last):
+            target[name][: net.channels] = value
+        else:
+            target[name] = value
+    wider.load_state_dict(target)
+    return wider
