@@ -81,9 +81,10 @@ def pilot(model: LoadedModel, method: str, noisy: np.ndarray, index: int) -> np.
     return denoise_array(model, noisy, sampler=sampler, device="cpu", image_index=index)
 
 
-def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray) -> np.ndarray:
-    """The model's stored Wiener step on a pilot, whole image, noise measured on the image."""
-    settings = wiener_settings(replace(model.sampler, refine="wiener"))
+def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overrides: float) -> np.ndarray:
+    """The model's stored Wiener step on a pilot (``overrides``: sampler fields such as wiener_noise),
+    whole image, noise measured on the image."""
+    settings = wiener_settings(replace(model.sampler, refine="wiener", **overrides))
     noise = estimate_noise(noisy, estimate, settings)
     if noise is None:
         return estimate
@@ -93,7 +94,8 @@ def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray) -> np.nd
     return refined[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
-def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Path, limit: int | None) -> list[dict]:
+def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Path, limit: int | None,
+             **overrides: float) -> list[dict]:
     rows = []
     for set_name in sets:
         samples = load_set(set_name)[:limit]
@@ -110,7 +112,7 @@ def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Pat
                     if method not in ("noisy", "blur"):
                         path.parent.mkdir(parents=True, exist_ok=True)
                         np.save(path, estimate)
-                out_alone, out_piped = to_uint8(estimate), to_uint8(refine(model, noisy, estimate))
+                out_alone, out_piped = to_uint8(estimate), to_uint8(refine(model, noisy, estimate, **overrides))
                 alone.append(psnr_uint8(clean, out_alone))
                 piped.append(psnr_uint8(clean, out_piped))
                 ssim_alone.append(ssim_skimage(clean, out_alone))
@@ -153,6 +155,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/pilots-protocol"))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="writes OUT.json and OUT.md")
+    parser.add_argument("--wiener-noise", type=float, default=None, help="override the model's Wiener noise scale")
+    parser.add_argument("--wiener-chroma", type=float, default=None, help="override the colour planes' factor")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,7 +164,8 @@ def main() -> None:
     sets = args.sets.split(",") if args.sets else SPLITS[args.split]
     if args.split == "report" and not args.sets:
         print("report split: numbers only, choose nothing by them (docs/EVALUATION.md)", flush=True)
-    rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit)
+    overrides = {k: v for k, v in (("wiener_noise", args.wiener_noise), ("wiener_chroma", args.wiener_chroma)) if v}
+    rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit, **overrides)
     text = markdown(rows, model)
     print(text)
     if args.out:
