@@ -13,6 +13,8 @@ With ``residual`` the head predicts a correction to the mean of the 8 neighbours
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -124,21 +126,20 @@ class BlindSpotNet(nn.Module):
         self.time = TimeMLP(embed_dim)
         self.body = HalfPlaneUNet(config, channels, embed_dim)
         features = self.body.out_channels
-        self.head = nn.Sequential(
-            nn.Conv2d(4 * features, config.head_width, 1),
-            nn.LeakyReLU(0.1),
-            nn.Conv2d(config.head_width, config.head_width, 1),
-            nn.LeakyReLU(0.1),
-            nn.Conv2d(config.head_width, channels * (2 if config.variance else 1), 1),
-        )
+        self.head = _head(4 * features, config.head_width, channels)
         self.channels = channels
         if config.residual:
             # Start as the neighbour mean and learn a correction: flat regions come out right at
             # any brightness and colour, including ones the training photos never showed.
             nn.init.zeros_(self.head[-1].weight)  # type: ignore[arg-type]
             nn.init.zeros_(self.head[-1].bias)  # type: ignore[arg-type]
+        self.variance_head: nn.Sequential | None = None
         if config.variance:
-            init_variance_head(self.head[-1], channels)  # type: ignore[arg-type]
+            # Its own head on detached features: the likelihood's large early gradients cannot
+            # reach the body (a shared head wrecked the prediction within minutes on the SIDD pair).
+            self.variance_head = _head(4 * features, config.head_width, channels)
+            nn.init.zeros_(self.variance_head[-1].weight)  # type: ignore[arg-type]
+            nn.init.constant_(self.variance_head[-1].bias, INITIAL_LOG_VARIANCE)  # type: ignore[arg-type]
         self.size_multiple = 2 ** (len(config.mults) - 1)
 
     def forward(
@@ -163,13 +164,13 @@ class BlindSpotNet(nn.Module):
             for k in range(4):
                 features = shift_down(self.body(torch.rot90(padded, k, dims=(2, 3)), emb), 1)
                 parts.append(torch.rot90(features, -k, dims=(2, 3)))
-        out = self.head(torch.cat(parts, dim=1))
+        features = torch.cat(parts, dim=1)
+        out = self.head(features)
         if self.config.residual:
             mask = torch.ones_like(z[:, :1]) if valid is None else valid
-            mean = neighbour_mean(padded, pad_to_multiple(mask, self.size_multiple, "constant")[0])
-            if self.config.variance:
-                mean = torch.cat([mean, torch.zeros_like(mean)], dim=1)
-            out = out + mean
+            out = out + neighbour_mean(padded, pad_to_multiple(mask, self.size_multiple, "constant")[0])
+        if self.variance_head is not None:
+            out = torch.cat([out, self.variance_head(features.detach())], dim=1)
         return crop_to(out, size)
 
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,32 +180,25 @@ class BlindSpotNet(nn.Module):
 
 LOG_VARIANCE_MIN, LOG_VARIANCE_MAX = -18.0, 2.0
 # The variance head starts at the variance of sigma 10/255 noise in [-1, 1] model space.
-INITIAL_LOG_VARIANCE = float(2 * torch.log(torch.tensor(2 * 10 / 255)))
+INITIAL_LOG_VARIANCE = 2.0 * math.log(2 * 10 / 255)
 
 
-def init_variance_head(conv: nn.Conv2d, channels: int) -> None:
-    """Zero weights for the log-variance outputs and a bias at :data:`INITIAL_LOG_VARIANCE`."""
-    with torch.no_grad():
-        conv.weight[channels:].zero_()
-        assert conv.bias is not None
-        conv.bias[channels:].fill_(INITIAL_LOG_VARIANCE)
+def _head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
+    """Three 1x1 convolutions (no spatial reach, so the blind spot stays exact)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 1),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(width, width, 1),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(width, out_channels, 1),
+    )
 
 
 def add_variance_head(net: BlindSpotNet) -> BlindSpotNet:
-    """A copy of ``net`` whose head also predicts the log-variance; the prediction is unchanged."""
-    import copy
+    """A copy of ``net`` with a fresh variance head; the prediction is unchanged."""
     from dataclasses import replace
 
-    if net.config.variance:
-        return copy.deepcopy(net)
     wider = BlindSpotNet(replace(net.config, variance=True), net.channels)
-    state = net.state_dict()
-    last = f"head.{len(net.head) - 1}"
-    target = wider.state_dict()
-    for name, value in state.items():
-        if name.startswith(last):
-            target[name][: net.channels] = value
-        else:
-            target[name] = value
-    wider.load_state_dict(target)
+    missing, unexpected = wider.load_state_dict(net.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("variance_head.") for name in missing)
     return wider
