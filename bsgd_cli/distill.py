@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -101,6 +102,21 @@ def _batch(noisy: np.ndarray, target: np.ndarray, rng: np.random.Generator, conf
     return to_tensor(xs) * 2 - 1, to_tensor(ys) * 2 - 1
 
 
+def load_targets(path: Path, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher outputs an earlier run saved; a damaged or foreign file is refused in one line."""
+    remedy = "delete it to compute the teacher outputs again"
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            noisy, target = stored["noisy"], stored["target"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+        raise TrainingError(f"{path}: damaged or not bsgd teacher outputs ({type(exc).__name__}: {exc}); {remedy}") from exc
+    if noisy.dtype != np.uint16 or noisy.shape != target.shape or noisy.ndim != 4 or noisy.shape[0] == 0:
+        raise TrainingError(f"{path}: holds arrays of shape {noisy.shape} and {target.shape}, not teacher outputs; {remedy}")
+    if min(noisy.shape[1:3]) < config.patch:
+        raise TrainingError(f"{path}: its crops ({noisy.shape[1]} px) are smaller than the {config.patch}-px patch; {remedy}")
+    return noisy, target
+
+
 def distill(
     teacher: LoadedModel,
     noisy_dir: Path,
@@ -123,8 +139,7 @@ def distill(
     out_dir.mkdir(parents=True, exist_ok=True)
     targets_path = out_dir / TARGETS_FILE
     if targets_path.is_file():
-        stored = np.load(targets_path)
-        noisy, target = stored["noisy"], stored["target"]
+        noisy, target = load_targets(targets_path, config)
     else:
         pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.crop)
         noisy, target = make_targets(teacher, pool, config, sampler, torch_device, callback)
