@@ -23,16 +23,19 @@ class Bounds:
     low_open: bool = False
     integer: bool = False
 
+    def _show(self, value: float) -> str:
+        return str(int(value)) if self.integer else f"{value:g}"
+
     def describe(self) -> str:
         kind = "a whole number" if self.integer else "a finite number"
-        if self.low is not None and self.high is not None:
-            if self.low_open:
-                return f"{kind} above {self.low:g} and at most {self.high:g}"
-            return f"{kind} from {self.low:g} to {self.high:g}"
-        if self.low is not None:
-            return f"{kind} above {self.low:g}" if self.low_open else f"{kind} of at least {self.low:g}"
-        if self.high is not None:
-            return f"{kind} of at most {self.high:g}"
+        low = None if self.low is None else self._show(self.low)
+        high = None if self.high is None else self._show(self.high)
+        if low is not None and high is not None:
+            return f"{kind} above {low} and at most {high}" if self.low_open else f"{kind} from {low} to {high}"
+        if low is not None:
+            return f"{kind} above {low}" if self.low_open else f"{kind} of at least {low}"
+        if high is not None:
+            return f"{kind} of at most {high}"
         return kind
 
     def problem(self, value: float, shown: str | None = None) -> str | None:

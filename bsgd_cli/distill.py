@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import checks
 from .checkpoint import LoadedModel, save_model
 from .config import SamplerConfig, StudentConfig, to_dict
 from .data import NoisyImagePool, augment
@@ -132,6 +133,11 @@ def distill(
     config = config or DistillConfig()
     student = student or StudentConfig()
     sampler = replace(sampler or teacher.sampler, mode="bsgd")
+    checks.TRAIN_STEPS.check("--steps", config.steps)
+    checks.CROP.check("--crop", config.crop)
+    checks.CROPS_PER_IMAGE.check("--crops-per-image", config.crops_per_image)
+    checks.SEED.check("--seed", config.seed)
+    checks.STUDENT_WIDTH.check("--width", student.width)
     if config.patch > config.crop:
         raise TrainingError(f"distill patch {config.patch} must not exceed the crop {config.crop}")
     torch_device = resolve_device(device)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, checks
 from .checkpoint import save_model
 from .config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
 from .data import NoisyImagePool, sample_patches
@@ -72,8 +72,12 @@ def _check(model_config: ModelConfig, config: TrainConfig) -> None:
         raise TrainingError(
             f"--patch {config.patch} must be a multiple of the PD stride {stride} and at least {8 * stride}"
         )
-    if config.steps < 1 or config.batch < 1:
-        raise TrainingError("--steps and --batch must be at least 1")
+    checks.TRAIN_STEPS.check("--steps", config.steps)
+    checks.TRAIN_BATCH.check("--batch", config.batch)
+    checks.LEARNING_RATE.check("--lr", config.lr)
+    checks.SEED.check("--seed", config.seed)
+    for name in ("checkpoint_every", "log_every", "val_every"):
+        checks.EVERY.check(f"--{name.replace('_', '-')}", getattr(config, name))
 
 
 class BranchLosses(torch.nn.Module):
