@@ -8,6 +8,8 @@ of finished ones run in worker threads while the model works.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -160,7 +162,8 @@ class _Prefetch:
     def __iter__(self):  # noqa: ANN204 - Iterator[tuple[Job, Future | None]]
         ahead = max(1, self.options.workers)
         for job in self.jobs:
-            skip = job.target.exists() and not self.options.overwrite
+            # Only a file counts as an earlier output: a folder or a pipe of that name is not one.
+            skip = os.path.isfile(job.target) and not self.options.overwrite
             self.pending.append((job, None if skip else self.pool.submit(_read, job.source, self.options)))
             if len(self.pending) > ahead:
                 yield self.pending.pop(0)
@@ -268,6 +271,7 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
                     continue
                 started = time.perf_counter()
                 try:
+                    _check_target(job.target)
                     image = decoded.result()
                     megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
                     emit({"kind": "file", "index": job.index, "path": str(job.source), "megapixels": megapixels})
@@ -291,6 +295,20 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
         while writes:
             results.append(_settle(*writes.pop(0), emit))
     return _in_order(results, jobs)
+
+
+def _check_target(target: Path) -> None:
+    """Refuse an output name taken by something that is not a file, before the work is done."""
+    from .errors import ImageWriteError
+    from .io.imagedata import special_kind
+
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else special_kind(mode) or "not a file"
+        raise ImageWriteError(f"{target}: the output name is taken by {what}; move it away or choose another -o folder")
 
 
 def _failure(source: Path, exc: BaseException) -> str:

@@ -211,3 +211,21 @@ def test_unreadable_folder_inside_a_tree_fails_the_run(tmp_path: Path, tiny_mode
     assert result.exit_code == EXIT_SOME_FAILED
     failed = [f for f in json.loads(result.stdout)["files"] if f["status"] == "failed"]
     assert len(failed) == 1 and "cannot be listed (Permission denied); check its permissions" in failed[0]["error"]
+
+
+def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(tmp_path: Path, tiny_model_file: Path) -> None:
+    """Only a file counts as 'already there': a folder or pipe of that name was reported skipped before."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(folder / name, noisy_image(8, 8))
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)
+    os.mkfifo(out / "b.png")
+    result = _run(["denoise", str(folder), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"],
+                  timeout=60)
+    assert result.returncode == EXIT_SOME_FAILED, result.stderr
+    status = {Path(f["input"]).name: (f["status"], f["error"]) for f in json.loads(result.stdout)["files"]}
+    assert status["a.png"][0] == "failed" and "taken by a folder" in status["a.png"][1]
+    assert status["b.png"][0] == "failed" and "taken by a named pipe" in status["b.png"][1]
+    assert status["c.png"][0] == "done"
