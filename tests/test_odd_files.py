@@ -77,9 +77,9 @@ def test_a_tree_deeper_than_path_max_fails_the_run_with_the_right_advice(tmp_pat
             Image.new("RGB", (8, 8)).save(handle, format="PNG")
     finally:
         os.close(fd)
-    result = _run(["denoise", str(top), "-r", "-o", str(tmp_path / "out"), "--model", str(tiny_model_file),
-                   "--mode", "bsn", "--json"])
-    assert result.returncode == EXIT_SOME_FAILED, result.stderr  # was 0 with a permissions hint
+    result = runner.invoke(app, ["denoise", str(top), "-r", "-o", str(tmp_path / "out"), "--model",
+                                 str(tiny_model_file), "--mode", "bsn", "--json"])
+    assert result.exit_code == EXIT_SOME_FAILED, result.output  # was 0 with a permissions hint
     files = json.loads(result.stdout)["files"]
     assert [f["status"] for f in files if Path(f["input"]).name == "shallow.png"] == ["done"]
     [deep] = [f for f in files if f["status"] == "failed"]
@@ -222,9 +222,9 @@ def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(tmp_p
     out = tmp_path / "out"
     (out / "a.png").mkdir(parents=True)
     os.mkfifo(out / "b.png")
-    result = _run(["denoise", str(folder), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"],
-                  timeout=60)
-    assert result.returncode == EXIT_SOME_FAILED, result.stderr
+    result = runner.invoke(app, ["denoise", str(folder), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn",
+                                 "--json"])
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
     status = {Path(f["input"]).name: (f["status"], f["error"]) for f in json.loads(result.stdout)["files"]}
     assert status["a.png"][0] == "failed" and "taken by a folder" in status["a.png"][1]
     assert status["b.png"][0] == "failed" and "taken by a named pipe" in status["b.png"][1]
