@@ -177,9 +177,8 @@ def plan_without_earlier_outputs(
         targets: dict[str, int] = {}
         for index, ((source, rel), item) in enumerate(zip(current, planned, strict=True)):
             # The plain name counts too: an earlier output can make its maker clash and be renamed.
-            for target in (output_path_for(source, rel, out_resolved, naming), item.target):
-                relative = target.relative_to(out_dir) if target.is_relative_to(out_dir) else target
-                for path in claims(out_resolved / relative, source, naming):
+            for target in (output_path_for(source, rel, out_dir, naming), item.target):
+                for path in claims(out_resolved / target.relative_to(out_dir), source, naming):
                     targets[name_key(path)] = index
         producer = {index: targets.get(_resolved_key(source), index) for index, (source, _rel) in enumerate(current)}
         earlier = {index for index, maker in producer.items() if maker != index}
@@ -261,7 +260,9 @@ def collect_jobs(
     _check_locations(inputs, out_dir, planned, in_place, naming.suffix)
     notes = list(found.notes) + ([_earlier_outputs_note(left_out, naming)] if left_out else [])
     jobs = [Job(index, item.source, item.target, item.notes) for index, item in enumerate(planned)]
+    unlisted = found.unlisted
     if shard is not None:
         rank, world = shard
         jobs = [job for job in jobs if job.index % world == rank]
-    return Batch(jobs, notes, found.unlisted)
+        unlisted = unlisted if rank == 0 else []  # reported once, by rank 0
+    return Batch(jobs, notes, unlisted)

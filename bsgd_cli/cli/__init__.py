@@ -183,7 +183,7 @@ def denoise(
 ) -> None:
     """Denoise photos: bsgd denoise ./photos -o ./clean"""
     from ..checkpoint import load_model
-    from ..denoise import DenoiseOptions, check_options, denoise_paths
+    from ..denoise import DenoiseOptions, denoise_paths
     from ..distributed import gather_results, shard_for_this_process
     from ..inference import check_runtime
     from ..io.paths import check_output_folder
@@ -205,7 +205,6 @@ def denoise(
             domain=domain.value if domain else None, raw_output=raw_output.value,
         )
         loaded = load_model(model)
-        check_options(options, loaded)
         report: dict[str, list[str]] = {"skipped": [], "notes": []}
         try:
             with _progress(quiet or json_out) as progress:

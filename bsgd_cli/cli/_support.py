@@ -24,8 +24,12 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
+
+try:  # typer 0.2x vendors click; older releases use the click package
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException  # type: ignore[no-redef]
 
 from ..checks import Bounds
 from ..errors import BsgdError, Interrupted
@@ -53,7 +57,7 @@ def printable(text: str) -> str:
         code = ord(char)
         if 0xDC80 <= code <= 0xDCFF:
             pieces.append(f"\\x{code - 0xDC00:02x}")
-        elif char.isprintable() and char not in _BIDI_CONTROLS or char == " ":
+        elif char.isprintable() and char not in _BIDI_CONTROLS:
             pieces.append(char)
         elif char == "\n":
             pieces.append("\\n")
