@@ -6,20 +6,27 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import EMBEDDED_DIR, read_metadata, user_model_dir
-from .config import SamplerConfig, from_dict
-from .errors import BsgdError
+from .config import ModelConfig, SamplerConfig, from_dict
+from .errors import BsgdError, ModelFileError
 
 
 def describe(path: Path) -> dict[str, Any]:
     """One row of ``bsgd models`` for a model file."""
     meta = read_metadata(path)
-    config, sampler, info = meta["config"], meta["sampler"], meta["info"]
-    branches = ["blind-spot", "diffusion"] + (["student"] if config.get("student") else [])
+    sampler, info = meta["sampler"], meta["info"]
+    try:
+        config = from_dict(ModelConfig, meta["config"])  # what the file rebuilds, checked
+    except BsgdError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
+    branches = ["blind-spot", "diffusion"] + (["student"] if config.student is not None else [])
     sampler_text = (
         f"{sampler.get('mode', 'bsgd')} w={sampler.get('guidance')} K={sampler.get('steps')} "
         f"R={sampler.get('runs')} t0={sampler.get('t_start')}"
     )
-    settings = from_dict(SamplerConfig, sampler)  # what the file gets, defaults filled in
+    try:
+        settings = from_dict(SamplerConfig, sampler)  # what the file gets, defaults filled in
+    except BsgdError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
     if settings.refine == "wiener":
         sampler_text += (
             f" + wiener n={settings.wiener_noise} chroma x{settings.wiener_chroma} "
@@ -41,15 +48,26 @@ def describe(path: Path) -> dict[str, Any]:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """Embedded models first, then ``$BSGD_MODEL_DIR`` (or ~/.local/share/bsgd/models)."""
+    """Embedded models first, then ``$BSGD_MODEL_DIR`` (or ~/.local/share/bsgd/models).
+
+    A file that cannot be described (damaged, hostile, not a model, unreadable, a pipe) is listed as
+    unreadable with the reason, and the listing goes on.
+    """
     rows = []
     for folder in (EMBEDDED_DIR, user_model_dir()):
-        if not folder.is_dir():
+        try:
+            paths = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        except OSError as exc:
+            rows.append(_unreadable(folder, f"the folder cannot be listed ({exc.strerror or exc})"))
             continue
-        for path in sorted(folder.glob("*.safetensors")):
+        for path in paths:
             try:
                 rows.append(describe(path))
-            except BsgdError as exc:
-                rows.append({"name": path.stem, "size": "-", "branches": "-", "data": "-", "sampler": "-",
-                             "measured": f"unreadable: {exc}", "path": str(path)})
+            except (BsgdError, OSError) as exc:
+                rows.append(_unreadable(path, str(exc)))
     return rows
+
+
+def _unreadable(path: Path, reason: str) -> dict[str, Any]:
+    return {"name": path.stem, "size": "-", "branches": "-", "data": "-", "sampler": "-",
+            "measured": f"unreadable: {reason}", "path": str(path)}

@@ -20,6 +20,21 @@ Refine = Literal["none", "wiener"]
 Precision = Literal["fp32", "bf16", "fp16"]
 Domain = Literal["srgb", "raw"]
 MODES: tuple[str, ...] = ("bsgd", "bsn", "bsn-r3", "fast")
+MAX_WIDTH = 4096
+"""Widest network a config may ask for (the paper preset uses 256 channels at its deepest level)."""
+
+
+def _check_widths(owner: str, width: int, mults: tuple[int, ...], blocks_per_level: int) -> None:
+    """Network sizes a model file may ask for: refused before anything is built (a hostile file
+    asking for a width of 10**7 would otherwise try to allocate petabytes)."""
+    ok = isinstance(width, int) and isinstance(blocks_per_level, int) and isinstance(mults, tuple)
+    ok = ok and 1 <= width <= MAX_WIDTH and 1 <= blocks_per_level <= 16 and 1 <= len(mults) <= 8
+    ok = ok and all(isinstance(m, int) and 1 <= m and width * m <= MAX_WIDTH for m in mults)
+    if not ok:
+        raise ConfigError(
+            f"{owner}: width {width!r}, mults {mults!r}, blocks_per_level {blocks_per_level!r} are out of range "
+            f"(widths 1..{MAX_WIDTH} channels, at most 8 levels of 1..16 blocks)"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +58,12 @@ class BlindSpotConfig:
     residual: bool = True
     variance: bool = False
 
+    def __post_init__(self) -> None:
+        _check_widths("blind_spot", self.width, self.mults, self.blocks_per_level)
+        strides_ok = all(isinstance(v, int) and 1 <= v <= 16 for v in (self.pd_train, self.pd_infer))
+        if not strides_ok or not isinstance(self.head_width, int) or not 1 <= self.head_width <= MAX_WIDTH:
+            raise ConfigError(f"blind_spot: head_width {self.head_width!r} or PD strides {self.pd_train!r}/{self.pd_infer!r} out of range")
+
 
 @dataclass(frozen=True, kw_only=True)
 class UNetConfig:
@@ -53,6 +74,11 @@ class UNetConfig:
     blocks_per_level: int = 1
     prediction: Prediction = "v"
 
+    def __post_init__(self) -> None:
+        _check_widths("unet", self.width, self.mults, self.blocks_per_level)
+        if self.prediction not in ("eps", "v"):
+            raise ConfigError(f"unet: prediction must be 'eps' or 'v', got {self.prediction!r}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class StudentConfig:
@@ -62,12 +88,19 @@ class StudentConfig:
     mults: tuple[int, ...] = (1, 2, 2)
     blocks_per_level: int = 1
 
+    def __post_init__(self) -> None:
+        _check_widths("student", self.width, self.mults, self.blocks_per_level)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
     """Continuous-time noise schedule on t in [0, 1]; ``kind`` names never change meaning."""
 
     kind: Literal["cosine", "linear"] = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cosine", "linear"):
+            raise ConfigError(f"schedule: kind must be 'cosine' or 'linear', got {self.kind!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,25 +144,26 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.steps < 1 or self.runs < 1 or self.r3_runs < 1:
-            raise ConfigError("steps, runs and r3_runs must be at least 1")
-        if not 0.0 <= self.t_start <= 1.0:
-            raise ConfigError(f"t_start must lie in [0, 1], got {self.t_start}")
-        if not 0.0 <= self.replace_prob <= 1.0 or not 0.0 <= self.r3_prob <= 1.0:
-            raise ConfigError("replacement probabilities must lie in [0, 1]")
+        from . import checks
+
+        checks.GUIDANCE.check("guidance", self.guidance)
+        checks.STEPS.check("steps", self.steps)
+        checks.RUNS.check("runs", self.runs)
+        checks.RUNS.check("r3_runs", self.r3_runs)
+        checks.T_START.check("t_start", self.t_start)
+        checks.STRENGTH.check("strength", self.strength)
+        checks.PROBABILITY.check("replace_prob", self.replace_prob)
+        checks.PROBABILITY.check("r3_prob", self.r3_prob)
         if not 0.0 < self.bsn_noise_quantile < 1.0:
             raise ConfigError(f"bsn_noise_quantile must lie in (0, 1), got {self.bsn_noise_quantile}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise ConfigError(f"strength must lie in [0, 1], got {self.strength}")
         if self.refine not in ("none", "wiener"):
             raise ConfigError(f"refine must be 'none' or 'wiener', got {self.refine!r}")
-        if self.wiener_passes < 1:
-            raise ConfigError("wiener_passes must be >= 1")
+        checks.WIENER_PASSES.check("wiener_passes", self.wiener_passes)
         for patch, stride in ((self.wiener_patch, self.wiener_stride), (self.wiener_chroma_patch, self.wiener_chroma_stride)):
             if not 2 <= patch <= 64 or not 1 <= stride <= patch:
                 raise ConfigError(f"Wiener block sides must lie in 2..64 and their strides in 1..side, got {patch} and {stride}")
-        if self.wiener_noise <= 0 or self.wiener_chroma <= 0:
-            raise ConfigError("wiener_noise and wiener_chroma must be positive")
+        checks.WIENER_NOISE.check("wiener_noise", self.wiener_noise)
+        checks.WIENER_NOISE.check("wiener_chroma", self.wiener_chroma)
         if self.mask not in ("iid", "complementary"):
             raise ConfigError(f"mask must be 'iid' or 'complementary', got {self.mask!r}")
 
@@ -153,6 +187,10 @@ class ModelConfig:
     student: StudentConfig | None = None
     domain: Domain = "srgb"
     channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.domain not in ("srgb", "raw") or self.channels not in (3, 4):
+            raise ConfigError(f"domain {self.domain!r} with {self.channels!r} channels: expected srgb or raw, 3 or 4 channels")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,10 @@ of finished ones run in worker threads while the model works.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,14 +19,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import checks
 from .checkpoint import LoadedModel
-from .errors import BsgdError, ConfigError
-from .inference import denoise_array
+from .config import replace as config_replace
+from .errors import BatchInterrupted, BsgdError
+from .inference import MIN_SIDE, check_runtime, denoise_array
+from .planning import COMPARE_TAIL, Batch, Job, Naming, collect_jobs
 
 OutputExt = Literal["keep", "png", "tif", "jpg", "webp"]
 Status = Literal["done", "skipped", "failed"]
 EventFn = Callable[[dict[str, Any]], None]
-_RAW_DEFAULT_EXT = ".tif"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,48 +80,28 @@ class FileResult:
         return asdict(self)
 
 
-def output_path_for(source: Path, relative: Path, out_dir: Path, options: DenoiseOptions) -> Path:
-    """``out_dir / relative`` with the chosen extension and suffix (RAW keeps as 16-bit TIFF)."""
-    from .io import is_raw_path
-
-    if options.raw_output == "dng" and is_raw_path(source):
-        extension = ".dng"
-    elif options.ext == "keep":
-        extension = _RAW_DEFAULT_EXT if is_raw_path(source) else source.suffix
-    else:
-        extension = "." + options.ext
-    return out_dir / relative.parent / f"{relative.stem}{options.suffix}{extension}"
-
-
-def plan_outputs(found: list[tuple[Path, Path]], out_dir: Path, options: DenoiseOptions) -> list[tuple[Path, Path]]:
-    """Pair every input with its output; two inputs that would share an output name never do.
-
-    On a clash (``a.jpg`` and ``a.png`` both to ``a.png``) every clashing output gets the source's
-    extension added to its stem: ``a_jpg.png`` and ``a_png.png``.
-    """
-    outputs = [output_path_for(src, rel, out_dir, options) for src, rel in found]
-    counts: dict[str, int] = {}
-    for path in outputs:
-        counts[str(path).lower()] = counts.get(str(path).lower(), 0) + 1
-    planned = []
-    for (source, _rel), path in zip(found, outputs, strict=True):
-        if counts[str(path).lower()] > 1:
-            path = path.with_name(f"{path.stem}_{source.suffix.lstrip('.').lower()}{path.suffix}")
-        planned.append((source, path))
-    return planned
+def check_options(options: DenoiseOptions, model: LoadedModel) -> None:
+    """Refuse bad settings before any file is touched (the CLI refuses them earlier still)."""
+    checks.TILE.check("--tile", options.tile)
+    checks.OVERLAP.check("--overlap", options.overlap)
+    checks.TILE_BATCH.check("--batch", options.batch)
+    checks.WORKERS.check("--workers", options.workers)
+    checks.QUALITY.check("--quality", options.quality)
+    checks.MEGAPIXELS.check("--max-megapixels", options.max_megapixels)
+    checks.SEED.check("--seed", options.seed)
+    checks.STEPS.check("--steps", options.steps)
+    checks.RUNS.check("--runs", options.runs)
+    checks.check_bit_depth(options.bit_depth, options.ext)
+    check_runtime(options.device, options.precision)
+    # The sampler settings as every file will get them (guidance, t_start, strength ... in range).
+    config_replace(
+        model.sampler, mode=options.mode, steps=options.steps, guidance=options.guidance, runs=options.runs,
+        t_start=options.t_start, strength=options.strength, refine=options.refine, wiener_noise=options.wiener_noise,
+    )
 
 
-def _check_locations(inputs: list[Path], out_dir: Path, planned: list[tuple[Path, Path]], options: DenoiseOptions) -> None:
-    out_resolved = out_dir.resolve()
-    for item in inputs:
-        folder = item.resolve() if item.is_dir() else item.resolve().parent
-        if folder == out_resolved and not options.in_place:
-            raise ConfigError(
-                f"{out_dir}: is the input folder; choose another -o folder, or pass --in-place with a --suffix"
-            )
-    for source, target in planned:
-        if source.resolve() == target.resolve():
-            raise ConfigError(f"{source}: the output would replace the input; add a --suffix or choose another -o folder")
+def naming_for(options: DenoiseOptions) -> Naming:
+    return Naming(ext=options.ext, suffix=options.suffix, raw_output=options.raw_output, compare=options.compare)
 
 
 def _read(source: Path, options: DenoiseOptions):  # noqa: ANN202 - ImageData (RawInput in the RAW domain)
@@ -133,72 +117,100 @@ def _read(source: Path, options: DenoiseOptions):  # noqa: ANN202 - ImageData (R
 def _write(target: Path, pixels: np.ndarray, image, options: DenoiseOptions) -> None:  # noqa: ANN001
     from .io import write_image
 
-    bit_depth = options.bit_depth
     # write_image creates missing folders itself, with an error that says what to do
-    write_image(target, pixels, like=image, bit_depth=bit_depth, quality=options.quality)
+    write_image(target, pixels, like=image, bit_depth=options.bit_depth, quality=options.quality)
 
 
 def _write_compare(target: Path, noisy: np.ndarray, denoised: np.ndarray) -> Path:
     from .compare import before_after
     from .io import write_image
 
-    path = target.with_name(f"{target.stem}_compare.png")
+    path = target.with_name(f"{target.stem}{COMPARE_TAIL}")
     write_image(path, before_after(noisy, denoised), bit_depth=8)
     return path
 
 
-def _shard(planned: list[tuple[Path, Path]], shard: tuple[int, int] | None) -> list[tuple[int, Path, Path]]:
-    indexed = [(index, source, target) for index, (source, target) in enumerate(planned)]
-    if shard is None:
-        return indexed
-    rank, world = shard
-    return [item for item in indexed if item[0] % world == rank]
+def _batch_notes(batch: Batch, options: DenoiseOptions) -> list[str]:
+    """Notes about the whole batch that are not skips: 16-bit outputs a format cannot hold."""
+    if options.bit_depth != 16:
+        return []
+    eight_bit = [job for job in batch.jobs if job.target.suffix.lower() in checks.EIGHT_BIT_EXTENSIONS]
+    if not eight_bit:
+        return []
+    return [
+        f"--bit-depth 16: {len(eight_bit)} output(s) keep the input's JPEG or WebP format, which holds 8 bits "
+        f"(first: {eight_bit[0].target}); use --ext png or --ext tif for 16 bits"
+    ]
 
 
-def collect_inputs(inputs: list[Path], out_dir: Path, options: DenoiseOptions) -> tuple[list[tuple[int, Path, Path]], list[str]]:
-    """Expand inputs into numbered (index, source, output) jobs for this shard, plus warnings."""
-    from .io import find_images
-
-    missing = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
-    if missing:
-        raise ConfigError(f"input not found: {', '.join(missing)}; check the path")
-    # Skip our own earlier outputs when -o lies inside an input folder; an -o equal to an input
-    # folder (--in-place) excludes nothing, and _check_locations guards the inputs themselves.
-    out_resolved = out_dir.resolve()
-    inside_input = any(
-        item.is_dir() and out_resolved != item.resolve() and out_resolved.is_relative_to(item.resolve())
-        for item in inputs
-    )
-    found, warnings = find_images(inputs, recursive=options.recursive, exclude=out_dir if inside_input else None)
-    if options.in_place and options.suffix:
-        # Writing beside the inputs: earlier outputs (NAME{suffix}.ext) are not inputs again.
-        found = [(src, rel) for src, rel in found if not src.stem.endswith(options.suffix)]
-    planned = plan_outputs(found, out_dir, options)
-    _check_locations(inputs, out_dir, planned, options)
-    return _shard(planned, options.shard), warnings
-
-
-def _remove_stale_temps(jobs: list[tuple[int, Path, Path]], options: DenoiseOptions) -> None:
+def _remove_stale_temps(jobs: list[Job], options: DenoiseOptions) -> None:
     """A run killed mid-write (SIGKILL) can leave a hidden ``.NAME.XXXX.partial.ext``; remove those of
     this run's outputs (and only this shard's), so reruns leave no litter."""
     from .io._atomic import remove_stale_temps
+    from .planning import claims
 
-    targets = [target for _, _, target in jobs]
-    if options.compare:
-        targets += [target.with_name(f"{target.stem}_compare.png") for target in targets]
-    remove_stale_temps(targets)
+    remove_stale_temps([path for job in jobs for path in claims(job.target, job.source, naming_for(options))])
 
 
-def _prefetch(jobs: list[tuple[int, Path, Path]], options: DenoiseOptions, pool: ThreadPoolExecutor) -> Iterator[tuple[int, Path, Path, Future | None]]:
-    """Yield jobs with their decode already submitted ``workers`` files ahead."""
-    pending: list[tuple[int, Path, Path, Future | None]] = []
-    ahead = max(1, options.workers)
-    for index, source, target in jobs:
-        skip = target.exists() and not options.overwrite
-        pending.append((index, source, target, None if skip else pool.submit(_read, source, options)))
-        if len(pending) > ahead:
-            yield pending.pop(0)
-    yield from pending
+class _Prefetch:
+    """Decodes submitted ``workers`` files ahead of the model; :meth:`cancel` drops those not started."""
+
+    def __init__(self, jobs: list[Job], options: DenoiseOptions, pool: ThreadPoolExecutor) -> None:
+        self.jobs, self.options, self.pool = jobs, options, pool
+        self.pending: list[tuple[Job, Future | None]] = []
+
+    def __iter__(self):  # noqa: ANN204 - Iterator[tuple[Job, Future | None]]
+        ahead = max(1, self.options.workers)
+        for job in self.jobs:
+            # Only a file counts as an earlier output: a folder or a pipe of that name is not one.
+            skip = os.path.isfile(job.target) and not self.options.overwrite
+            self.pending.append((job, None if skip else self.pool.submit(_read, job.source, self.options)))
+            if len(self.pending) > ahead:
+                yield self.pending.pop(0)
+        while self.pending:
+            yield self.pending.pop(0)
+
+    def cancel(self) -> None:
+        for _job, future in self.pending:
+            if future is not None:
+                future.cancel()
+
+
+def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, fallback: dict, emit: EventFn):  # noqa: ANN001, ANN202
+    """(denoised pixels, target): the model's output for one decoded image."""
+    target = job.target
+    model_used = model
+    if getattr(image, "fallback", False):  # RAW domain, no Bayer mosaic: sRGB model, TIFF
+        from .raw_domain import load_fallback_model
+
+        if "model" not in fallback:  # loaded once per run (setdefault would load it every time)
+            fallback["model"] = load_fallback_model(job.source)
+        model_used = fallback["model"]
+        # planning reserved this name for the input (bsgd_cli.planning.claims)
+        target = target.with_suffix(".tif") if target.suffix.lower() == ".dng" else target
+    denoised = denoise_array(
+        model_used, image.pixels, mode=options.mode, steps=options.steps, guidance=options.guidance,
+        runs=options.runs, t_start=options.t_start, seed=options.seed, tile=options.tile, overlap=options.overlap,
+        batch=options.batch, device=options.device, precision=options.precision, strength=options.strength,
+        refine=options.refine, wiener_noise=options.wiener_noise, image_index=job.index,
+        progress=lambda done, total: emit({"kind": "tiles", "done": done, "total": total}),
+    )
+    return denoised, target
+
+
+def _file_notes(job: Job, image, denoised: np.ndarray) -> list[str]:  # noqa: ANN001
+    notes = list(job.notes) + list(getattr(image, "warnings", []))
+    height, width = image.pixels.shape[:2]
+    small = min(height, width) < MIN_SIDE
+    if small:
+        notes.append(
+            f"only {width}x{height} pixels: denoised with its mirror image around it for context, "
+            "so less noise may be removed than from a full photo"
+        )
+    tonal = tonal_warning(image.pixels, denoised, small=small)
+    if tonal is not None:
+        notes.append(tonal)
+    return notes
 
 
 def denoise_paths(
@@ -211,85 +223,103 @@ def denoise_paths(
 ) -> list[FileResult]:
     """Denoise files and folders into ``out_dir`` (mirroring folder structure); never raises for one bad file.
 
-    Events sent to ``on_event``: {"kind": "start", "files": n, "warnings": [...]},
+    Events sent to ``on_event``: {"kind": "start", "files": n, "warnings": [skip notes], "notes": [...]},
     {"kind": "file", "index", "path", "megapixels"}, {"kind": "tiles", "done", "total"},
     {"kind": "result", "result": FileResult}.
+
+    Ctrl-C or SIGTERM (a KeyboardInterrupt) stops the batch: decodes not started are dropped, the
+    writes in flight are finished, and :class:`~bsgd_cli.errors.BatchInterrupted` carries the results.
     """
-    if options.tile < 16:
-        raise ConfigError("--tile must be at least 16 pixels")
+    check_options(options, model)
     from .raw_domain import resolve_domain
 
     domain = resolve_domain(model.model.config, options.domain, options.raw_output, str(model.path or "the model"))
     options = replace(options, domain=domain)
-    fallback: dict[str, LoadedModel] = {}  # RAW domain: the sRGB model for non-Bayer files, loaded once
     out_dir = Path(out_dir)
-    jobs, warnings = collect_inputs([Path(p) for p in inputs], out_dir, options)
+    batch = collect_jobs(
+        [Path(p) for p in inputs], out_dir, naming_for(options),
+        recursive=options.recursive, in_place=options.in_place, shard=options.shard,
+    )
     emit = on_event or (lambda event: None)
-    _remove_stale_temps(jobs, options)
-    emit({"kind": "start", "files": len(jobs), "warnings": warnings})
+    _remove_stale_temps(batch.jobs, options)
+    emit({"kind": "start", "files": len(batch.jobs) + len(batch.unlisted), "warnings": batch.notes,
+          "notes": _batch_notes(batch, options)})
+    results: list[FileResult] = []
+    for folder, reason in batch.unlisted:
+        results.append(FileResult(str(folder), None, "failed", error=f"{folder}: {reason}; the images in it were not processed"))
+        emit({"kind": "result", "result": results[-1]})
+    try:
+        results += _run_jobs(batch.jobs, model, options, emit)
+    except BatchInterrupted as stopped:
+        stopped.results[:0] = results
+        stopped.total += len(batch.unlisted)
+        raise
+    return results
+
+
+def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit: EventFn) -> list[FileResult]:
     results: list[FileResult] = []
     writes: list[tuple[FileResult, Future]] = []
+    fallback: dict[str, LoadedModel] = {}  # RAW domain: the sRGB model for non-Bayer files, loaded once
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-        for index, source, target, decoded in _prefetch(jobs, options, pool):
-            if decoded is None:
-                result = FileResult(str(source), str(target), "skipped")
-                results.append(result)
-                emit({"kind": "result", "result": result})
-                continue
-            started = time.perf_counter()
-            try:
-                image = decoded.result()
-                megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
-                emit({"kind": "file", "index": index, "path": str(source), "megapixels": megapixels})
-                is_fallback = getattr(image, "fallback", False)
-                if is_fallback:  # RAW domain, no Bayer mosaic: sRGB model, TIFF
-                    from .raw_domain import load_fallback_model
-
-                    if "model" not in fallback:  # loaded once per run (setdefault would load it every time)
-                        fallback["model"] = load_fallback_model(source)
-                    target = target.with_suffix(".tif") if target.suffix.lower() == ".dng" else target
-                denoised = denoise_array(
-                    fallback["model"] if is_fallback else model,
-                    image.pixels,
-                    mode=options.mode,
-                    steps=options.steps,
-                    guidance=options.guidance,
-                    runs=options.runs,
-                    t_start=options.t_start,
-                    seed=options.seed,
-                    tile=options.tile,
-                    overlap=options.overlap,
-                    batch=options.batch,
-                    device=options.device,
-                    precision=options.precision,
-                    strength=options.strength,
-                    refine=options.refine,
-                    wiener_noise=options.wiener_noise,
-                    image_index=index,
-                    progress=lambda done, total: emit({"kind": "tiles", "done": done, "total": total}),
-                )
-            except (BsgdError, MemoryError, RuntimeError, ValueError, OSError) as exc:
-                message = str(exc) if isinstance(exc, BsgdError) else f"{source}: {type(exc).__name__}: {exc}"
-                result = FileResult(str(source), None, "failed", time.perf_counter() - started, error=message)
-                results.append(result)
-                emit({"kind": "result", "result": result})
-                continue
-            result = FileResult(
-                str(source), str(target), "done", 0.0, megapixels, warnings=list(getattr(image, "warnings", []))
-            )
-            tonal = tonal_warning(image.pixels, denoised)
-            if tonal is not None:
-                result.warnings.append(tonal)
-            future = pool.submit(_finish, target, denoised, image, options, started)
-            writes.append((result, future))
-            # Keep at most ``workers`` encodes in flight, reporting results in input order.
-            while writes and (len(writes) > options.workers or writes[0][1].done()):
+        prefetch = _Prefetch(jobs, options, pool)
+        try:
+            for job, decoded in prefetch:
+                if decoded is None:
+                    results.append(FileResult(str(job.source), str(job.target), "skipped", warnings=list(job.notes)))
+                    emit({"kind": "result", "result": results[-1]})
+                    continue
+                started = time.perf_counter()
+                try:
+                    _check_target(job.target)
+                    image = decoded.result()
+                    megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
+                    emit({"kind": "file", "index": job.index, "path": str(job.source), "megapixels": megapixels})
+                    denoised, target = _denoise_one(job, image, model, options, fallback, emit)
+                except (BsgdError, MemoryError, RuntimeError, ValueError, OSError) as exc:
+                    message = _failure(job.source, exc)
+                    results.append(FileResult(str(job.source), None, "failed", time.perf_counter() - started, error=message))
+                    emit({"kind": "result", "result": results[-1]})
+                    continue
+                result = FileResult(str(job.source), str(target), "done", 0.0, megapixels,
+                                    warnings=_file_notes(job, image, denoised))
+                writes.append((result, pool.submit(_finish, target, denoised, image, options, started)))
+                # Keep at most ``workers`` encodes in flight, reporting results in input order.
+                while writes and (len(writes) > options.workers or writes[0][1].done()):
+                    results.append(_settle(*writes.pop(0), emit))
+        except KeyboardInterrupt as exc:
+            prefetch.cancel()  # the file being denoised is dropped; nothing of it was written
+            while writes:  # files already denoised are written completely
                 results.append(_settle(*writes.pop(0), emit))
+            raise BatchInterrupted(getattr(exc, "signum", 2), _in_order(results, jobs), len(jobs)) from exc
         while writes:
             results.append(_settle(*writes.pop(0), emit))
-    order = {str(source): i for i, source, _ in jobs}
-    results.sort(key=lambda r: order.get(r.input, 0))
-    return results
+    return _in_order(results, jobs)
+
+
+def _check_target(target: Path) -> None:
+    """Refuse an output name taken by something that is not a file, before the work is done."""
+    from .errors import ImageWriteError
+    from .io.imagedata import special_kind
+
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else special_kind(mode) or "not a file"
+        raise ImageWriteError(f"{target}: the output name is taken by {what}; move it away or choose another -o folder")
+
+
+def _failure(source: Path, exc: BaseException) -> str:
+    """One line naming the file: bsgd's errors as they are, others with their type."""
+    text = str(exc) if isinstance(exc, BsgdError) else f"{type(exc).__name__}: {exc}"
+    return text if text.startswith(str(source)) else f"{source}: {text}"
+
+
+def _in_order(results: list[FileResult], jobs: list[Job]) -> list[FileResult]:
+    order = {str(job.source): position for position, job in enumerate(jobs)}
+    return sorted(results, key=lambda r: order.get(r.input, 0))
 
 
 def _finish(target: Path, denoised: np.ndarray, image, options: DenoiseOptions, started: float) -> float:  # noqa: ANN001
@@ -310,13 +340,16 @@ TONAL_FLOOR = 0.001
 """...and by at least this much of full range (so near-black channels are not flagged for nothing)."""
 
 
-def tonal_warning(noisy: np.ndarray, denoised: np.ndarray, *, tolerance: float = TONAL_TOLERANCE, floor: float = TONAL_FLOOR) -> str | None:
+def tonal_warning(
+    noisy: np.ndarray, denoised: np.ndarray, *, tolerance: float = TONAL_TOLERANCE, floor: float = TONAL_FLOOR, small: bool = False
+) -> str | None:
     """A warning when the output's brightness drifted from the input's, else None.
 
     Noise has zero mean, so a denoiser that fits the camera keeps every channel's mean; a drift of
     more than ``tolerance`` (relative) and ``floor`` (absolute, of full range) in any channel is
     reported for the worst channel. Works on (H, W, C) arrays: sRGB (R, G, B) or Bayer planes
-    (R, G1, G2, B).
+    (R, G1, G2, B). For a ``small`` image (a side under :data:`~bsgd_cli.inference.MIN_SIDE`) the
+    cause named is its size, not the camera.
     """
     channels = noisy.shape[-1]
     before = noisy.reshape(-1, channels).mean(axis=0, dtype=np.float64)
@@ -329,9 +362,10 @@ def tonal_warning(noisy: np.ndarray, denoised: np.ndarray, *, tolerance: float =
     worst = int(np.argmax(np.where(flagged, np.abs(relative), -1.0)))
     names = {3: ("R", "G", "B"), 4: ("R", "G1", "G2", "B")}.get(channels, tuple(str(i) for i in range(channels)))
     word = "darker" if change[worst] < 0 else "brighter"
+    cause = "the image is too small to measure its noise" if small else "the model may not fit this camera's noise"
     return (
         f"output is {word} than input by {abs(relative[worst]) * 100:.1f}% (channel {names[worst]} mean "
-        f"{before[worst]:.4f} -> {after[worst]:.4f}): the model may not fit this camera's noise"
+        f"{before[worst]:.4f} -> {after[worst]:.4f}): {cause}"
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from . import checks
 from .checkpoint import LoadedModel, save_model
 from .config import SamplerConfig, StudentConfig, to_dict
 from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
@@ -87,10 +89,21 @@ class Pairs:
         np.savez(path, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> Pairs:
-        with np.load(path, allow_pickle=False) as stored:
-            count = sum(1 for key in stored.files if key.startswith("noisy_"))
-            return cls([stored[f"noisy_{i}"] for i in range(count)], [stored[f"target_{i}"] for i in range(count)])
+    def load(cls, path: Path, patch: int) -> Pairs:
+        """The pairs an earlier run saved; a damaged or foreign file is refused in one line."""
+        remedy = "delete it to compute the teacher outputs again"
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                count = sum(1 for key in stored.files if key.startswith("noisy_"))
+                pairs = cls([stored[f"noisy_{i}"] for i in range(count)], [stored[f"target_{i}"] for i in range(count)])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+            raise TrainingError(f"{path}: damaged or not bsgd teacher outputs ({type(exc).__name__}: {exc}); {remedy}") from exc
+        shapes_ok = all(n.dtype == np.uint16 and n.shape == t.shape and n.ndim == 3 for n, t in zip(pairs.noisy, pairs.target, strict=True))
+        if not pairs.noisy or not shapes_ok:
+            raise TrainingError(f"{path}: does not hold bsgd teacher outputs; {remedy}")
+        if min(min(n.shape[:2]) for n in pairs.noisy) < patch:
+            raise TrainingError(f"{path}: its images are smaller than the {patch}-px patch; {remedy}")
+        return pairs
 
 
 def _to_uint16(image: np.ndarray) -> np.ndarray:
@@ -164,7 +177,7 @@ def _load_or_make_targets(
     key = {"teacher_sha256": teacher.sha256, "sampler": to_dict(sampler), "crop": config.crop,
            "crops_per_image": config.crops_per_image, "seed": config.seed, "noisy_dir": str(noisy_dir)}
     if targets_path.is_file() and key_path.is_file() and json.loads(key_path.read_text()) == key:
-        return Pairs.load(targets_path)
+        return Pairs.load(targets_path, config.patch)
     pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.crop or config.patch)
     pairs = make_targets(teacher, pool, config, sampler, device, callback)
     if min(min(n.shape[:2]) for n in pairs.noisy) < config.patch:
@@ -204,6 +217,11 @@ def distill(
     config = config or DistillConfig()
     student = student or teacher.model.config.student or StudentConfig()
     sampler = sampler or teacher.sampler
+    checks.TRAIN_STEPS.check("--steps", config.steps)
+    checks.CROP.check("--crop", config.crop)
+    checks.CROPS_PER_IMAGE.check("--crops-per-image", config.crops_per_image)
+    checks.SEED.check("--seed", config.seed)
+    checks.STUDENT_WIDTH.check("--width", student.width)
     if config.crop is not None and config.patch > config.crop:
         raise TrainingError(f"distill patch {config.patch} must not exceed the crop {config.crop}")
     torch_device = resolve_device(device)

@@ -25,6 +25,10 @@ class ImageWriteError(BsgdError):
     """An output image cannot be written (permissions, disk full, unsupported format)."""
 
 
+class DenoiseError(BsgdError):
+    """Denoising one image went wrong in a way that is not the file's fault (non-finite output)."""
+
+
 class ModelFileError(BsgdError):
     """A model file is missing, not a bsgd safetensors file, or incompatible."""
 
@@ -35,3 +39,22 @@ class DatasetError(BsgdError):
 
 class TrainingError(BsgdError):
     """Training cannot start or continue (bad folder, bad resume state)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by a signal: Ctrl-C (SIGINT, number 2) or SIGTERM (15, what ``timeout``, ``docker
+    stop`` and systemd send). A KeyboardInterrupt, so every clean-up written for Ctrl-C runs for both."""
+
+    def __init__(self, signum: int = 2) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class BatchInterrupted(Interrupted):
+    """A batch stopped by a signal after finishing the writes in flight. ``results`` holds what was
+    done (one result per finished file), ``total`` the number of files the batch had."""
+
+    def __init__(self, signum: int, results: list, total: int) -> None:
+        super().__init__(signum)
+        self.results = results
+        self.total = total

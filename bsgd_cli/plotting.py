@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .errors import BsgdError
@@ -10,17 +11,27 @@ from .errors import BsgdError
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_log(run: Path) -> list[dict]:
     path = run / "log.jsonl" if run.is_dir() else run
     if not path.is_file():
         raise BsgdError(f"{path}: no training log; give the folder a 'bsgd train' run wrote")
     rows = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise BsgdError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from exc
+    for line in text.splitlines():
         if line.strip():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
                 continue  # a line cut by a killed run
+            if isinstance(row, dict) and _is_number(row.get("step")):
+                rows.append({k: v for k, v in row.items() if k == "step" or _is_number(v)})
     if not rows:
         raise BsgdError(f"{path}: the training log is empty")
     return rows

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checks import MEGAPIXELS
 from .errors import ConfigError
 
 
@@ -80,8 +81,7 @@ def run_speed_benchmark(
     progress: Callable[..., None] | None = None,
 ) -> list[SpeedRow]:
     """Time every method on one generated image (after a small warm-up call per method)."""
-    if megapixels <= 0:
-        raise ConfigError("--megapixels must be positive")
+    MEGAPIXELS.check("--megapixels", megapixels)
     image = synthetic_photo(megapixels, seed)
     rows = []
     for name, method in methods.items():

@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,13 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, checks
 from .checkpoint import save_model
 from .config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
 from .data import NoisyImagePool, sample_patches
 from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
-from .errors import TrainingError
+from .errors import BsgdError, TrainingError
 from .inference import autocast_context, resolve_device
+from .io.imagedata import special_kind
 from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
 from .model import BsgdModel
 from .optim import ema_update, warmup_cosine
@@ -70,8 +72,12 @@ def _check(model_config: ModelConfig, config: TrainConfig) -> None:
         raise TrainingError(
             f"--patch {config.patch} must be a multiple of the PD stride {stride} and at least {8 * stride}"
         )
-    if config.steps < 1 or config.batch < 1:
-        raise TrainingError("--steps and --batch must be at least 1")
+    checks.TRAIN_STEPS.check("--steps", config.steps)
+    checks.TRAIN_BATCH.check("--batch", config.batch)
+    checks.LEARNING_RATE.check("--lr", config.lr)
+    checks.SEED.check("--seed", config.seed)
+    for name in ("checkpoint_every", "log_every", "val_every"):
+        checks.EVERY.check(f"--{name.replace('_', '-')}", getattr(config, name))
 
 
 class BranchLosses(torch.nn.Module):
@@ -354,17 +360,38 @@ class Trainer:
         event["best_step"] = self.best_step
 
 
+STATE_KEYS = ("model_config", "train_config", "model", "ema", "optimizer", "step", "seconds", "best_value",
+              "best_step", "numpy_rng", "torch_rng")
+
+
 def read_state(path: Path) -> dict[str, Any]:
-    """A training state saved by :class:`Trainer` (loaded with ``weights_only=True``: no code runs)."""
+    """A training state saved by :class:`Trainer` (loaded with ``weights_only=True``: no code runs).
+
+    Anything else (random bytes, a pickle, another program's checkpoint, a pipe) is refused in one
+    line that says what to do; torch's own multi-line explanation is left out.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / STATE_FILE
-    if not path.is_file():
-        raise TrainingError(f"{path}: no training state to resume from; start without --resume")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise TrainingError(f"{path}: no training state to resume from; start without --resume") from None
+    if not stat.S_ISREG(mode):
+        raise TrainingError(f"{path}: {special_kind(mode) or 'a folder'}, not a training state; start without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means a damaged or foreign file
-        raise TrainingError(f"{path}: cannot read the training state ({exc}); start a fresh run") from exc
+        raise TrainingError(
+            f"{path}: not a bsgd training state, or damaged (torch cannot load it: {type(exc).__name__}); "
+            "start a fresh run without --resume, or in another -o folder"
+        ) from exc
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise TrainingError(
+            f"{path}: not a bsgd training state (no {', '.join(missing[:3])}); start a fresh run without --resume"
+        )
+    return state
 
 
 def train(
@@ -388,8 +415,11 @@ def train(
     state: dict[str, Any] = {}
     if resume:
         state = _read_state_on_rank0(out_dir)
-        model_config = from_dict(ModelConfig, json.loads(state["model_config"]))
-        stored = from_dict(TrainConfig, json.loads(state["train_config"]))
+        try:
+            model_config = from_dict(ModelConfig, json.loads(state["model_config"]))
+            stored = from_dict(TrainConfig, json.loads(state["train_config"]))
+        except (TypeError, ValueError, BsgdError) as exc:
+            raise TrainingError(f"{out_dir / STATE_FILE}: its stored config is damaged ({exc}); start a fresh run") from exc
         from dataclasses import replace
 
         config = replace(stored, steps=config.steps)
@@ -397,7 +427,11 @@ def train(
         noisy_dir, out_dir, model_config=model_config, config=config, val_pairs=val_pairs, device=device, info=info
     )
     if resume:
-        trainer.apply_state(state)
+        try:
+            trainer.apply_state(state)
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise TrainingError(f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run") from exc
     return trainer.run(callback)
 
 

@@ -35,7 +35,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bsgd_cli.checkpoint import load_model, read_metadata, save_model
-from bsgd_cli.cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_USAGE, app
+from bsgd_cli.cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE, app
 from bsgd_cli.config import PRESETS
 from bsgd_cli.denoise import DenoiseOptions, denoise_paths
 from bsgd_cli.inference import denoise_array
@@ -615,3 +615,141 @@ def test_output_keeps_size_layout_depth_and_tiles_leave_no_seams(
     written = stored_out[..., : 1 if channels <= 2 else 3].astype(np.float32) / top
     expected = tiled.mean(axis=2, keepdims=True) if channels <= 2 else tiled
     assert np.abs(written - expected).max() <= 0.5 / top + 1e-6  # the file holds what the model made
+
+
+# ------------------------------------------------------------- 6. second round (issue 22): signals
+
+
+def test_sigterm_mid_batch_is_a_clean_stop_with_summary_and_exit_143(tmp_path: Path, tiny_model_file: Path) -> None:
+    """U10: what timeout, docker stop and systemd send. Before: exit 143 (killed), no message, a .partial left."""
+    names = _twelve_images(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW[:-1], "--json"]
+    process = _run_until_outputs(args, out, 2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr_bytes = process.communicate(timeout=60)
+    stderr = stderr_bytes.decode(errors="replace")
+    assert process.returncode == EXIT_TERMINATED, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("terminated (SIGTERM):")]
+    finished = _check_visible_outputs(out, (SIDE, SIDE))
+    assert 2 <= len(finished) < len(names)
+    assert f"{len(finished)} denoised" in line and f"{len(names) - len(finished)} not started" in line, line
+    report = json.loads(stdout)  # the report covers what was done
+    assert report["summary"]["interrupted"] == "SIGTERM" and report["summary"]["done"] == len(finished)
+    assert _partials(out) == []  # the write in flight was finished, the file being denoised dropped
+
+
+def test_sigterm_during_training_saves_the_state(tmp_path: Path) -> None:
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    for i in range(2):
+        Image.fromarray(_u8(noisy_image(48, 48, seed=i))).save(noisy / f"n{i}.png")
+    run = tmp_path / "run"
+    child = _spawn(["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--batch", "1", "--patch", "40",
+                    "--log-every", "1", "--val-every", "100000", "--checkpoint-every", "100000", "--precision", "fp32",
+                    "--device", "cpu", "-q", "--steps", "100000"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None and not (run / "log.jsonl").is_file():
+        time.sleep(0.02)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == EXIT_TERMINATED, stderr.decode(errors="replace")
+    assert b"--resume" in stderr and b"Traceback" not in stderr
+    assert int(read_state(run)["step"]) >= 1  # saved on the way out, though no checkpoint was due
+
+
+# ---------------------------------------------------------- 7. second round (issue 22): model files
+
+
+def _model_with_metadata(path: Path, source: Path, **changes: str) -> None:
+    """The tensors of ``source`` with its bsgd metadata changed (a valid safetensors file)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), "pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        metadata = dict(handle.metadata())
+    save_file(tensors, str(path), metadata={**metadata, **changes})
+
+
+def _one_error(result) -> str:  # noqa: ANN001
+    assert result.exit_code == EXIT_USAGE, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.stderr
+    return lines[0]
+
+
+def test_absurd_widths_in_metadata_are_refused_before_building(tmp_path: Path, tiny_model_file: Path) -> None:  # B6
+    config = read_metadata(tiny_model_file)["config"]
+    for where, width in (("blind_spot", 10**7), ("unet", 4096 * 1024)):
+        changed = json.loads(json.dumps(config))
+        changed[where]["width"] = width
+        model = tmp_path / f"absurd_{where}.safetensors"
+        _model_with_metadata(model, tiny_model_file, config=json.dumps(changed))
+        write_image(tmp_path / "a.png", noisy_image(8, 8))
+        result = runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)])
+        line = _one_error(result)
+        assert str(model) in line and "out of range" in line
+    # Within range but not what the tensors hold: refused from the header, before the weights are read.
+    changed = json.loads(json.dumps(config))
+    changed["unet"]["width"] = 16
+    model = tmp_path / "other_width.safetensors"
+    _model_with_metadata(model, tiny_model_file, config=json.dumps(changed))
+    line = _one_error(runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)]))
+    assert "weights do not match the stored config" in line and "of another shape" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_models_lists_a_broken_user_model_as_unreadable_and_goes_on(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:  # B7
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(tiny_model_file, folder / "good.safetensors")
+    _model_with_metadata(folder / "listcfg.safetensors", tiny_model_file, config="[1, 2]")
+    _model_with_metadata(folder / "listsampler.safetensors", tiny_model_file, sampler="[]")
+    _model_with_metadata(folder / "badversion.safetensors", tiny_model_file, format_version="seven")
+    (folder / "random.safetensors").write_bytes(os.urandom(4000))
+    os.mkfifo(folder / "pipe.safetensors")  # must not hang
+    os.symlink(folder / "gone", folder / "dangling.safetensors")
+    monkeypatch.setenv("BSGD_MODEL_DIR", str(folder))
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    from bsgd_cli.catalogue import list_models
+
+    rows = {row["name"]: row["measured"] for row in list_models()}
+    assert not rows["good"].startswith("unreadable") and not rows["default"].startswith("unreadable")
+    for name in ("listcfg", "listsampler", "badversion", "random", "pipe", "dangling"):
+        assert rows[name].startswith("unreadable:"), (name, rows[name])
+    assert "unreadabl" in result.stdout  # the command shows them (the table folds long cells)
+    assert "config is a list" in rows["listcfg"] and "named pipe" in rows["pipe"]
+
+
+def test_random_bytes_state_is_one_line(tmp_path: Path) -> None:  # U11
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.pt").write_bytes(os.urandom(5000))
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    Image.fromarray(_u8(noisy_image(48, 48))).save(noisy / "n.png")
+    result = runner.invoke(app, ["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--resume"])
+    line = _one_error(result)
+    assert "state.pt: not a bsgd training state" in line and "without --resume" in line
+    torch.save({"step": 3}, run / "state.pt")  # torch's own format, another program's content
+    line = _one_error(runner.invoke(app, ["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--resume"]))
+    assert "not a bsgd training state (no model_config" in line
+
+
+def test_model_path_that_is_a_folder_or_a_pipe(tmp_path: Path, tiny_model_file: Path) -> None:  # U12
+    write_image(tmp_path / "a.png", noisy_image(8, 8))
+    denoise = ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model"]
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    assert "is a folder, not a model file; it holds no .safetensors" in _one_error(runner.invoke(app, [*denoise, str(empty)]))
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_model_file, run / "best.safetensors")
+    assert "give one of the model files in it (best.safetensors)" in _one_error(runner.invoke(app, [*denoise, str(run)]))
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    assert "named pipe" in _one_error(runner.invoke(app, [*denoise, str(tmp_path / "pipe.safetensors")]))
+    shutil.copy(tiny_model_file, run / "model.safetensors")  # a training run's folder stands for its model
+    assert runner.invoke(app, [*denoise, str(run), "--mode", "bsn", "-q"]).exit_code == 0

@@ -6,6 +6,9 @@ path-discovery code can all use it without import cycles.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,23 +106,76 @@ class ImageData:
         return self.channels_in in (1, 2)
 
 
+OTHER_IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    "." + e for e in "gif bmp heic heif avif jxl jp2 j2k psd ico pbm pgm ppm pnm svg exr hdr".split()
+)
+"""Image formats bsgd does not read: named one by one when skipped, so none goes unnoticed."""
+
+
+def special_kind(mode: int) -> str | None:
+    """'a named pipe (FIFO)', 'a socket', 'a character device', 'a block device'; None for a file or folder."""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return None
+
+
+def os_error_advice(exc: OSError) -> str:
+    """What to do about an error met while looking at or reading an input (follows its reason)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "check its permissions"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the path is longer than this system allows; move it higher up or shorten folder names"
+    if exc.errno == errno.ELOOP:
+        return "a loop of symbolic links; fix the links"
+    if exc.errno == errno.EIO:
+        return "the disk or the file may be damaged; copy it again"
+    return "check the path"
+
+
+def cannot_open(path: Path, exc: OSError) -> ImageReadError:
+    """The error for an input that the system refuses to open or look at."""
+    return ImageReadError(f"{path}: cannot be opened ({exc.strerror or exc}); {os_error_advice(exc)}")
+
+
+def describe_not_regular(path: Path, mode: int) -> str:
+    """Why ``path`` (whose ``stat`` mode, links followed, is ``mode``) is not an image file."""
+    kind = special_kind(mode) or "not a regular file"
+    if os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"{path}: a symbolic link to {kind} ({target}), not an image file; it was not read"
+    return f"{path}: {kind}, not an image file; it was not read"
+
+
 def check_input_file(path: Path) -> None:
-    """Raise ImageReadError unless ``path`` is an existing, non-empty regular file."""
-    if not path.exists():
-        if path.is_symlink():
-            raise ImageReadError(f"{path}: broken symbolic link; fix the link or remove it from the inputs")
-        raise ImageReadError(f"{path}: file not found; check the path and spelling")
-    if path.is_dir():
+    """Raise ImageReadError unless ``path`` is an existing, non-empty regular file.
+
+    Looks with ``stat`` only: a named pipe, a device or a socket (or a link to one) is never opened,
+    so nothing can hang on it or read a device.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageReadError(f"{path}: broken symbolic link; fix the link or remove it from the inputs") from None
+        raise ImageReadError(f"{path}: file not found; check the path and spelling") from None
+    except OSError as exc:
+        raise cannot_open(path, exc) from exc
+    if stat.S_ISDIR(info.st_mode):
         raise ImageReadError(
             f"{path}: is a folder, not an image file; pass the folder as an input to process the images in it"
         )
-    if not path.is_file():
-        raise ImageReadError(f"{path}: not a regular file; pass an image file")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ImageReadError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from exc
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageReadError(describe_not_regular(path, info.st_mode))
+    if info.st_size == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes); copy or export it again")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError, ImageWriteError
+from ..errors import ImageWriteError
 from ._atomic import atomic_write
 from ._decode import Decoded, decode_with_pillow
 from ._meta import (
@@ -24,6 +24,7 @@ from .imagedata import (
     RAW_EXTENSIONS,
     SRGB_EXTENSIONS,
     ImageData,
+    cannot_open,
     check_input_file,
     is_image_path,
     is_raw_path,
@@ -120,7 +121,7 @@ def read_image(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
         with open(path, "rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
-        raise ImageReadError(f"{path}: cannot be opened ({exc.strerror}); check its permissions") from exc
+        raise cannot_open(path, exc) from exc
     if magic in _TIFF_MAGIC:
         from ._tiff import decode_tiff
 
