@@ -86,7 +86,7 @@ class Pairs:
     def save(self, path: Path) -> None:
         arrays = {f"noisy_{i}": n for i, n in enumerate(self.noisy)}
         arrays.update({f"target_{i}": t for i, t in enumerate(self.target)})
-        np.savez(path, **arrays)
+        np.savez(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path, patch: int) -> Pairs:
