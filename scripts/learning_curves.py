@@ -11,11 +11,13 @@ through PD stride 2) in PSNR on the *tuning split* only:
 * ``--set dnd``: the mild DND noise of the default model; trains on the 160 noisy DND crops, scores
   centre crops of PolyU pairs 1-40 (every 4th, 10 pairs, 256 x 256).
 
-The learning rate is warmed up and then held constant, and the EMA weights are scored at 0, 0.5, 1, 2,
-4, 8 ... minutes and at the end, so a curve shows what more time gives. One JSON line per evaluation
+The learning rate is warmed up and then held constant, and the EMA weights are scored after 0, 150, 300,
+600, 1200 ... training patches and at the end, so a curve shows what more training gives. The budget is
+in patches, not minutes, so runs sharing the machine with other work still compare; patches/s is
+logged too, but only a run on an idle machine measures throughput. One JSON line per evaluation
 goes to ``--out``; ``--table`` prints a Markdown table of every curve file given.
 
-    .venv/bin/python scripts/learning_curves.py --set sidd --variant base --minutes 8 --out runs/curves/sidd-base.jsonl
+    .venv/bin/python scripts/learning_curves.py --set sidd --variant base --patches 2400 --out runs/curves/sidd-base.jsonl
     .venv/bin/python scripts/learning_curves.py --table runs/curves/*.jsonl
 """
 
@@ -172,8 +174,8 @@ def run(args: argparse.Namespace) -> None:
               "train": dataclasses.asdict(config), "threads": args.threads,
               "params": sum(p.numel() for p in params),
               "noisy_psnr": float(np.mean([psnr_uint8(c, n) for n, c in pairs]))}
-    checkpoints = [0.0] + [0.5 * 2**k for k in range(12)]
-    checkpoints = [m for m in checkpoints if m < args.minutes] + [args.minutes]
+    checkpoints = [0] + [150 * 2**k for k in range(16)]
+    checkpoints = [p for p in checkpoints if p < args.patches] + [args.patches]
     seconds, step, patches, losses = 0.0, 0, 0, []
     with out.open("w") as handle:
         handle.write(json.dumps({"header": header}) + "\n")
@@ -196,7 +198,7 @@ def run(args: argparse.Namespace) -> None:
 
         record()
         for target in checkpoints[1:]:
-            while seconds < target * 60:
+            while patches < target:
                 started = time.perf_counter()
                 model.train()
                 lr = config.lr * min(1.0, (step + 1) / config.warmup)
@@ -229,20 +231,22 @@ def table(paths: list[str]) -> None:
         first, last = evals[0], evals[-1]
         best = max(e["psnr_pd2"] for e in evals)
         curve = " ".join(f"{e['psnr_pd2']:.2f}" for e in evals)
-        rows.append((header["set"], header["variant"], header["params"], last["patches_per_s"], last["minutes"],
-                     first["psnr_pd2"], last["psnr_pd2"], best, last.get("psnr_pd5"), header["noisy_psnr"], curve))
-    print("| set | variant | params | patches/s | minutes | start | end | best | end, PD5 | noisy | curve (PD2) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+        rows.append((header["set"], header["variant"], header["params"], last["patches_per_s"], last["patches"],
+                     first["psnr_pd2"], last["psnr_pd2"], best, last.get("psnr_pd5"), last.get("psnr_fused"),
+                     header["noisy_psnr"], curve))
+    print("| set | variant | params | patches/s | patches | start | end | best | end, PD5 | end, fused | noisy | curve (PD2) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    show = lambda value: "" if value is None else f"{value:.2f}"  # noqa: E731
     for r in sorted(rows):
-        pd5 = f"{r[8]:.2f}" if r[8] is not None else ""
-        print(f"| {r[0]} | {r[1]} | {r[2]:,} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.2f} | {pd5} | {r[9]:.2f} | {r[10]} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:,} | {r[3]:.1f} | {r[4]} | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.2f} | "
+              f"{show(r[8])} | {show(r[9])} | {r[10]:.2f} | {r[11]} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", choices=("sidd", "dnd"), default="sidd")
     parser.add_argument("--variant", default="base", help="a name or names joined by +: " + ", ".join(VARIANTS))
-    parser.add_argument("--minutes", type=float, default=8.0, help="training wall-clock budget")
+    parser.add_argument("--patches", type=int, default=2400, help="training budget in patches")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", default=None, help="start the blind-spot branch from this model (e.g. default)")
