@@ -237,7 +237,7 @@ def denoise(
 def train(
     noisy_dir: Annotated[Path, typer.Option(help="Folder of noisy photos (any size, sRGB or RAW, searched recursively).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: model.safetensors, best.safetensors, state.pt, log.jsonl.")],
-    preset: Annotated[str, typer.Option(help="Network size: small (2 CPU cores), paper (GPU), tiny (tests).")] = "small",
+    preset: Annotated[str, typer.Option(help="Network size: small (2 CPU cores), gpu (short GPU slots, docs/GPU.md), paper (large GPU runs), tiny (tests).")] = "small",
     steps: Annotated[int, typer.Option(min=1, help="Total optimiser steps (on --resume: the new total).")] = 2000,
     batch: Annotated[int, typer.Option(min=1, help="Patches per step.")] = 8,
     patch: Annotated[int, typer.Option(help="Patch side, a multiple of the PD stride (5).")] = 120,

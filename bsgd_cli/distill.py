@@ -7,6 +7,10 @@ the teacher's model file, so one file serves every mode.
 
 Outputs under ``out_dir``: ``targets.npz`` (teacher outputs, reused on a rerun), ``log.jsonl`` and
 ``model.safetensors`` (teacher + student).
+
+Given a :class:`bsgd_cli.optim.WallClock` budget, the student stops after the step that uses it up
+(or at ``config.steps``), its learning rate following a cosine over the budget's time; the teacher's
+targets are always made whole first.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .data import NoisyImagePool, augment
 from .errors import TrainingError
 from .inference import autocast_context, denoise_tensor, resolve_device, tile_generator
 from .losses import student_loss
-from .optim import ema_update, warmup_cosine
+from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 
 Callback = Callable[[dict[str, Any]], None]
 TARGETS_FILE = "targets.npz"
@@ -111,8 +115,12 @@ def distill(
     sampler: SamplerConfig | None = None,
     device: str = "auto",
     callback: Callback | None = None,
+    budget: WallClock | None = None,
 ) -> Path:
-    """Train a student on the teacher's BSGD outputs; returns the path of the combined model file."""
+    """Train a student on the teacher's BSGD outputs; returns the path of the combined model file.
+
+    ``budget``: stop early when it is used up (module docstring); start it where the time counts from.
+    """
     config = config or DistillConfig()
     student = student or StudentConfig()
     sampler = replace(sampler or teacher.sampler, mode="bsgd")
@@ -141,8 +149,12 @@ def distill(
     log_path = out_dir / "log.jsonl"
     window: list[float] = []
     started = time.perf_counter()
-    for step in range(config.steps):
-        lr = warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
+    step = 0
+    while step < config.steps and not (step > 0 and budget is not None and budget.expired()):  # one step at least
+        if budget is None:
+            lr = warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
+        else:
+            lr = warmup_cosine_by_time(step, budget.fraction(), peak=config.lr, warmup=config.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = _batch(noisy, target, rng, config)
@@ -155,8 +167,10 @@ def distill(
         optimizer.step()
         ema_update(ema, model.student, step, config.ema)
         window.append(float(loss.detach()))
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            event = {"step": step + 1, "loss_student": float(np.mean(window)), "lr": lr,
+        step += 1
+        last = step == config.steps or (budget is not None and budget.expired())
+        if step % config.log_every == 0 or last:
+            event = {"step": step, "loss_student": float(np.mean(window)), "lr": lr,
                      "seconds": round(time.perf_counter() - started, 1)}
             window = []
             with log_path.open("a") as handle:
@@ -167,7 +181,7 @@ def distill(
     info = {
         **teacher.info,
         "student": {"distill_config": to_dict(config), "teacher_sampler": to_dict(sampler),
-                    "teacher_sha256": teacher.sha256, "pairs": int(len(noisy)),
+                    "teacher_sha256": teacher.sha256, "pairs": int(len(noisy)), "steps_done": step,
                     "seconds": round(time.perf_counter() - started, 1)},
     }
     path = out_dir / "model.safetensors"
