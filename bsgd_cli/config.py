@@ -154,6 +154,8 @@ class TrainConfig:
     photometric: random darkening and channel order (see :func:`bsgd_cli.data.photometric`).
     channels_last: keep weights and batches in NHWC memory order (faster convolutions on tensor-core
     GPUs; the same numbers up to float rounding).
+    prefetch: cut this many batches ahead in a background thread (0: none), so the CPU's work
+    overlaps the GPU's; the same batches either way.
     """
 
     steps: int = 2000
@@ -177,6 +179,7 @@ class TrainConfig:
     cache_megabytes: int = 2048
     precision: Precision = "fp32"
     channels_last: bool = False
+    prefetch: int = 0
 
 
 T = TypeVar("T")

@@ -31,7 +31,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ import torch
 from . import __version__
 from .checkpoint import save_model
 from .config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
-from .data import NoisyImagePool, sample_patches
+from .data import NoisyImagePool, PatchPrefetcher, sample_patches
 from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
 from .errors import TrainingError
 from .inference import autocast_context, resolve_device
@@ -164,6 +164,10 @@ class Trainer:
         self.pool, held_out = pool.split(config.val_fraction if val_pairs is None else 0.0, split_rng)
         self.validator: Validator = make_validator(val_pairs, held_out, config)
         self.rng = np.random.default_rng([config.seed, 2])
+        # The patch generator's state after the last batch trained on: what a checkpoint saves.
+        # With a prefetcher the generator itself is already a batch or two further on.
+        self.rng_state_consumed: Mapping[str, Any] = self.rng.bit_generator.state
+        self.prefetcher: PatchPrefetcher | None = None
         self.generator = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(config.seed + 3)
         self.step = 0
         self.best_value: float | None = None
@@ -218,7 +222,7 @@ class Trainer:
             "seconds": self.seconds,
             "best_value": self.best_value if self.best_value is not None else float("nan"),
             "best_step": self.best_step,
-            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "numpy_rng": json.dumps(self.rng_state_consumed),
             "torch_rng": self.generator.get_state(),
             "torch_rng_device": self.generator.device.type,
         }
@@ -246,6 +250,7 @@ class Trainer:
         self.best_value = None if math.isnan(best) else best
         self.best_step = int(state["best_step"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
+        self.rng_state_consumed = self.rng.bit_generator.state
         if state.get("torch_rng_device", "cpu") == self.generator.device.type:
             self.generator.set_state(state["torch_rng"])
         else:
@@ -270,7 +275,11 @@ class Trainer:
         # keeps rows [lo, hi). With one process that is the whole batch, drawn as before.
         lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
         data_started = time.perf_counter()
-        patches = sample_patches(self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric)
+        if self.prefetcher is not None:
+            patches, self.rng_state_consumed = self.prefetcher.next()
+        else:
+            patches = sample_patches(self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric)
+            self.rng_state_consumed = self.rng.bit_generator.state
         data_seconds = time.perf_counter() - data_started
         noisy = torch.from_numpy(patches[lo:hi] if self.world > 1 else patches).to(self.device) * 2.0 - 1.0
         if config.channels_last:
@@ -322,6 +331,9 @@ class Trainer:
         window_start = time.perf_counter()
         first_step = self.step
         last = self.step >= config.steps or self._out_of_time(budget)
+        if config.prefetch and not last:
+            self.prefetcher = PatchPrefetcher(self.pool, self.rng, config.batch, config.patch,
+                                              photometric_augment=config.photometric, depth=config.prefetch)
         try:
             while not last:
                 if budget is None:
@@ -363,6 +375,11 @@ class Trainer:
         except KeyboardInterrupt:
             self.save_state()
             raise
+        finally:
+            if self.prefetcher is not None:
+                self.prefetcher.close()
+                self.prefetcher = None
+                self.rng.bit_generator.state = self.rng_state_consumed  # forget the batches drawn ahead
         if self.is_main:
             save_model(self.out_dir / "model.safetensors", self.ema, sampler=self.sampler, info=self._info())
             if not (self.out_dir / "best.safetensors").exists():

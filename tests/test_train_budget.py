@@ -166,3 +166,30 @@ def test_distill_stops_at_its_budget(tmp_path: Path, tiny_model_file: Path) -> N
                    config=config, device="cpu", budget=WallClock.start(1e-6))
     done = load_model(path).info["student"]["steps_done"]
     assert done == 1  # the budget was used up before the first step: one step, never none
+
+
+def test_prefetched_batches_train_the_same_weights_and_resume_exactly(noisy_folder: Path, tmp_path: Path) -> None:
+    def weights(run: Path) -> dict[str, torch.Tensor]:
+        return load_model(run / "model.safetensors").model.state_dict()
+
+    plain = TrainConfig(steps=6, **{**TINY, "checkpoint_every": 3})
+    ahead = replace(plain, prefetch=2)
+    train(noisy_folder, tmp_path / "plain", model_config=PRESETS["tiny"], config=plain, device="cpu")
+    train(noisy_folder, tmp_path / "ahead", model_config=PRESETS["tiny"], config=ahead, device="cpu")
+    # interrupted after 3 steps, with batches 4 and 5 already drawn, then resumed
+    train(noisy_folder, tmp_path / "split", model_config=PRESETS["tiny"], config=replace(ahead, steps=3), device="cpu")
+    train(noisy_folder, tmp_path / "split", model_config=PRESETS["tiny"], config=ahead, device="cpu", resume=True)
+    reference = weights(tmp_path / "plain")
+    for run in ("ahead", "split"):
+        for name, tensor in weights(tmp_path / run).items():
+            assert torch.equal(tensor, reference[name]), (run, name)
+
+
+def test_a_failing_prefetch_thread_raises_in_the_trainer(noisy_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("bsgd_cli.data.sample_patches", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        train(noisy_folder, tmp_path / "run", model_config=PRESETS["tiny"], config=TrainConfig(steps=3, prefetch=1, **TINY),
+              device="cpu")
