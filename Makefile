@@ -10,10 +10,12 @@ DEMO_DIR ?= demo
 # GPU slots (docs/GPU.md): the data folder that travels with `carry`, the Python that runs there
 # (the slot has no .venv: its own python3 with torch), and where a slot resumes from.
 DEVICE_DATA ?= .device-data
+SHARED_DATA ?= ../shared/data
 DEVICE_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+DEVICE_DATA_ARGS ?=
 STATE_DIR ?= training/gpu
 
-.PHONY: install test lint demo clean device-train
+.PHONY: install test lint demo clean device-data device-train
 
 install: $(STAMP)
 
@@ -27,7 +29,7 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest -q
 
-DEVICE_SCRIPTS := scripts/device_train.py scripts/device_unpack.py
+DEVICE_SCRIPTS := scripts/device_data.py scripts/device_train.py scripts/device_unpack.py
 
 lint: install
 	$(BIN)/ruff check bsgd_cli tests $(DEVICE_SCRIPTS)
@@ -37,6 +39,10 @@ demo: install
 	$(BIN)/bsgd samples $(DEMO_DIR)/noisy --count 4
 	$(BIN)/bsgd denoise $(DEMO_DIR)/noisy -o $(DEMO_DIR)/clean --compare
 	@echo "Denoised photos are in $(DEMO_DIR)/clean (before/after views: *_compare.png)"
+
+# Copy the slot's training crops and evaluation pairs into $(DEVICE_DATA) (ignored; never commit it).
+device-data: install
+	$(BIN)/python scripts/device_data.py --shared $(SHARED_DATA) --dest $(DEVICE_DATA) $(DEVICE_DATA_ARGS)
 
 # One GPU slot: train, distil, benchmark, time; files into $(OUT). DRY_RUN=1: the same path on the CPU.
 # No install step: the slot runs it with its own python3 (PYTHONPATH=. finds bsgd_cli).
