@@ -89,7 +89,7 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
         losses = "  ".join(f"{k.removeprefix('loss_')} {v:.4f}" for k, v in event.items() if k.startswith("loss_"))
         val = f"  val {event['val_loss']:.4f}" if "val_loss" in event else ""
         report(f"train: step {event['step']} (+{done})  {rate:.2f} steps/s  {event['patches_per_s']:.0f} patches/s  "
-               f"{losses}{val}  lr {event['lr']:.2e}  data {event['data_s'] * 1000:.0f} ms/step  "
+               f"{losses}{val}  lr {event['lr']:.2e}  patch wait {event['data_s'] * 1000:.0f} ms/step  "
                f"ETA {_duration(budget.remaining())}")
 
     _gpu_peak_reset()

@@ -266,7 +266,8 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------------
     def train_step(self, lr: float | None = None) -> dict[str, float]:
         """One optimiser step at ``lr`` (default: the step schedule's). Returns the losses and
-        ``data_s``, the seconds spent cutting the patches on the CPU."""
+        ``data_s``, the seconds spent getting the patches (cutting them, or waiting for the prefetch
+        thread: then near 0 unless the CPU falls behind)."""
         config = self.config
         self.model.train()
         for group in self.optimizer.param_groups:
