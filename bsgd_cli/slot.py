@@ -11,7 +11,7 @@ Nothing here imports rawpy: the slot's Python has none.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ TRAIN_LOG_NAME = "train_log.jsonl"
 OUT_FILES = (STATE_NAME, MODEL_NAME, RESULTS_NAME, LOG_NAME, TRAIN_LOG_NAME)
 
 GPU_PRESET = "gpu"
+REPORT_PAIRS = 60  # PolyU pairs 41-100
 BENCHMARK_MODES = ("fast", "bsgd", "bsn")  # bsn-r3 is timed, not benchmarked (it is no default anywhere)
 SPEED_MODES = ("fast", "bsgd", "bsn", "bsn-r3")  # the CPU default first: a cut-off speed stage still has it
 
@@ -179,6 +180,16 @@ def dry_run_plan() -> SlotPlan:
     )
 
 
+def shortened(plan: SlotPlan, hard_seconds: float) -> SlotPlan:
+    """``plan`` with every stage mark scaled so the hard stop falls at ``hard_seconds`` (a shorter slot)."""
+    if hard_seconds <= 0:
+        raise ConfigError(f"the hard stop must be positive, got {hard_seconds} s")
+    scale = hard_seconds / plan.hard_seconds
+    return replace(plan, train_until=plan.train_until * scale, distill_until=plan.distill_until * scale,
+                   benchmark_until=plan.benchmark_until * scale, speed_until=plan.speed_until * scale,
+                   hard_seconds=hard_seconds, notes=[*plan.notes, f"marks scaled by {scale:.3f} to stop at {hard_seconds:g} s"])
+
+
 def predicted_slot_files(preset: str = GPU_PRESET) -> dict[str, int]:
     """Bytes of the compact state and of the model file a slot returns for ``preset`` (within a few %).
 
@@ -236,8 +247,9 @@ def measured_better(results: dict[str, Any]) -> tuple[bool, str]:
         mine, theirs = new.get(mode, {}), old.get(mode, {})
         if mine.get("psnr") is None or theirs.get("psnr") is None:
             return False, f"the report split was not measured in mode {mode} for both models"
-        if mine.get("images") != theirs.get("images") or mine.get("images") != 60:
-            return False, f"mode {mode}: {mine.get('images')} and {theirs.get('images')} images, not the split's 60 each"
+        if mine.get("images") != theirs.get("images") or mine.get("images") != REPORT_PAIRS:
+            return False, (f"mode {mode}: {mine.get('images')} and {theirs.get('images')} images, "
+                           f"not the split's {REPORT_PAIRS} each")
         reasons.append(f"{mode} {mine['psnr']:.2f} vs {theirs['psnr']:.2f} dB")
         better = better and mine["psnr"] > theirs["psnr"]
     return better, "; ".join(reasons)

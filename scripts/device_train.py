@@ -100,6 +100,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", default=os.environ.get("DRY_RUN", "") not in ("", "0"),
                         help="Tiny networks, 3 steps per stage, on the CPU (default: $DRY_RUN).")
     parser.add_argument("--fresh", action="store_true", help="Start a new model even if a state exists.")
+    parser.add_argument("--hard-seconds", type=float, default=None,
+                        help="Stop the whole command here, every stage mark scaled to fit (for a shorter slot).")
     args = parser.parse_args()
     if args.out is None:
         parser.error("give --out or set OUT (the device tool sets it)")
@@ -128,10 +130,12 @@ def run(args: argparse.Namespace, log: Log, results: Results) -> int:
     from bsgd_cli import __version__
     from bsgd_cli.checkpoint import resolve_model_path
     from bsgd_cli.optim import WallClock
-    from bsgd_cli.slot import MODEL_NAME, SlotData, dry_run_plan, gpu_plan, out_problems
+    from bsgd_cli.slot import MODEL_NAME, SlotData, dry_run_plan, gpu_plan, out_problems, shortened
     from bsgd_cli.slot_stages import benchmark_stage, distill_stage, speed_stage, train_stage
 
     plan = dry_run_plan() if args.dry_run else gpu_plan()
+    if args.hard_seconds is not None:
+        plan = shortened(plan, args.hard_seconds)
     results.data.update(bsgd_version=__version__, dry_run=plan.dry_run, device=environment(plan.device),
                         plan={"preset": plan.preset, "train_until_s": plan.train_until, "distill_until_s": plan.distill_until,
                               "benchmark_until_s": plan.benchmark_until, "speed_until_s": plan.speed_until,

@@ -172,6 +172,36 @@ def test_stages_past_their_deadline_return_cut_off(tmp_path: Path, tiny_model_fi
     clock = WallClock.start(3600)
     facts = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work2", clock, lambda line: None, recorded.append)
     assert facts["status"] == "done" and set(facts) >= {"polyu_report", "sidd_pair", "nam25"}
+    # a deadline passing inside a run stops it; the runs finished before it stay in the facts
+    cut = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work3", ExpiresAfter(calls=12),
+                          lambda line: None, recorded.append)
+    assert cut["status"] == "cut off" and "polyu_report" in cut and "cut_off_in" in cut
+    assert recorded[-1] is cut  # what was measured was handed on before the cut
+
+
+class ExpiresAfter:
+    """A deadline that passes after ``calls`` questions (the stages only ask ``expired()``)."""
+
+    def __init__(self, calls: int) -> None:
+        self.left = calls
+
+    def expired(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def test_hard_deadline_ends_the_command_and_says_so(tmp_path: Path) -> None:
+    data = make_slot_data(tmp_path / "data")
+    shim, _marker = rawpy_blocker(tmp_path / "shim")
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "scripts" / "device_train.py"), "--out", str(out), "--data", str(data),
+               "--state-dir", str(tmp_path / "state"), "--dry-run", "--hard-seconds", "0.5"]
+    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": f"{REPO}:{shim}"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert json.loads((out / "results.json").read_text())["status"] == "hard deadline"
+    assert "HARD DEADLINE" in (out / "log.txt").read_text()
+    check_returned_files(out)
 
 
 def _results(images: int, new: float, old: float, dry_run: bool = False) -> dict:
