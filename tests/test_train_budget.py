@@ -193,3 +193,18 @@ def test_a_failing_prefetch_thread_raises_in_the_trainer(noisy_folder: Path, tmp
     with pytest.raises(OSError, match="disk gone"):
         train(noisy_folder, tmp_path / "run", model_config=PRESETS["tiny"], config=TrainConfig(steps=3, prefetch=1, **TINY),
               device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_resumes_its_compact_state_with_its_noise_generator(noisy_folder: Path, tmp_path: Path) -> None:
+    """The slot's settings on a GPU: bf16, channels_last, prefetch, CUDA noise; resume keeps the generator."""
+    config = TrainConfig(steps=3, **{**TINY, "precision": "bf16", "channels_last": True, "prefetch": 2})
+    run = tmp_path / "run"
+    train(noisy_folder, run, model_config=PRESETS["tiny"], config=config, device="cuda")
+    state = read_state(run)
+    assert state["torch_rng_device"] == "cuda"
+    (run / "state.pt").write_bytes(state_bytes(compact_state(state)))
+    train(noisy_folder, run, model_config=PRESETS["tiny"], config=replace(config, steps=5), device="cuda", resume=True)
+    info = load_model(run / "model.safetensors").info
+    assert info["steps_done"] == 5 and "noise_reseeded_at_step" not in info
