@@ -172,10 +172,11 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
     has_student = load_model(model_path).model.student is not None
     modes = [mode for mode in BENCHMARK_MODES if has_student or mode != "fast"]
     runs: list[tuple[str, str, str, Path, str, list[str]]] = []
-    for name, kind, root in data.benchmark_sets():
-        runs += [(name, "wiener", kind, root, str(model_path), modes), (name, "none", kind, root, str(model_path), modes)]
-        if name == "polyu_report" and baseline is not None:
+    for name, kind, root in data.benchmark_sets():  # most important first: a cut-off stage loses the rest
+        runs.append((name, "wiener", kind, root, str(model_path), modes))
+        if name == "polyu_report" and baseline is not None:  # the install decision needs this one next
             runs.append(("baseline_polyu_report", "wiener", kind, root, baseline, ["fast", "bsgd"]))
+        runs.append((name, "none", kind, root, str(model_path), modes))
     facts: dict[str, Any] = {"status": "running", "modes": modes, "limit": plan.benchmark_limit,
                              "baseline_model": baseline}
 
@@ -194,7 +195,7 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
         started = time.perf_counter()
         try:
             result = run_benchmark(kind, root, methods, settings, out_dir=work / "bench" / f"{name}-{refine}",
-                                   limit=plan.benchmark_limit, progress=check)
+                                   limit=plan.benchmark_limit, progress=check, ssim=plan.benchmark_ssim)
         except StageTimeout as exc:
             facts["status"] = "cut off"
             facts["cut_off_in"] = f"{name} {refine}: {exc}"
