@@ -145,6 +145,8 @@ def run(args: argparse.Namespace, log: Log, results: Results) -> int:
     watchdog.start()
     log(f"slot: {'DRY RUN on the CPU' if plan.dry_run else 'GPU'}; device {results.data['device']['name']}; "
         f"data {args.data}; out {args.out}")
+    if not plan.dry_run and results.data["device"]["cuda"] is None:
+        log("slot: WARNING no CUDA GPU here: the GPU plan will run on the CPU for ten minutes; DRY_RUN=1 tests the path")
     data = SlotData(args.data)
     data.check()
     work = args.work or Path(tempfile.mkdtemp(prefix="bsgd-slot-"))
