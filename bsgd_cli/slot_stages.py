@@ -9,16 +9,19 @@ and :func:`bsgd_cli.speed.time_method`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .config import ModelConfig, from_dict
 from .optim import WallClock
-from .slot import BENCHMARK_MODES, SPEED_MODES, SlotData, SlotPlan
+from .slot import BENCHMARK_MODES, SPEED_MODES, STATE_NAME, TRAIN_LOG_NAME, SlotData, SlotPlan
 from .train_state import STATE_FILE, compact_state, read_state, state_bytes, write_atomic
 
 Report = Callable[[str], None]
@@ -52,26 +55,29 @@ def save_compact_state(run_dir: Path, target: Path) -> int:
 # ------------------------------------------------------------------------------------------- training
 def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Path, out: Path,
                 until: WallClock, report: Report) -> dict[str, Any]:
-    """Train (resuming ``state_dir/state.pt`` when it exists) until ``until``; the compact state goes
-    to ``out`` at every checkpoint and at the end, the trainer's log with it. Returns the facts."""
+    """Train (resuming ``state_dir/state.pt`` when it exists) until ``until``; the compact state and
+    the trainer's log go to ``out`` at every checkpoint and at the end. Returns the facts."""
     from .train import LOG_FILE, train
 
     run_dir = work / "train"
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = None if state_dir is None else state_dir / STATE_FILE
     resumed = previous is not None and previous.is_file()
-    start_step, start_seconds = 0, 0.0
+    start_step, start_seconds, preset = 0, 0.0, plan.preset
     if resumed:
         assert previous is not None
         shutil.copyfile(previous, run_dir / STATE_FILE)
         stored = read_state(run_dir)
         start_step, start_seconds = int(stored["step"]), float(stored["seconds"])
         report(f"train: resuming {previous} at step {start_step}")
+        if from_dict(ModelConfig, json.loads(stored["model_config"])) != plan.model_config:
+            preset = "as stored"
+            report(f"train: the stored model is not the {plan.preset} preset; training it as stored (--fresh starts over)")
     else:
         report(f"train: fresh {plan.preset} model (no {previous or 'state folder'})")
     config = plan.train
     budget = WallClock.start(max(1.0, until.remaining()))
-    facts: dict[str, Any] = {"resumed": resumed, "resumed_from_step": start_step, "preset": plan.preset,
+    facts: dict[str, Any] = {"resumed": resumed, "resumed_from_step": start_step, "preset": preset,
                              "batch": config.batch, "patch": config.patch, "precision": config.precision,
                              "channels_last": config.channels_last, "budget_s": round(budget.seconds, 1)}
     last: dict[str, Any] = {}
@@ -79,7 +85,9 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
 
     def on_event(event: dict[str, Any]) -> None:
         if event["kind"] == "checkpoint":
-            facts["state_bytes"] = save_compact_state(run_dir, out / "state.pt")
+            facts["state_bytes"] = save_compact_state(run_dir, out / STATE_NAME)
+            if (run_dir / LOG_FILE).is_file():  # the checkpoint's own log line comes after this event
+                shutil.copyfile(run_dir / LOG_FILE, out / TRAIN_LOG_NAME)
             return
         if event["kind"] != "log":
             return
@@ -96,13 +104,13 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
     autotune = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = torch.cuda.is_available()  # fixed training shapes: let cuDNN time its kernels
     try:
-        summary = train(data.train, run_dir, model_config=plan.model_config, config=_with_steps(config, start_step + plan.steps),
+        summary = train(data.train, run_dir, model_config=plan.model_config, config=replace(config, steps=start_step + plan.steps),
                         resume=resumed, stored_config=False, device=plan.device, callback=on_event, budget=budget,
-                        info={"preset": plan.preset, "recipe": "make device-train"})
+                        info={"preset": preset, "recipe": "make device-train"})
     finally:
         torch.backends.cudnn.benchmark = autotune  # evaluation tiles come in many shapes: no timing per shape
-    facts["state_bytes"] = save_compact_state(run_dir, out / "state.pt")
-    shutil.copyfile(run_dir / LOG_FILE, out / "train_log.jsonl")
+    facts["state_bytes"] = save_compact_state(run_dir, out / STATE_NAME)
+    shutil.copyfile(run_dir / LOG_FILE, out / TRAIN_LOG_NAME)
     shutil.copyfile(run_dir / "model.safetensors", work / "teacher.safetensors")
     wall = time.perf_counter() - started
     stepping = summary.seconds - start_seconds  # inside the optimiser steps only
@@ -116,12 +124,6 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
         best_metric=summary.best_metric, best_value=summary.best_value, skipped=summary.skipped[:5],
     )
     return facts
-
-
-def _with_steps(config: Any, steps: int) -> Any:
-    from dataclasses import replace
-
-    return replace(config, steps=steps)
 
 
 # --------------------------------------------------------------------------------------- distillation
