@@ -200,6 +200,10 @@ class TrainConfig:
     t_max: both branches are trained on t in [0, t_max] (the sampler starts at t_start <= t_max);
     t_zero_prob: share of blind-spot samples at t = 0 exactly (plain AP-BSN training).
     photometric: random darkening and channel order (see :func:`bsgd_cli.data.photometric`).
+    channels_last: keep weights and batches in NHWC memory order (faster convolutions on tensor-core
+    GPUs; the same numbers up to float rounding).
+    prefetch: cut this many batches ahead in a background thread (0: none), so the CPU's work
+    overlaps the GPU's; the same batches either way.
     """
 
     steps: int = 2000
@@ -222,6 +226,8 @@ class TrainConfig:
     val_fraction: float = 0.05
     cache_megabytes: int = 2048
     precision: Precision = "fp32"
+    channels_last: bool = False
+    prefetch: int = 0
 
 
 T = TypeVar("T")
@@ -278,6 +284,14 @@ PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(
         blind_spot=BlindSpotConfig(width=64, mults=(1, 2, 2, 4), blocks_per_level=2, head_width=128),
         unet=UNetConfig(width=64, mults=(1, 2, 2, 4), blocks_per_level=2),
+    ),
+    # For short GPU slots (docs/GPU.md): a wider, deeper blind-spot branch (the weaker one) and a
+    # deeper diffusion branch, 1.44 M trained parameters. Sized by the slot's file limits, not yet by
+    # a measured rate: its compact state (6 bytes a parameter, 8.6 MB) must come back in one 16 MiB
+    # file and stay small enough to commit. Patch sides: multiples of 20 (PD stride 5, then 4).
+    "gpu": ModelConfig(
+        blind_spot=BlindSpotConfig(width=48, mults=(1, 1, 2), blocks_per_level=2, head_width=96),
+        unet=UNetConfig(width=32, mults=(1, 2, 2), blocks_per_level=2),
     ),
     # For tests: seconds on a CPU.
     "tiny": ModelConfig(

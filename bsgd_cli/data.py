@@ -159,3 +159,62 @@ def sample_patches(
             patch = photometric(patch, rng)
         patches.append(np.ascontiguousarray(patch).transpose(2, 0, 1))
     return np.stack(patches).astype(np.float32, copy=False)
+
+
+class PatchPrefetcher:
+    """Batches of :func:`sample_patches` drawn ahead by one background thread.
+
+    The thread draws from ``rng`` in the order a plain loop would, so the batches are the same
+    ones; each comes with the generator's state right after its draw, which is what a checkpoint
+    taken after consuming that batch must save (the generator itself is already further on).
+    NumPy releases the GIL in its copies, so the cutting overlaps the GPU's work on the step
+    before. Close it (or use it as a context manager) to stop the thread.
+    """
+
+    def __init__(self, pool: NoisyImagePool, rng: np.random.Generator, batch: int, size: int, *,
+                 photometric_augment: bool, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._args = (pool, rng, batch, size, photometric_augment)
+        self._thread = threading.Thread(target=self._produce, name="bsgd-patches", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        import copy
+        import queue
+
+        pool, rng, batch, size, photometric_augment = self._args
+        while not self._stop.is_set():
+            try:
+                item: object = (sample_patches(pool, rng, batch, size, photometric_augment=photometric_augment),
+                                copy.deepcopy(rng.bit_generator.state))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def next(self) -> tuple[np.ndarray, dict]:
+        """(patches, generator state after drawing them)."""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> PatchPrefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -13,6 +13,10 @@ file serves every mode.
 
 Outputs under ``out_dir``: ``targets.npz`` (noisy images and teacher outputs as uint16, reused on a
 rerun with the same teacher and settings), ``log.jsonl`` and ``model.safetensors`` (teacher + student).
+
+Given a :class:`bsgd_cli.optim.WallClock` budget, the student stops after the step that uses it up
+(or at ``config.steps``), its learning rate following a cosine over the budget's time; the teacher's
+targets are always made whole first.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
 from .errors import TrainingError
 from .inference import autocast_context, denoise_array, resolve_device
 from .losses import student_loss
-from .optim import ema_update, warmup_cosine
+from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 
 Callback = Callable[[dict[str, Any]], None]
 TARGETS_FILE = "targets.npz"
@@ -50,7 +54,7 @@ class DistillConfig:
     crop: None runs the teacher on each whole training image (its Wiener step then measures the
     noise on the whole image, as for a user); a side in pixels runs it on ``crops_per_image`` random
     crops of that side instead (cheaper with a slow teacher). The student trains on random ``patch``
-    sub-crops for ``steps`` steps, or until ``minutes`` of training have passed if that comes first.
+    sub-crops for ``steps`` steps (or until a time budget passed to :func:`distill` is used up).
     init: "teacher" fine-tunes the teacher's student when it has one of the requested shape; "fresh"
     starts from random weights. photometric: random darkening and channel order, applied to the noisy
     patch and its target alike.
@@ -60,7 +64,6 @@ class DistillConfig:
     crops_per_image: int = 2
     patch: int = 96
     steps: int = 2000
-    minutes: float | None = None
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 50
@@ -207,12 +210,14 @@ def distill(
     store_sampler: SamplerConfig | None = None,
     device: str = "auto",
     callback: Callback | None = None,
+    budget: WallClock | None = None,
 ) -> Path:
     """Train a student on the teacher's outputs; returns the path of the combined model file.
 
     sampler: the teacher pipeline (default: the teacher model's stored sampler, the one ``bsgd denoise``
     runs on a GPU). store_sampler: the sampler defaults written into the new file (default: the
     teacher's). student: the student's shape (default: the teacher's student, else StudentConfig()).
+    budget: stop early when it is used up (module docstring); start it where the time counts from.
     """
     config = config or DistillConfig()
     student = student or teacher.model.config.student or StudentConfig()
@@ -232,43 +237,35 @@ def distill(
     torch.manual_seed(config.seed)
     model, started_from = _student_model(teacher, student, config.init)
     model.to(torch_device)
-    seconds = train_student(model, pairs, config, torch_device, out_dir / "log.jsonl", callback)
+    steps, seconds = train_student(model, pairs, config, torch_device, out_dir / "log.jsonl", callback, budget)
     info = {
         **teacher.info,
         "student": {"distill_config": to_dict(config), "teacher_sampler": to_dict(sampler),
                     "teacher_sha256": teacher.sha256, "pairs": len(pairs), "started_from": started_from,
-                    "seconds": round(seconds, 1)},
+                    "steps_done": steps, "seconds": round(seconds, 1)},
     }
     path = out_dir / "model.safetensors"
     save_model(path, model.cpu(), sampler=store_sampler or teacher.sampler, info=info)
     return path
 
 
-def _learning_rate(step: int, seconds: float, config: DistillConfig) -> float:
-    """Warm-up, then cosine decay over the steps, or over the time budget when ``minutes`` is set."""
-    if config.minutes is None or step < config.warmup:
-        return warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
-    progress = min(1.0, seconds / (60.0 * config.minutes))
-    virtual = config.warmup + int(progress * (config.steps - config.warmup))
-    return warmup_cosine(virtual, peak=config.lr, warmup=config.warmup, total=config.steps)
-
-
 def train_student(
     model: Any, pairs: Pairs, config: DistillConfig, device: torch.device, log_path: Path,
-    callback: Callback | None = None,
-) -> float:
-    """L1 training of ``model.student`` on the pairs (EMA weights kept); returns the training seconds."""
+    callback: Callback | None = None, budget: WallClock | None = None,
+) -> tuple[int, float]:
+    """L1 training of ``model.student`` on the pairs (EMA weights kept); returns (steps, seconds)."""
     assert model.student is not None
     ema = copy.deepcopy(model.student).eval()
     optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.lr, weight_decay=1e-4)
     rng = np.random.default_rng([config.seed, 8])
     window: list[float] = []
-    seconds = 0.0
-    deadline = None if config.minutes is None else 60.0 * config.minutes
+    started = time.perf_counter()
     step = 0
-    while step < config.steps and (deadline is None or seconds < deadline):
-        started = time.perf_counter()
-        lr = _learning_rate(step, seconds, config)
+    while step < config.steps and not (step > 0 and budget is not None and budget.expired()):  # one step at least
+        if budget is None:
+            lr = warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
+        else:
+            lr = warmup_cosine_by_time(step, budget.fraction(), peak=config.lr, warmup=config.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = sample_pairs(pairs, rng, config)
@@ -281,14 +278,15 @@ def train_student(
         optimizer.step()
         ema_update(ema, model.student, step, config.ema)
         step += 1
-        seconds += time.perf_counter() - started
         window.append(float(loss.detach()))
-        if step % config.log_every == 0 or step == config.steps:
-            event = {"step": step, "loss_student": float(np.mean(window)), "lr": lr, "seconds": round(seconds, 1)}
+        last = step == config.steps or (budget is not None and budget.expired())
+        if step % config.log_every == 0 or last:
+            event = {"step": step, "loss_student": float(np.mean(window)), "lr": lr,
+                     "seconds": round(time.perf_counter() - started, 1)}
             window = []
             with log_path.open("a") as handle:
                 handle.write(json.dumps(event) + "\n")
             if callback is not None:
                 callback({"kind": "log", "total": config.steps, **event})
     model.student.load_state_dict(ema.state_dict())
-    return seconds
+    return step, time.perf_counter() - started

@@ -111,8 +111,10 @@ def run_benchmark(
     out_dir: Path,
     limit: int | None = None,
     progress: Callable[..., None] | None = None,
+    ssim: bool = True,
 ):  # noqa: ANN201 - BenchmarkResult
-    """Open the data set, build the methods, run them, write results.json and the reports."""
+    """Open the data set, build the methods, run them, write results.json and the reports (``ssim``: see
+    :func:`bsgd_cli.benchmark.runner.run_benchmark`)."""
     from .benchmark.datasets import load_dataset
     from .benchmark.runner import run_benchmark as run
 
@@ -120,4 +122,4 @@ def run_benchmark(
     callables, environment = build_methods([m for m in methods if m != "noisy"], settings)
     environment["dataset"] = dataset
     environment["root"] = str(root)
-    return run(data, callables, out_dir=Path(out_dir), progress=progress, environment=environment)
+    return run(data, callables, out_dir=Path(out_dir), progress=progress, environment=environment, ssim=ssim)

@@ -25,21 +25,22 @@ def _diffuse(
 
 
 def sample_times(n: int, generator: torch.Generator, t_max: float, zero_prob: float) -> torch.Tensor:
-    """(n,) times uniform in (0, t_max], a ``zero_prob`` share set to exactly 0."""
-    t = torch.rand(n, generator=generator) * t_max
-    zero = torch.rand(n, generator=generator) < zero_prob
+    """(n,) times uniform in (0, t_max], a ``zero_prob`` share set to exactly 0, on the generator's device."""
+    t = torch.rand(n, generator=generator, device=generator.device) * t_max
+    zero = torch.rand(n, generator=generator, device=generator.device) < zero_prob
     return torch.where(zero, torch.zeros_like(t), t.clamp_min(1e-4))
 
 
 def draw_noise(
     shape: torch.Size | tuple[int, ...], generator: torch.Generator, t_max: float, zero_prob: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(t, eps) for a batch of ``shape`` (N, C, H, W), drawn on the CPU in the order the losses use.
+    """(t, eps) for a batch of ``shape`` (N, C, H, W), drawn on the generator's device in the order
+    the losses use.
 
     Distributed training draws them for the global batch on every rank and keeps its own slice.
     """
     t = sample_times(shape[0], generator, t_max, zero_prob)
-    eps = torch.randn(shape, generator=generator)
+    eps = torch.randn(shape, generator=generator, device=generator.device)
     return t, eps
 
 

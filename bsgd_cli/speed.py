@@ -79,10 +79,15 @@ def run_speed_benchmark(
     seed: int = 0,
     warmup: bool = True,
     progress: Callable[..., None] | None = None,
+    image: np.ndarray | None = None,
 ) -> list[SpeedRow]:
-    """Time every method on one generated image (after a small warm-up call per method)."""
+    """Time every method on one generated image (after a small warm-up call per method).
+
+    ``image``: time on this float32 H x W x 3 image instead of generating one (to time methods one
+    call at a time without generating the same image again).
+    """
     MEGAPIXELS.check("--megapixels", megapixels)
-    image = synthetic_photo(megapixels, seed)
+    image = synthetic_photo(megapixels, seed) if image is None else image
     rows = []
     for name, method in methods.items():
         if warmup:

@@ -5,6 +5,16 @@ Outputs under ``out_dir``: ``model.safetensors`` (final EMA weights, loads in ``
 ``weights_only=True``) and ``log.jsonl`` (one JSON object per logging step).
 Resuming from ``state.pt`` gives the same weights as an uninterrupted run with the same seed.
 
+A run ends at ``config.steps`` or, given a :class:`bsgd_cli.optim.WallClock` budget, after the step
+that uses the budget up, whichever comes first. With a budget the learning rate warms up over
+``config.warmup`` steps counted from where this call started and then follows a cosine over the
+budget's *time*, so it reaches its floor when the time runs out at any step rate; each call with a
+budget is one such segment (a warm restart when it resumes). Such runs depend on timing and are not
+bit-reproducible; runs by steps alone still are.
+
+On CUDA the diffusion times and noise are drawn on the GPU from a CUDA generator (drawing them on the
+CPU would cost more than the step); on other devices from a CPU generator, as before.
+
 Under torchrun (a process group joined by :func:`bsgd_cli.distributed.distributed_context`) the
 model is wrapped in DistributedDataParallel. ``config.batch`` stays the *global* batch: every rank
 draws the patches, times and noise of the whole global batch from the same generators (so the
@@ -18,14 +28,11 @@ with any number of processes; see docs/SCALING.md for what "identical" means the
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
-import os
-import stat
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +42,19 @@ import torch
 from . import __version__, checks
 from .checkpoint import save_model
 from .config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
-from .data import NoisyImagePool, sample_patches
+from .data import NoisyImagePool, PatchPrefetcher, sample_patches
 from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
 from .errors import BsgdError, TrainingError
 from .inference import autocast_context, resolve_device
-from .io.imagedata import special_kind
 from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
 from .model import BsgdModel
-from .optim import ema_update, warmup_cosine
+from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
+from .train_state import STATE_FILE, read_state, state_bytes, write_atomic
 from .validation import Validator, make_validator
 
 Callback = Callable[[dict[str, Any]], None]
-STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
+__all__ = ["STATE_FILE", "LOG_FILE", "TrainSummary", "Trainer", "learning_rate", "read_state", "train"]
 
 
 @dataclass
@@ -109,21 +116,6 @@ class BranchLosses(torch.nn.Module):
         return losses
 
 
-def _state_bytes(state: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 class Trainer:
     """One training run; ``run()`` drives it. State lives in explicit fields, saved by ``save_state``."""
 
@@ -156,6 +148,8 @@ class Trainer:
         self.model = BsgdModel(model_config).to(self.device)
         if init_from is not None:
             self.model.load_state_dict(init_from.state_dict())
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = copy.deepcopy(self.model).eval()
         for parameter in self.ema.parameters():
             parameter.requires_grad_(False)
@@ -174,7 +168,11 @@ class Trainer:
         self.pool, held_out = pool.split(config.val_fraction if val_pairs is None else 0.0, split_rng)
         self.validator: Validator = make_validator(val_pairs, held_out, config)
         self.rng = np.random.default_rng([config.seed, 2])
-        self.generator = torch.Generator().manual_seed(config.seed + 3)
+        # The patch generator's state after the last batch trained on: what a checkpoint saves.
+        # With a prefetcher the generator itself is already a batch or two further on.
+        self.rng_state_consumed: Mapping[str, Any] = self.rng.bit_generator.state
+        self.prefetcher: PatchPrefetcher | None = None
+        self.generator = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(config.seed + 3)
         self.step = 0
         self.best_value: float | None = None
         self.best_step = 0
@@ -228,19 +226,26 @@ class Trainer:
             "seconds": self.seconds,
             "best_value": self.best_value if self.best_value is not None else float("nan"),
             "best_step": self.best_step,
-            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "numpy_rng": json.dumps(self.rng_state_consumed),
             "torch_rng": self.generator.get_state(),
+            "torch_rng_device": self.generator.device.type,
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.out_dir / STATE_FILE, _state_bytes(state))
+        write_atomic(self.out_dir / STATE_FILE, state_bytes(state))
         save_model(self.out_dir / "last.safetensors", self.ema, sampler=self.sampler, info=self._info())
 
     def load_state(self, path: Path) -> None:
         self.apply_state(read_state(path))
 
     def apply_state(self, state: dict[str, Any]) -> None:
-        """Continue from a state saved by :meth:`save_state` (with any number of processes)."""
-        self.model.load_state_dict(state["model"])
+        """Continue from a state saved by :meth:`save_state` (with any number of processes).
+
+        A compact state (:func:`bsgd_cli.train_state.compact_state`) has no raw weights: training
+        continues from its EMA weights. Its bfloat16 tensors load into the float32 model and
+        optimizer. A noise generator saved on another kind of device (CUDA vs CPU) cannot be
+        restored; it is then seeded from (seed, step) and ``info["noise_reseeded_at_step"]`` says so.
+        """
+        self.model.load_state_dict(state["model"] if "model" in state else state["ema"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
@@ -249,7 +254,12 @@ class Trainer:
         self.best_value = None if math.isnan(best) else best
         self.best_step = int(state["best_step"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
-        self.generator.set_state(state["torch_rng"])
+        self.rng_state_consumed = self.rng.bit_generator.state
+        if state.get("torch_rng_device", "cpu") == self.generator.device.type:
+            self.generator.set_state(state["torch_rng"])
+        else:
+            self.generator.manual_seed(self.config.seed + 3 + self.step)
+            self.info["noise_reseeded_at_step"] = self.step
 
     def _info(self) -> dict[str, Any]:
         info = {**self.info, "train_config": to_dict(self.config), "steps_done": self.step, "train_seconds": round(self.seconds, 1)}
@@ -258,16 +268,27 @@ class Trainer:
         return info
 
     # -- loop ------------------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, lr: float | None = None) -> dict[str, float]:
+        """One optimiser step at ``lr`` (default: the step schedule's). Returns the losses and
+        ``data_s``, the seconds spent getting the patches (cutting them, or waiting for the prefetch
+        thread: then near 0 unless the CPU falls behind)."""
         config = self.config
         self.model.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step, config)
+            group["lr"] = learning_rate(self.step, config) if lr is None else lr
         # The whole global batch is drawn on every rank (same generators, same states); each rank
         # keeps rows [lo, hi). With one process that is the whole batch, drawn as before.
         lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
-        patches = sample_patches(self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric)
+        data_started = time.perf_counter()
+        if self.prefetcher is not None:
+            patches, self.rng_state_consumed = self.prefetcher.next()
+        else:
+            patches = sample_patches(self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric)
+            self.rng_state_consumed = self.rng.bit_generator.state
+        data_seconds = time.perf_counter() - data_started
         noisy = torch.from_numpy(patches[lo:hi] if self.world > 1 else patches).to(self.device) * 2.0 - 1.0
+        if config.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
         shape = (config.batch, *patches.shape[1:])
         draws: list[torch.Tensor | None] = [None, None, None, None]
         if config.branch in ("bsn", "both"):
@@ -295,37 +316,60 @@ class Trainer:
         self.optimizer.step()
         ema_update(self.ema, self.model, self.step, config.ema)
         self.step += 1
-        return {name: float(value.detach()) for name, value in reported.items()}
+        return {**{name: float(value.detach()) for name, value in reported.items()}, "data_s": data_seconds}
 
-    def run(self, callback: Callback | None = None) -> TrainSummary:
+    def _out_of_time(self, budget: WallClock | None) -> bool:
+        """Every rank stops after the same step: rank 0's clock decides."""
+        if budget is None:
+            return False
+        if self.world == 1:
+            return budget.expired()
+        return bool(broadcast_object(budget.expired() if self.is_main else None))
+
+    def run(self, callback: Callback | None = None, budget: WallClock | None = None) -> TrainSummary:
+        """Train until ``config.steps`` or, with ``budget``, until it is used up (module docstring)."""
         config = self.config
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.out_dir / LOG_FILE
         window: list[dict[str, float]] = []
         window_start = time.perf_counter()
+        first_step = self.step
+        last = self.step >= config.steps or self._out_of_time(budget)
+        if config.prefetch and not last:
+            self.prefetcher = PatchPrefetcher(self.pool, self.rng, config.batch, config.patch,
+                                              photometric_augment=config.photometric, depth=config.prefetch)
         try:
-            while self.step < config.steps:
+            while not last:
+                if budget is None:
+                    lr = learning_rate(self.step, config)
+                else:
+                    lr = warmup_cosine_by_time(self.step - first_step, budget.fraction(), peak=config.lr, warmup=config.warmup)
                 started = time.perf_counter()
-                window.append(self.train_step())
+                window.append(self.train_step(lr))
                 self.seconds += time.perf_counter() - started
+                last = self.step >= config.steps or self._out_of_time(budget)
                 event: dict[str, Any] | None = None
-                if self.step % config.log_every == 0 or self.step == config.steps:
+                if self.step % config.log_every == 0 or last:
                     elapsed = time.perf_counter() - window_start
                     event = {
                         "step": self.step,
-                        "lr": learning_rate(self.step - 1, config),
+                        "lr": lr,
                         "patches_per_s": len(window) * config.batch / max(elapsed, 1e-9),
                         **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
                     }
                     window, window_start = [], time.perf_counter()
-                if self.step % config.val_every == 0 or self.step == config.steps:
+                if self.step % config.val_every == 0 or last:
                     event = event or {"step": self.step}
                     self._validate(event)
-                if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                if self.step % config.checkpoint_every == 0 or last:
                     self.save_state()
+                    if callback is not None:
+                        callback({"kind": "checkpoint", "step": self.step, "total": config.steps})
                 if event is not None:
                     event["seconds"] = round(self.seconds, 2)
+                    if budget is not None:
+                        event["budget_fraction"] = round(budget.fraction(), 4)
                     if self.is_main:
                         with log_path.open("a") as handle:
                             handle.write(json.dumps(event) + "\n")
@@ -336,6 +380,11 @@ class Trainer:
         except KeyboardInterrupt:
             self.save_state()
             raise
+        finally:
+            if self.prefetcher is not None:
+                self.prefetcher.close()
+                self.prefetcher = None
+                self.rng.bit_generator.state = self.rng_state_consumed  # forget the batches drawn ahead
         if self.is_main:
             save_model(self.out_dir / "model.safetensors", self.ema, sampler=self.sampler, info=self._info())
             if not (self.out_dir / "best.safetensors").exists():
@@ -360,40 +409,6 @@ class Trainer:
         event["best_step"] = self.best_step
 
 
-STATE_KEYS = ("model_config", "train_config", "model", "ema", "optimizer", "step", "seconds", "best_value",
-              "best_step", "numpy_rng", "torch_rng")
-
-
-def read_state(path: Path) -> dict[str, Any]:
-    """A training state saved by :class:`Trainer` (loaded with ``weights_only=True``: no code runs).
-
-    Anything else (random bytes, a pickle, another program's checkpoint, a pipe) is refused in one
-    line that says what to do; torch's own multi-line explanation is left out.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / STATE_FILE
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        raise TrainingError(f"{path}: no training state to resume from; start without --resume") from None
-    if not stat.S_ISREG(mode):
-        raise TrainingError(f"{path}: {special_kind(mode) or 'a folder'}, not a training state; start without --resume")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a damaged or foreign file
-        raise TrainingError(
-            f"{path}: not a bsgd training state, or damaged (torch cannot load it: {type(exc).__name__}); "
-            "start a fresh run without --resume, or in another -o folder"
-        ) from exc
-    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise TrainingError(
-            f"{path}: not a bsgd training state (no {', '.join(missing[:3])}); start a fresh run without --resume"
-        )
-    return state
-
-
 def train(
     noisy_dir: Path,
     out_dir: Path,
@@ -405,11 +420,17 @@ def train(
     device: str = "auto",
     callback: Callback | None = None,
     info: dict[str, Any] | None = None,
+    budget: WallClock | None = None,
+    stored_config: bool = True,
 ) -> TrainSummary:
     """Train (or resume training of) a BSGD model; see the module docstring for the outputs.
 
-    On resume the stored model config is used; ``config.steps`` may extend the run. Under torchrun
-    rank 0 reads the state and sends it to the others (no shared folder needed to resume).
+    On resume the stored model config is used, and the stored training config with only
+    ``config.steps`` (the new total) taken from ``config``; with ``stored_config=False`` ``config`` is
+    used whole (a new segment with other settings, e.g. another batch size on another machine).
+    ``budget``: stop after the step that uses it up, with the learning rate fitted to it (module
+    docstring); start it where the time should count from. Under torchrun rank 0 reads the state
+    and sends it to the others (no shared folder needed to resume).
     """
     out_dir = Path(out_dir)
     state: dict[str, Any] = {}
@@ -417,12 +438,11 @@ def train(
         state = _read_state_on_rank0(out_dir)
         try:
             model_config = from_dict(ModelConfig, json.loads(state["model_config"]))
-            stored = from_dict(TrainConfig, json.loads(state["train_config"]))
+            if stored_config:
+                stored = from_dict(TrainConfig, json.loads(state["train_config"]))
+                config = replace(stored, steps=config.steps)
         except (TypeError, ValueError, BsgdError) as exc:
             raise TrainingError(f"{out_dir / STATE_FILE}: its stored config is damaged ({exc}); start a fresh run") from exc
-        from dataclasses import replace
-
-        config = replace(stored, steps=config.steps)
     trainer = Trainer(
         noisy_dir, out_dir, model_config=model_config, config=config, val_pairs=val_pairs, device=device, info=info
     )
@@ -432,7 +452,7 @@ def train(
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
             raise TrainingError(f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run") from exc
-    return trainer.run(callback)
+    return trainer.run(callback, budget)
 
 
 def _read_state_on_rank0(out_dir: Path) -> dict[str, Any]:

@@ -290,6 +290,17 @@ def test_runner_measures_and_writes_results(tmp_path: Path) -> None:
     assert len(table[1][5].split(".")[1]) == 3
 
 
+def test_runner_can_leave_ssim_out(tmp_path: Path) -> None:
+    pairs = make_pair_folder(tmp_path / "data", ["noisy/a.png"], ["clean/a.png"])
+    result = run_benchmark(load_dataset("pairs", tmp_path / "data", limit=None), {"blur": box_blur},
+                           out_dir=tmp_path / "out", crops=0, ssim=False)
+    for row in result.results:
+        assert row["psnr"] is not None and row["ssim"] is None and row["ssim_gaussian"] is None
+    noisy = next(row for row in result.per_image if row["method"] == "noisy")
+    assert noisy["psnr"] == pytest.approx(psnr_by_hand(pairs[0][1], pairs[0][0]), abs=1e-9)
+    assert format_results_table(result)[1][3] == "-"
+
+
 def test_runner_writes_a_sidd_submission(tmp_path: Path) -> None:
     noisy, _ = make_sidd(tmp_path / "sidd", benchmark=True)
     result = run_benchmark(load_dataset("sidd", tmp_path / "sidd", limit=None), {"blur": box_blur},

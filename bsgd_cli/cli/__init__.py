@@ -305,7 +305,7 @@ def _denoise_summary(results: list, output: Path, json_out: bool, quiet: bool, r
 def train(
     noisy_dir: Annotated[Path, typer.Option(help="Folder of noisy photos (any size, sRGB or RAW, searched recursively).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: model.safetensors, best.safetensors, state.pt, log.jsonl.")],
-    preset: Annotated[str, typer.Option(help="Network size: small (2 CPU cores), paper (GPU), tiny (tests).")] = "small",
+    preset: Annotated[str, typer.Option(help="Network size: small (2 CPU cores), gpu (short GPU slots, docs/GPU.md), paper (large GPU runs), tiny (tests).")] = "small",
     steps: Annotated[int, typer.Option(parser=number(bounds.TRAIN_STEPS), help="Total optimiser steps (on --resume: the new total).")] = 2000,
     batch: Annotated[int, typer.Option(parser=number(bounds.TRAIN_BATCH), help="Patches per step.")] = 8,
     patch: Annotated[int, typer.Option(parser=number(bounds.PATCH), help="Patch side, a multiple of the PD stride (5).")] = 120,
@@ -399,7 +399,7 @@ def distill(
     teacher_mode: Annotated[Mode | None, typer.Option(help="The teacher's mode (default: the model's stored one).")] = None,
     teacher_wiener: Annotated[bool | None, typer.Option("--teacher-wiener/--no-teacher-wiener", help="The Wiener step in the teacher (default: the model's).")] = None,
     steps: Annotated[int, typer.Option(parser=number(bounds.TRAIN_STEPS), help="Student training steps (the schedule's length).")] = 2000,
-    minutes: Annotated[float | None, typer.Option(parser=number(bounds.MINUTES), help="Stop the student's training after this many minutes.")] = None,
+    minutes: Annotated[float | None, typer.Option(parser=number(bounds.MINUTES), help="Stop the student's training this many minutes after the command starts (teacher outputs included).")] = None,
     width: Annotated[int | None, typer.Option(parser=number(bounds.STUDENT_WIDTH), help="Student width, 4 to 512 (default: the teacher's student's, else 32).")] = None,
     init: Annotated[Init, typer.Option(help="teacher: fine-tune the teacher's student; fresh: random weights.")] = Init.teacher,
     crop: Annotated[int | None, typer.Option(parser=number(bounds.CROP), help="Run the teacher on random crops of this side, 32 to 4096 (default: whole images).")] = None,
@@ -417,6 +417,7 @@ def distill(
     from ..distill import distill as run_distill
     from ..inference import check_runtime
     from ..io.paths import check_output_folder
+    from ..optim import WallClock
 
     with user_errors("the student was not saved; rerun the same command (finished teacher outputs in targets.npz are reused)"):
         student_precision = "bf16" if precision is Precision.auto else precision.value
@@ -424,7 +425,7 @@ def distill(
         check_output_folder(output)
         teacher = load_model(model)
         sampler = replace(teacher.sampler, mode=teacher_mode.value if teacher_mode else None, refine=_refine(teacher_wiener))
-        config = DistillConfig(steps=steps, minutes=minutes, crops_per_image=crops_per_image, crop=crop, seed=seed,
+        config = DistillConfig(steps=steps, crops_per_image=crops_per_image, crop=crop, seed=seed,
                                precision=student_precision, patch=min(96, crop or 96), lr=lr, init=init.value)
         heartbeat = Heartbeat(quiet)
         with _progress(quiet) as progress:
@@ -439,8 +440,9 @@ def distill(
                     progress.update(task, completed=event["step"], rate=f"loss {event['loss_student']:.4f}")
                     heartbeat.beat(lambda: f"student step {event['step']}/{steps}")
 
+            budget = None if minutes is None else WallClock.start(60.0 * minutes)
             path = run_distill(teacher, noisy_dir, output, student=None if width is None else StudentConfig(width=width),
-                               config=config, sampler=sampler, device=device, callback=on_event)
+                               config=config, sampler=sampler, device=device, callback=on_event, budget=budget)
     say("", f"model with student: {path} (use --mode fast)")
 
 
