@@ -60,6 +60,9 @@ class Ext(str, Enum):
     tif = "tif"
     jpg = "jpg"
     webp = "webp"
+    heic = "heic"
+    avif = "avif"
+    jxl = "jxl"
 
 
 class Precision(str, Enum):
@@ -150,10 +153,10 @@ def denoise(
     tile: Annotated[int, typer.Option(min=16, help="Tile side in pixels (halved automatically on out-of-memory).")] = 512,
     overlap: Annotated[int, typer.Option(min=0, help="Tile overlap in pixels, blended smoothly.")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per network call (GPU).")] = 1,
-    ext: Annotated[Ext, typer.Option(help="Output format: keep the input's (RAW -> 16-bit TIFF), png, tif, jpg, webp.")] = Ext.keep,
+    ext: Annotated[Ext, typer.Option(help="Output format: keep the input's (RAW -> 16-bit TIFF), png, tif, jpg, webp, heic, avif, jxl.")] = Ext.keep,
     suffix: Annotated[str, typer.Option(help="Appended to output file names, e.g. _denoised.")] = "",
     bit_depth: Annotated[int | None, typer.Option(help="8 or 16 (default: the input's; RAW gives 16).")] = None,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP/HEIC/AVIF/JPEG XL quality (100: lossless JPEG XL).")] = 95,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (default: skip them).")] = False,
     in_place: Annotated[bool, typer.Option(help="Allow -o to be the input folder (inputs are still never replaced).")] = False,

@@ -21,7 +21,7 @@ from .checkpoint import LoadedModel
 from .errors import BsgdError, ConfigError
 from .inference import denoise_array
 
-OutputExt = Literal["keep", "png", "tif", "jpg", "webp"]
+OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
 Status = Literal["done", "skipped", "failed"]
 EventFn = Callable[[dict[str, Any]], None]
 _RAW_DEFAULT_EXT = ".tif"
