@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +80,7 @@ class Metadata:
     sidecar: the Exiv2 sidecar (``.exv``) bytes holding them, as exiv2 wrote them.
     """
 
-    sidecar: bytes
+    sidecar: bytes = field(repr=False)
 
     def _open(self):
         image = _exiv2().ImageFactory.open(self.sidecar)
