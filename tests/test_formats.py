@@ -362,3 +362,18 @@ def test_denoise_keeps_phone_formats_and_their_metadata(tmp_path: Path, tiny_mod
     assert (tiff["gps"], tiff["depth"], tiff["icc"], tiff["caption"], tiff["owner"]) == (GPS_LAT, 16, icc_profile(), CAPTION, OWNER)
     clean = read_image(tmp_path / "clean" / "scan.tif").pixels
     assert not np.array_equal(clean, read_image(photos / "scan.tif").pixels)  # it was denoised, not copied
+
+
+def test_metadata_with_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """exiv2 takes UTF-8 names; such files go through memory, on the way in and out."""
+    import os
+
+    folder = os.fsencode(tmp_path)
+    src = Path(os.fsdecode(folder + b"/caf\xe9.jpg"))
+    jpeg_source(tmp_path).rename(src)
+    like = read_image(src)
+    assert like.metadata is not None and not like.warnings
+    out = Path(os.fsdecode(folder + b"/caf\xe9_out.png"))
+    write_image(out, like.pixels, like=like)
+    got = read_back(out)
+    assert (got["make"], got["caption"], got["label"]) == ("Canon", CAPTION, LABEL)

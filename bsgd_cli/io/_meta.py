@@ -183,7 +183,7 @@ def read_metadata(path: Path) -> tuple[Metadata | None, int | None, list[str]]:
     exiv2 = _exiv2()
     try:
         with _EXIV2_LOCK:
-            source = exiv2.ImageFactory.open(str(path))
+            source, _data = _open_file(path)
             source.readMetadata()
             tiff_based = str(source.mimeType()) not in ("image/jpeg", "image/png", "image/webp") and not (
                 str(source.mimeType()).startswith(("image/heic", "image/heif", "image/avif", "image/jxl"))
@@ -204,9 +204,21 @@ def read_metadata(path: Path) -> tuple[Metadata | None, int | None, list[str]]:
             if orientation not in (None, 1):
                 exiv2.ExifThumb(exif).erase()
             sidecar = _exv_bytes(exif=exif, iptc=iptc, xmp=xmp)
-    except exiv2.Exiv2Error as exc:
+    except Exception as exc:  # unreadable metadata must never stop an image from loading
         return None, None, [f"its metadata could not be read ({exc}); the output will have none"]
     return Metadata(sidecar), orientation, []
+
+
+def _open_file(path: Path):
+    """(exiv2 image, the bytes it was opened from or None). exiv2 takes file names as UTF-8, so a
+    name that is not valid UTF-8 is opened from its contents in memory (keep the bytes alive)."""
+    exiv2 = _exiv2()
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        data = Path(path).read_bytes()
+        return exiv2.ImageFactory.open(data), data
+    return exiv2.ImageFactory.open(str(path)), None
 
 
 def _find(data, key: str) -> str | None:
@@ -243,10 +255,9 @@ def write_metadata(path: Path, metadata: Metadata, *, iptc_as_xmp: bool) -> None
     """Write EXIF, IPTC and XMP into the JPEG, PNG, TIFF or WebP file at ``path`` (pixels and ICC
     profile untouched). ``iptc_as_xmp`` for formats without an IPTC-IIM block (WebP): the IPTC
     fields go into the XMP. Raises exiv2.Exiv2Error when exiv2 cannot write them."""
-    exiv2 = _exiv2()
     with _EXIV2_LOCK:
         carried = metadata._open()
-        target = exiv2.ImageFactory.open(str(path))
+        target, in_memory = _open_file(path)
         target.readMetadata()
         xmp = carried.xmpData()
         if iptc_as_xmp:
@@ -256,6 +267,8 @@ def write_metadata(path: Path, metadata: Metadata, *, iptc_as_xmp: bool) -> None
         target.setExifData(carried.exifData())
         target.setXmpData(xmp)
         target.writeMetadata()
+        if in_memory is not None:
+            Path(path).write_bytes(_io_bytes(target.io()))
 
 
 def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:

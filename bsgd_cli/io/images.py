@@ -136,7 +136,9 @@ def _decode(path: Path, head: bytes, max_megapixels: float) -> Decoded:
         from ._tiff import decode_tiff
 
         return decode_tiff(path, max_megapixels)
-    modern = sniff(head) or _EXTENSION_FORMATS.get(path.suffix.lower())
+    modern = sniff(head)
+    if modern is None and head[4:8] == b"ftyp":  # an ISO-BMFF brand we do not know: trust the extension
+        modern = _EXTENSION_FORMATS.get(path.suffix.lower())
     if modern is not None and not plugin_available(modern):
         raise ImageReadError(missing_plugin(path, modern, "reading"))
     if modern == "heif":
