@@ -377,3 +377,15 @@ def test_metadata_with_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     write_image(out, like.pixels, like=like)
     got = read_back(out)
     assert (got["make"], got["caption"], got["label"]) == ("Canon", CAPTION, LABEL)
+
+
+@pytest.mark.parametrize("ext", ["heic", "avif", "jxl"])
+def test_damaged_files_are_one_clear_error(tmp_path: Path, ext: str) -> None:
+    good = tmp_path / f"good.{ext}"
+    write_image(good, np.random.default_rng(0).random((48, 48, 3)).astype(np.float32))
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size * 6 // 10])
+    with pytest.raises(ImageReadError) as info:
+        read_image(cut)
+    message = str(info.value)
+    assert message.startswith(f"{cut}: cannot be decoded") and "damaged or incomplete" in message and "\n" not in message

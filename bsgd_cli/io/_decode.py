@@ -57,9 +57,14 @@ def damaged(path: Path, exc: BaseException) -> ImageReadError:
     )
 
 
-def open_image(path: Path):
+def open_image(path: Path, expected: str | None = None):
     """Open with Pillow (header only). Pillow's own pixel-count guard is lifted while the header is
-    read, because callers check the size against their own limit before decoding anything."""
+    read, because callers check the size against their own limit before decoding anything.
+
+    ``expected``: the format the file's signature announced (AVIF, JPEG XL); a file Pillow then
+    cannot open is damaged rather than unrecognised. The JPEG XL plugin decodes while opening and
+    reports bad data as RuntimeError (or a Rust panic), which become the same one-line error.
+    """
     from PIL import Image, UnidentifiedImageError
 
     with _OPEN_LOCK:
@@ -69,12 +74,22 @@ def open_image(path: Path):
             Image.init()
             return Image.open(path, formats=[f for f in PILLOW_FORMATS if f in Image.OPEN])
         except UnidentifiedImageError as exc:
+            if expected:
+                raise damaged(path, EOFError(f"its {expected} data cannot be parsed")) from exc
             raise ImageReadError(
                 f"{path}: not a recognised image (the contents are not PNG, JPEG, TIFF, WebP, HEIC, AVIF or JPEG XL); "
                 "check that it is an image and not a renamed document"
             ) from exc
         except _DECODE_ERRORS as exc:
             raise damaged(path, exc) from exc
+        except Exception as exc:
+            if expected:
+                raise damaged(path, EOFError(f"the {expected} decoder refused its data")) from exc
+            raise
+        except BaseException as exc:  # pyo3's PanicException derives from BaseException
+            if expected and type(exc).__name__ == "PanicException":
+                raise damaged(path, EOFError(f"the {expected} decoder failed on its data")) from exc
+            raise
         finally:
             Image.MAX_IMAGE_PIXELS = previous
 
@@ -198,9 +213,10 @@ def _orientation(im, fmt: str) -> int | None:
     return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
-def decode_with_pillow(path: Path, max_megapixels: float) -> Decoded:
-    """Decode the first frame of ``path`` with Pillow, checking its size before any pixel is read."""
-    im = open_image(path)
+def decode_with_pillow(path: Path, max_megapixels: float, expected: str | None = None) -> Decoded:
+    """Decode the first frame of ``path`` with Pillow, checking its size before any pixel is read
+    (``expected``: see :func:`open_image`)."""
+    im = open_image(path, expected)
     notes: list[str] = []
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -145,7 +145,7 @@ def _decode(path: Path, head: bytes, max_megapixels: float) -> Decoded:
         from ._modern import decode_heif
 
         return decode_heif(path, max_megapixels)
-    return decode_with_pillow(path, max_megapixels)
+    return decode_with_pillow(path, max_megapixels, {"avif": "AVIF", "jxl": "JPEG XL"}.get(modern or ""))
 
 
 # ----------------------------------------------------------------------------------------- writing
