@@ -180,8 +180,8 @@ def read_metadata(path: Path) -> tuple[Metadata | None, int | None, list[str]]:
     set to 1 (the EXIF thumbnail is dropped when it was not 1, as it would now be turned). Metadata
     that exiv2 cannot read never stops an image from loading: it is left out with a note.
     """
-    exiv2 = _exiv2()
     try:
+        exiv2 = _exiv2()
         with _EXIV2_LOCK:
             source, _data = _open_file(path)
             source.readMetadata()
@@ -204,6 +204,8 @@ def read_metadata(path: Path) -> tuple[Metadata | None, int | None, list[str]]:
             if orientation not in (None, 1):
                 exiv2.ExifThumb(exif).erase()
             sidecar = _exv_bytes(exif=exif, iptc=iptc, xmp=xmp)
+    except ImportError:
+        return None, None, ["its metadata was not read: the exiv2 package is missing; reinstall bsgd-cli"]
     except Exception as exc:  # unreadable metadata must never stop an image from loading
         return None, None, [f"its metadata could not be read ({exc}); the output will have none"]
     return Metadata(sidecar), orientation, []
