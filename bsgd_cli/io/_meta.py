@@ -114,7 +114,8 @@ class Metadata:
                 _iptc_into_xmp(image.iptcData(), xmp)
             if not len(xmp):
                 return None
-            holder = _exiv2().ImageFactory.open(_exv_bytes(xmp=xmp))
+            packet_holder = _exv_bytes(xmp=xmp)  # kept alive: exiv2 reads the buffer in place
+            holder = _exiv2().ImageFactory.open(packet_holder)
             holder.readMetadata()
             return str(holder.xmpPacket()).encode("utf-8")
 
