@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -107,7 +108,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except BsgdError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished files are complete; rerun the same command to continue")
@@ -196,7 +197,7 @@ def denoise(
                 if kind == "start":
                     progress.update(files_task, total=event["files"])
                     for warning in event["warnings"]:
-                        console.print(f"[yellow]skipped[/] {warning}", highlight=False)
+                        console.print(f"[yellow]skipped[/] {escape(warning)}", highlight=False)
                 elif kind == "file":
                     state["file_started"] = time.perf_counter()
                     name = Path(event["path"]).name
@@ -207,9 +208,9 @@ def denoise(
                 elif kind == "result":
                     result = event["result"]
                     if result.status == "failed":
-                        console.print(f"[red]failed[/] {result.error}", highlight=False)
+                        console.print(f"[red]failed[/] {escape(result.error or '')}", highlight=False)
                     for note in result.warnings:
-                        console.print(f"[yellow]warning[/] {result.input}: {note}", highlight=False)
+                        console.print(f"[yellow]warning[/] {escape(f'{result.input}: {note}')}", highlight=False)
                     if result.status == "done":
                         state["mp"] += result.megapixels
                     elapsed = time.perf_counter() - state["started"]

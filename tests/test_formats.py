@@ -389,3 +389,12 @@ def test_damaged_files_are_one_clear_error(tmp_path: Path, ext: str) -> None:
         read_image(cut)
     message = str(info.value)
     assert message.startswith(f"{cut}: cannot be decoded") and "damaged or incomplete" in message and "\n" not in message
+
+
+def test_cli_prints_the_install_line_whole(tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich would read "[heif]" in the message as markup and drop it; the line must reach the user whole."""
+    write_image(tmp_path / "in" / "IMG_0002.heic", pixels())
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
+    result = CliRunner().invoke(app, ["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--mode", "bsn", "--quiet"])
+    assert result.exit_code == 1
+    assert "IMG_0002.heic: reading HEIC/HEIF needs the pillow-heif package; install it with: pip install 'bsgd-cli[heif]'" in result.output
