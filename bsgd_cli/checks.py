@@ -92,7 +92,7 @@ CROPS_PER_IMAGE = _whole(1, 1000)
 CROP = _whole(32, 4096)
 MINUTES = Bounds(0.0, 100_000.0, low_open=True)
 BIT_DEPTHS = (8, 16)
-EIGHT_BIT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".webp")
+EIGHT_BIT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".webp", ".avif", ".jxl")
 
 
 def check_bit_depth(bit_depth: int | None, ext: str) -> None:

@@ -26,7 +26,7 @@ from .errors import BatchInterrupted, BsgdError
 from .inference import MIN_SIDE, check_runtime, denoise_array
 from .planning import COMPARE_TAIL, Batch, Job, Naming, collect_jobs
 
-OutputExt = Literal["keep", "png", "tif", "jpg", "webp"]
+OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
 Status = Literal["done", "skipped", "failed"]
 EventFn = Callable[[dict[str, Any]], None]
 

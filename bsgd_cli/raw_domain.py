@@ -356,14 +356,14 @@ def write_raw_result(
 
 
 def read_raw_metadata(source: Path, pixels: np.ndarray):  # noqa: ANN201 - ImageData
-    """An ImageData for ``pixels`` developed from ``source`` (EXIF carried over, 16-bit, sRGB)."""
-    from .io._meta import exif_from_tiff_file
+    """An ImageData for ``pixels`` developed from ``source`` (metadata carried over, 16-bit, sRGB)."""
+    from .io._meta import read_metadata
     from .io.imagedata import ImageData
     from .io.raw import RAW_COLOUR_SPACE
 
     return ImageData(
-        pixels=pixels, alpha=None, channels_in=3, bit_depth=16, format="raw", exif=exif_from_tiff_file(source),
-        icc_profile=None, xmp=None, source=source, is_raw=True, colour_space=RAW_COLOUR_SPACE,
+        pixels=pixels, alpha=None, channels_in=3, bit_depth=16, format="raw", icc_profile=None, source=source,
+        is_raw=True, colour_space=RAW_COLOUR_SPACE, metadata=read_metadata(source)[0],
     )
 
 

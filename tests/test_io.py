@@ -477,8 +477,8 @@ def test_icc_of_wrong_colour_space_not_embedded(tmp_path: Path) -> None:
     grey_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     grey_icc = grey_icc[:16] + b"GRAY" + grey_icc[20:]  # pretend it is a grey profile
     like = ImageData(
-        pixels=smooth(), alpha=None, channels_in=1, bit_depth=8, format="png", exif=None,
-        icc_profile=grey_icc, xmp=None, source=tmp_path / "src.png",
+        pixels=smooth(), alpha=None, channels_in=1, bit_depth=8, format="png",
+        icc_profile=grey_icc, source=tmp_path / "src.png",
     )
     write_image(tmp_path / "g.png", smooth(), like=like)  # grey output: profile kept
     write_image(tmp_path / "c.webp", smooth(), like=like)  # WebP stores RGB: profile dropped

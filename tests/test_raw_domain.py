@@ -305,7 +305,7 @@ def test_cli_denoise_non_bayer_falls_back_to_srgb(
     folder.mkdir()
     xtrans = write_xtrans(folder / "xt.dng")
     developed = ImageData(pixels=np.full((48, 48, 3), 0.4, np.float32), alpha=None, channels_in=3, bit_depth=16,
-                          format="raw", exif=None, icc_profile=None, xmp=None, source=xtrans, is_raw=True)
+                          format="raw", icc_profile=None, source=xtrans, is_raw=True)
     monkeypatch.setattr(bsgd_cli.io, "read_raw", lambda path, **kw: developed)  # LibRaw cannot develop this fake
     real_load = bsgd_cli.checkpoint.load_model
 

@@ -80,6 +80,9 @@ class Ext(str, Enum):
     tif = "tif"
     jpg = "jpg"
     webp = "webp"
+    heic = "heic"
+    avif = "avif"
+    jxl = "jxl"
 
 
 class Init(str, Enum):
@@ -171,10 +174,10 @@ def denoise(
     tile: Annotated[int, typer.Option(parser=number(bounds.TILE), help="Tile side in pixels (halved automatically on out-of-memory).")] = 512,
     overlap: Annotated[int, typer.Option(parser=number(bounds.OVERLAP), help="Tile overlap in pixels, blended smoothly.")] = 32,
     batch: Annotated[int, typer.Option(parser=number(bounds.TILE_BATCH), help="Tiles per network call (GPU).")] = 1,
-    ext: Annotated[Ext, typer.Option(help="Output format: keep the input's (RAW -> 16-bit TIFF), png, tif, jpg, webp.")] = Ext.keep,
+    ext: Annotated[Ext, typer.Option(help="Output format: keep the input's (RAW -> 16-bit TIFF), png, tif, jpg, webp, heic, avif, jxl.")] = Ext.keep,
     suffix: Annotated[str, typer.Option(help="Appended to output file names, e.g. _denoised (no path separators).")] = "",
-    bit_depth: Annotated[int | None, typer.Option(parser=one_of(*bounds.BIT_DEPTHS), help="8 or 16 (default: the input's; RAW gives 16). 16 needs --ext png or tif.")] = None,
-    quality: Annotated[int, typer.Option(parser=number(bounds.QUALITY), help="JPEG/WebP quality, 1 to 100.")] = 95,
+    bit_depth: Annotated[int | None, typer.Option(parser=one_of(*bounds.BIT_DEPTHS), help="8 or 16 (default: the input's; RAW gives 16). 16 needs --ext png or tif (heic keeps 12 bits).")] = None,
+    quality: Annotated[int, typer.Option(parser=number(bounds.QUALITY), help="JPEG/WebP/HEIC/AVIF/JPEG XL quality, 1 to 100 (100: lossless JPEG XL).")] = 95,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (default: skip them).")] = False,
     in_place: Annotated[bool, typer.Option(help="Allow -o to be the input folder, with a --suffix (inputs are still never replaced).")] = False,

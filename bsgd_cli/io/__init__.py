@@ -1,6 +1,7 @@
-"""Image input and output: sRGB files (PNG, JPEG, TIFF, WebP), camera RAW, DNG, and input discovery.
+"""Image input and output: sRGB files (PNG, JPEG, TIFF, WebP, HEIC/HEIF, AVIF, JPEG XL), camera RAW, DNG,
+their metadata (EXIF, IPTC, XMP through exiv2), and input discovery.
 
-Importing this package does not import rawpy or torch; RAW decoding loads rawpy on first use.
+Importing this package does not import rawpy, exiv2, the format plugins or torch; each loads on first use.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Decoding with Pillow (PNG, JPEG, WebP, and TIFF variants tifffile cannot decode).
+"""Decoding with Pillow (PNG, JPEG, WebP, AVIF, JPEG XL, and TIFF variants tifffile cannot decode).
 
 Pillow reduces 16-bit RGB(A) PNG and TIFF samples to 8 bits. For those the same stream is decoded
 twice with byte-selecting raw modes (high bytes, then low bytes) and recombined, which keeps Pillow's
@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from ._meta import exif_orientation, exif_with_upright_orientation
 from .imagedata import check_megapixels
 
 # Formats handed to Pillow; anything else is refused rather than probed by every Pillow plugin.
-PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "GIF", "BMP", "PPM")  # JPEG covers MPO
+PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "GIF", "BMP", "PPM", "AVIF", "JXL")  # JPEG covers MPO
 _OPEN_LOCK = threading.Lock()
-_XMP_ORIENTATION = re.compile(rb"tiff:Orientation(?:\s*=\s*[\"']|>)\s*([1-8])")
+_ORIENTATION_TAG = 0x0112
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError)
 
 
@@ -36,6 +35,7 @@ class Decoded:
 
     array: (H, W) grey, or (H, W, C) with C = 2 grey+alpha, 3 RGB, 4 RGBA.
     scale: the value that maps to 1.0 for integer samples; None for floating point samples.
+    The photo's EXIF, IPTC and XMP are read separately, by exiv2 (:mod:`._meta`).
     """
 
     array: np.ndarray
@@ -43,10 +43,8 @@ class Decoded:
     channels_in: int
     bit_depth: int
     format: str
-    exif: bytes | None = None
     icc_profile: bytes | None = None
-    xmp: bytes | None = None
-    orientation: int = 1
+    orientation: int | None = None  # as the container says; None: not said (the XMP's is used, else 1)
     premultiplied: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -59,9 +57,14 @@ def damaged(path: Path, exc: BaseException) -> ImageReadError:
     )
 
 
-def open_image(path: Path):
+def open_image(path: Path, expected: str | None = None):
     """Open with Pillow (header only). Pillow's own pixel-count guard is lifted while the header is
-    read, because callers check the size against their own limit before decoding anything."""
+    read, because callers check the size against their own limit before decoding anything.
+
+    ``expected``: the format the file's signature announced (AVIF, JPEG XL); a file Pillow then
+    cannot open is damaged rather than unrecognised. The JPEG XL plugin decodes while opening and
+    reports bad data as RuntimeError (or a Rust panic), which become the same one-line error.
+    """
     from PIL import Image, UnidentifiedImageError
 
     with _OPEN_LOCK:
@@ -71,12 +74,22 @@ def open_image(path: Path):
             Image.init()
             return Image.open(path, formats=[f for f in PILLOW_FORMATS if f in Image.OPEN])
         except UnidentifiedImageError as exc:
+            if expected:
+                raise damaged(path, EOFError(f"its {expected} data cannot be parsed")) from exc
             raise ImageReadError(
-                f"{path}: not a recognised image (the contents are not PNG, JPEG, TIFF or WebP); "
+                f"{path}: not a recognised image (the contents are not PNG, JPEG, TIFF, WebP, HEIC, AVIF or JPEG XL); "
                 "check that it is an image and not a renamed document"
             ) from exc
         except _DECODE_ERRORS as exc:
             raise damaged(path, exc) from exc
+        except Exception as exc:
+            if expected:
+                raise damaged(path, EOFError(f"the {expected} decoder refused its data")) from exc
+            raise
+        except BaseException as exc:  # pyo3's PanicException derives from BaseException
+            if expected and type(exc).__name__ == "PanicException":
+                raise damaged(path, EOFError(f"the {expected} decoder failed on its data")) from exc
+            raise
         finally:
             Image.MAX_IMAGE_PIXELS = previous
 
@@ -131,13 +144,6 @@ def _decode_16bit(path: Path, rawmode: str) -> np.ndarray:
     second = _decode_with_rawmode(path, f"{base};16L").astype(np.uint16)  # byte 1 of each sample
     hi, lo = (first, second) if order == "B" else (second, first)
     return (hi << 8) | lo
-
-
-def _xmp_bytes(info: dict) -> bytes | None:
-    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
-    if isinstance(xmp, str):
-        xmp = xmp.encode("utf-8")
-    return bytes(xmp) if xmp else None
 
 
 def _cmyk_to_rgb(im, icc: bytes | None, notes: list[str]):
@@ -195,9 +201,22 @@ def _samples(im, path: Path, fmt: str, icc: bytes | None, notes: list[str]) -> t
     raise ImageReadError(f"{path}: pixel mode {mode!r} is not supported; convert it to RGB or greyscale first")
 
 
-def decode_with_pillow(path: Path, max_megapixels: float) -> Decoded:
-    """Decode the first frame of ``path`` with Pillow, checking its size before any pixel is read."""
-    im = open_image(path)
+def _orientation(im, fmt: str) -> int | None:
+    """The EXIF orientation Pillow found (for AVIF: the file's rotation boxes); JPEG XL: 1, as
+    libjxl has already turned the pixels by the codestream's orientation."""
+    if fmt == "jxl":
+        return 1
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG)
+    except Exception:  # unreadable EXIF must never stop an image from loading
+        return None
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def decode_with_pillow(path: Path, max_megapixels: float, expected: str | None = None) -> Decoded:
+    """Decode the first frame of ``path`` with Pillow, checking its size before any pixel is read
+    (``expected``: see :func:`open_image`)."""
+    im = open_image(path, expected)
     notes: list[str] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -208,15 +227,9 @@ def decode_with_pillow(path: Path, max_megapixels: float) -> Decoded:
             frames = getattr(im, "n_frames", 1)
             if frames > 1 and im.format != "MPO":
                 notes.append(f"has {frames} frames; only the first is used")
-            info = dict(im.info)
-            icc = info.get("icc_profile") or None
-            exif = info.get("exif") or None
-            xmp = _xmp_bytes(info)
-            orientation = exif_orientation(exif)
-            if orientation == 1 and exif is None and xmp:
-                m = _XMP_ORIENTATION.search(xmp)
-                orientation = int(m.group(1)) if m else 1
+            icc = im.info.get("icc_profile") or None
             array, scale, channels, depth, icc_valid = _samples(im, path, fmt, icc, notes)
+            orientation = _orientation(im, fmt)
         notes.extend(str(w.message) for w in caught)
     finally:
         im.close()
@@ -226,9 +239,7 @@ def decode_with_pillow(path: Path, max_megapixels: float) -> Decoded:
         channels_in=channels,
         bit_depth=depth,
         format=fmt,
-        exif=exif_with_upright_orientation(exif),
         icc_profile=icc if icc_valid else None,
-        xmp=xmp,
         orientation=orientation,
         warnings=notes,
     )

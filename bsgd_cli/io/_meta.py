@@ -1,94 +1,277 @@
-"""Metadata helpers: EXIF orientation, XMP orientation, EXIF blocks inside TIFF files.
+"""Photo metadata through exiv2 (the ``exiv2`` package, python-exiv2): EXIF with maker notes and GPS,
+IPTC-IIM, XMP. The ICC profile travels with the pixels (the decoders and encoders handle it, because it
+decides how the samples are read), and pixel orientation is applied here.
 
-EXIF blocks are TIFF-structured byte strings, optionally prefixed with ``Exif\\0\\0``. The orientation
-is patched in place (no re-serialisation), so maker notes and other offsets survive byte for byte.
+What exiv2 does: it reads EXIF/IPTC/XMP from every format bsgd reads (JPEG, PNG, TIFF, WebP, HEIC/HEIF,
+AVIF, JPEG XL, camera RAW), keeps maker notes as the camera wrote them (it knows their layouts and
+re-encodes their offsets), and writes all three into JPEG, PNG, TIFF and WebP outputs. What a read
+gives is held as an Exiv2 sidecar (``.exv``) blob in :class:`Metadata`, so it is plain bytes that can
+cross threads, with the orientation already reset to 1 (bsgd writes upright pixels).
+
+What it cannot do, kept here:
+- exiv2 writes no metadata into HEIC/AVIF/JPEG XL files (its BMFF support reads only), so for those
+  the encoders embed the EXIF block and the XMP packet themselves; the EXIF block comes out of the
+  sidecar's APP1 segment (the Python binding does not expose exiv2's ``ExifParser::encode``).
+- IPTC-IIM has no place in HEIF, AVIF, JPEG XL or WebP; there the IPTC Core fields are written as
+  XMP (the standard IPTC-in-XMP properties) by :data:`IPTC_TO_XMP`, because the binding does not
+  expose exiv2's ``copyIptcToXmp`` either.
+- A TIFF or RAW source's IFD0 also describes its own storage (strip offsets, bit depth, DNG tags);
+  those tags, and the further images of such files, are left out of what is carried.
 """
 
 from __future__ import annotations
 
-import re
-import struct
-import warnings
+import logging
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-EXIF_PREFIX = b"Exif\x00\x00"
-ORIENTATION_TAG = 0x0112
-EXIF_IFD_TAG = 0x8769
-GPS_IFD_TAG = 0x8825
-INTEROP_IFD_TAG = 0xA005
-# IFD0 tags that describe the picture (not its storage) and are worth carrying over.
-DESCRIPTIVE_IFD0_TAGS: tuple[int, ...] = (270, 271, 272, 305, 306, 315, 33432)
+# exiv2 reports through the "exiv2" logger; without a handler Python would print warnings to stderr.
+logging.getLogger("exiv2").addHandler(logging.NullHandler())
+_EXIV2_LOCK = threading.Lock()  # one exiv2 call at a time: its XMP toolkit keeps global state
 
-_XMP_ORIENTATION_ATTR = re.compile(rb"(tiff:Orientation\s*=\s*[\"'])\s*\d\s*([\"'])")
-_XMP_ORIENTATION_ELEM = re.compile(rb"(<tiff:Orientation>)\s*\d\s*(</tiff:Orientation>)")
+ORIENTATION_KEY = "Exif.Image.Orientation"
+XMP_ORIENTATION_KEY = "Xmp.tiff.Orientation"
+# IFD0 tags that describe how a TIFF stores its pixels, not the photo; never carried to another file.
+_STORAGE_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320, 322, 323,
+     324, 325, 330, 338, 339, 340, 341, 347, 513, 514, 529, 530, 531, 532, 700, 33723, 34377, 34665, 34675,
+     34853, 40965}
+)
+_DNG_TAGS = range(50706, 52600)  # DNGVersion .. the last DNG 1.7 tag: a TIFF carrying them reads as a DNG
+_KEPT_GROUPS = ("Image", "Photo", "GPSInfo", "Iop", "Thumbnail")
+IPTC_TO_XMP: dict[str, tuple[str, str]] = {
+    # IPTC-IIM dataset -> (XMP property, kind): the IPTC Core mapping (IPTC Photo Metadata Standard).
+    "Iptc.Application2.ObjectName": ("Xmp.dc.title", "lang"),
+    "Iptc.Application2.Caption": ("Xmp.dc.description", "lang"),
+    "Iptc.Application2.Copyright": ("Xmp.dc.rights", "lang"),
+    "Iptc.Application2.Keywords": ("Xmp.dc.subject", "bag"),
+    "Iptc.Application2.Byline": ("Xmp.dc.creator", "bag"),
+    "Iptc.Application2.SuppCategory": ("Xmp.photoshop.SupplementalCategories", "bag"),
+    "Iptc.Application2.Headline": ("Xmp.photoshop.Headline", "text"),
+    "Iptc.Application2.City": ("Xmp.photoshop.City", "text"),
+    "Iptc.Application2.ProvinceState": ("Xmp.photoshop.State", "text"),
+    "Iptc.Application2.CountryName": ("Xmp.photoshop.Country", "text"),
+    "Iptc.Application2.CountryCode": ("Xmp.iptc.CountryCode", "text"),
+    "Iptc.Application2.SubLocation": ("Xmp.iptc.Location", "text"),
+    "Iptc.Application2.Credit": ("Xmp.photoshop.Credit", "text"),
+    "Iptc.Application2.Source": ("Xmp.photoshop.Source", "text"),
+    "Iptc.Application2.Writer": ("Xmp.photoshop.CaptionWriter", "text"),
+    "Iptc.Application2.BylineTitle": ("Xmp.photoshop.AuthorsPosition", "text"),
+    "Iptc.Application2.SpecialInstructions": ("Xmp.photoshop.Instructions", "text"),
+    "Iptc.Application2.TransmissionReference": ("Xmp.photoshop.TransmissionReference", "text"),
+    "Iptc.Application2.Category": ("Xmp.photoshop.Category", "text"),
+    "Iptc.Application2.Urgency": ("Xmp.photoshop.Urgency", "text"),
+}
 
 
-def _orientation_entry(exif: bytes) -> tuple[int, str, int] | None:
-    """Locate the IFD0 orientation entry: (byte offset of its value, endian, value) or None."""
-    start = len(EXIF_PREFIX) if exif.startswith(EXIF_PREFIX) else 0
-    head = exif[start : start + 4]
-    if head == b"II*\x00":
-        endian = "<"
-    elif head == b"MM\x00*":
-        endian = ">"
-    else:
-        return None
-    try:
-        (ifd,) = struct.unpack_from(endian + "I", exif, start + 4)
-        (count,) = struct.unpack_from(endian + "H", exif, start + ifd)
-        for i in range(count):
-            entry = start + ifd + 2 + 12 * i
-            tag, typ, n = struct.unpack_from(endian + "HHI", exif, entry)
-            if tag == ORIENTATION_TAG and typ == 3 and n >= 1:
-                (value,) = struct.unpack_from(endian + "H", exif, entry + 8)
-                return entry + 8, endian, int(value)
-    except struct.error:
-        return None
+def _exiv2():
+    import exiv2
+
+    return exiv2
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """EXIF (maker notes, GPS), IPTC and XMP of one photo, orientation reset to 1.
+
+    sidecar: the Exiv2 sidecar (``.exv``) bytes holding them, as exiv2 wrote them.
+    """
+
+    sidecar: bytes = field(repr=False)
+
+    def _open(self):
+        image = _exiv2().ImageFactory.open(self.sidecar)
+        image.readMetadata()
+        return image
+
+    def exif_block(self, *, orientation_tag: bool = True) -> bytes | None:
+        """The EXIF block (TIFF-structured, without the ``Exif\\0\\0`` prefix) for encoders, or None.
+
+        ``orientation_tag=False`` leaves the (upright) orientation tag out: Pillow's AVIF encoder moves
+        that tag into the container and re-serialises the block, which would move maker-note offsets.
+        """
+        sidecar = self.sidecar
+        if not orientation_tag:
+            with _EXIV2_LOCK:
+                image = self._open()
+                exif = image.exifData()
+                found = exif.findKey(_exiv2().ExifKey(ORIENTATION_KEY))
+                if found != exif.end():
+                    exif.erase(found)
+                sidecar = _exv_bytes(exif=exif)
+        payload = _jpeg_segment(sidecar, 0xE1, b"Exif\x00\x00")
+        return payload[6:] if payload else None
+
+    def xmp_packet(self, *, with_iptc: bool) -> bytes | None:
+        """The XMP packet; ``with_iptc`` adds the IPTC fields as IPTC Core XMP (where XMP lacks them)."""
+        with _EXIV2_LOCK:
+            image = self._open()
+            xmp = image.xmpData()
+            if with_iptc:
+                _iptc_into_xmp(image.iptcData(), xmp)
+            if not len(xmp):
+                return None
+            packet_holder = _exv_bytes(xmp=xmp)  # kept alive: exiv2 reads the buffer in place
+            holder = _exiv2().ImageFactory.open(packet_holder)
+            holder.readMetadata()
+            return str(holder.xmpPacket()).encode("utf-8")
+
+
+def _jpeg_segment(blob: bytes, marker: int, signature: bytes) -> bytes | None:
+    """The payload of the first JPEG-style segment ``marker`` starting with ``signature`` (exv blobs
+    are JPEG-structured after their 7-byte ``\\xff\\x01Exiv2`` header)."""
+    pos = 7 if blob.startswith(b"\xff\x01Exiv2") else 2
+    while pos + 4 <= len(blob) and blob[pos] == 0xFF:
+        kind = blob[pos + 1]
+        if kind in (0xD9, 0xDA):  # end of image, start of scan
+            return None
+        length = int.from_bytes(blob[pos + 2 : pos + 4], "big")
+        payload = blob[pos + 4 : pos + 2 + length]
+        if kind == marker and payload.startswith(signature):
+            return payload
+        pos += 2 + length
     return None
 
 
-def exif_orientation(exif: bytes | None) -> int:
-    """The EXIF orientation (1-8) stored in an EXIF block; 1 when absent or invalid."""
-    if not exif:
-        return 1
-    found = _orientation_entry(exif)
-    if found is None or not 1 <= found[2] <= 8:
-        return 1
-    return found[2]
+def _iptc_into_xmp(iptc, xmp) -> None:
+    """Copy the IPTC Core fields into ``xmp`` where it does not have them already (XMP wins)."""
+    values: dict[str, list[str]] = {}
+    for datum in iptc:
+        key = str(datum.key())
+        if key in IPTC_TO_XMP:
+            values.setdefault(key, []).append(str(datum.toString()))
+    for key, texts in values.items():
+        prop, kind = IPTC_TO_XMP[key]
+        if xmp.findKey(_exiv2().XmpKey(prop)) != xmp.end():
+            continue
+        if kind == "lang":
+            xmp[prop] = f'lang="x-default" {texts[0]}'
+        elif kind == "bag":
+            for text in texts:
+                xmp[prop] = text  # assigning to an array property appends
+        else:
+            xmp[prop] = texts[0]
 
 
-def exif_with_upright_orientation(exif: bytes | None) -> bytes | None:
-    """Return the EXIF block with its orientation set to 1 (patched in place, all else unchanged)."""
-    if not exif:
+def _carried(datum, tiff_based: bool) -> bool:
+    group = str(datum.groupName())
+    if group == "Image":
+        tag = int(datum.tag())
+        return tag not in _STORAGE_TAGS and tag not in _DNG_TAGS
+    if group == "Thumbnail":
+        return not tiff_based  # IFD1 of a TIFF or RAW file is another image, not a thumbnail
+    return group in _KEPT_GROUPS or bool(_exiv2().ExifTags.isMakerGroup(group))
+
+
+def _orientation(value: str | None) -> int | None:
+    try:
+        number = int(str(value).split()[0])
+    except (TypeError, ValueError, IndexError):
         return None
-    found = _orientation_entry(exif)
-    if found is None:
-        return exif
-    offset, endian, _ = found
-    out = bytearray(exif)
-    out[offset : offset + 2] = struct.pack(endian + "H", 1)
-    return bytes(out)
+    return number if 1 <= number <= 8 else None
 
 
-def xmp_with_upright_orientation(xmp: bytes | None) -> bytes | None:
-    """Return the XMP packet with any ``tiff:Orientation`` set to 1."""
-    if not xmp:
-        return None
-    xmp = _XMP_ORIENTATION_ATTR.sub(rb"\g<1>1\g<2>", xmp)
-    return _XMP_ORIENTATION_ELEM.sub(rb"\g<1>1\g<2>", xmp)
+def read_metadata(path: Path) -> tuple[Metadata | None, int | None, list[str]]:
+    """(metadata, orientation, notes) of ``path``: EXIF/IPTC/XMP as exiv2 reads them.
+
+    ``orientation`` is EXIF's, else XMP's ``tiff:Orientation``, else None; the carried copy has it
+    set to 1 (the EXIF thumbnail is dropped when it was not 1, as it would now be turned). Metadata
+    that exiv2 cannot read never stops an image from loading: it is left out with a note.
+    """
+    try:
+        exiv2 = _exiv2()
+        with _EXIV2_LOCK:
+            source, _data = _open_file(path)
+            source.readMetadata()
+            tiff_based = str(source.mimeType()) not in ("image/jpeg", "image/png", "image/webp") and not (
+                str(source.mimeType()).startswith(("image/heic", "image/heif", "image/avif", "image/jxl"))
+            )
+            exif = exiv2.ExifData()
+            for datum in source.exifData():
+                if _carried(datum, tiff_based):
+                    exif.add(datum)
+            iptc, xmp = source.iptcData(), source.xmpData()
+            if not (len(exif) or len(iptc) or len(xmp)):
+                return None, None, []
+            found = _find(exif, ORIENTATION_KEY)
+            orientation = _orientation(found) or _orientation(_find(xmp, XMP_ORIENTATION_KEY))
+            if found is not None:
+                exif[ORIENTATION_KEY] = exiv2.UShortValue(1)
+            if _find(xmp, XMP_ORIENTATION_KEY) is not None:
+                xmp[XMP_ORIENTATION_KEY] = "1"
+            if orientation not in (None, 1):
+                exiv2.ExifThumb(exif).erase()
+            sidecar = _exv_bytes(exif=exif, iptc=iptc, xmp=xmp)
+    except ImportError:
+        return None, None, ["its metadata was not read: the exiv2 package is missing; reinstall bsgd-cli"]
+    except Exception as exc:  # unreadable metadata must never stop an image from loading
+        return None, None, [f"its metadata could not be read ({exc}); the output will have none"]
+    return Metadata(sidecar), orientation, []
 
 
-def exif_without_prefix(exif: bytes) -> bytes:
-    """Strip the JPEG-style ``Exif\\0\\0`` prefix (PNG eXIf and TIFF want the bare TIFF structure)."""
-    return exif[len(EXIF_PREFIX) :] if exif.startswith(EXIF_PREFIX) else exif
+def _open_file(path: Path):
+    """(exiv2 image, the bytes it was opened from or None). exiv2 takes file names as UTF-8, so a
+    name that is not valid UTF-8 is opened from its contents in memory (keep the bytes alive)."""
+    exiv2 = _exiv2()
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        data = Path(path).read_bytes()
+        return exiv2.ImageFactory.open(data), data
+    return exiv2.ImageFactory.open(str(path)), None
 
 
-def exif_with_prefix(exif: bytes) -> bytes:
-    """Add the ``Exif\\0\\0`` prefix that JPEG APP1 segments need."""
-    return exif if exif.startswith(EXIF_PREFIX) else EXIF_PREFIX + exif
+def _find(data, key: str) -> str | None:
+    for datum in data:
+        if str(datum.key()) == key:
+            return str(datum.toString())
+    return None
+
+
+def _exv_bytes(*, exif=None, iptc=None, xmp=None) -> bytes:
+    """An Exiv2 sidecar holding the given exiv2 metadata containers (call with the lock held)."""
+    exiv2 = _exiv2()
+    holder = exiv2.ImageFactory.create(exiv2.ImageType.exv)
+    if exif is not None:
+        holder.setExifData(exif)
+    if iptc is not None:
+        holder.setIptcData(iptc)
+    if xmp is not None:
+        holder.setXmpData(xmp)
+    holder.writeMetadata()
+    return _io_bytes(holder.io())
+
+
+def _io_bytes(io) -> bytes:
+    io.open()
+    try:
+        return bytes(io.mmap())
+    finally:
+        io.munmap()
+        io.close()
+
+
+def write_metadata(path: Path, metadata: Metadata, *, iptc_as_xmp: bool) -> None:
+    """Write EXIF, IPTC and XMP into the JPEG, PNG, TIFF or WebP file at ``path`` (pixels and ICC
+    profile untouched). ``iptc_as_xmp`` for formats without an IPTC-IIM block (WebP): the IPTC
+    fields go into the XMP. Raises exiv2.Exiv2Error when exiv2 cannot write them."""
+    with _EXIV2_LOCK:
+        carried = metadata._open()
+        target, in_memory = _open_file(path)
+        target.readMetadata()
+        xmp = carried.xmpData()
+        if iptc_as_xmp:
+            _iptc_into_xmp(carried.iptcData(), xmp)
+        else:
+            target.setIptcData(carried.iptcData())
+        target.setExifData(carried.exifData())
+        target.setXmpData(xmp)
+        target.writeMetadata()
+        if in_memory is not None:
+            Path(path).write_bytes(_io_bytes(target.io()))
 
 
 def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -114,72 +297,3 @@ def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
     else:
         return arr
     return np.ascontiguousarray(out)
-
-
-def exif_from_tiff_file(path: Path) -> bytes | None:
-    """Build an EXIF block (with prefix, orientation 1) from a TIFF-structured file's IFD0.
-
-    Carries the descriptive IFD0 tags (camera make/model, date, artist...) and the Exif and GPS
-    sub-directories; storage tags (strips, tiles, sizes) are left out. Works for TIFF and for
-    TIFF-based RAW files (DNG, NEF, CR2, ARW...). Returns None when nothing useful is found.
-    """
-    from PIL import Image
-
-    with open(path, "rb") as fp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        head = fp.read(4)
-        if head not in (b"II*\x00", b"MM\x00*"):
-            return None
-        fp.seek(0)
-        try:
-            full = Image.Exif()
-            full.load_from_fp(fp)
-            out = Image.Exif()
-            out.endian = full.endian
-            for tag in DESCRIPTIVE_IFD0_TAGS:
-                value = full.get(tag)
-                if isinstance(value, str) and value.strip() and not (tag == 270 and value.startswith('{"shape"')):
-                    out[tag] = value  # (tifffile's JSON shape description is not a caption)
-            for tag in (EXIF_IFD_TAG, GPS_IFD_TAG):
-                sub = full.get_ifd(tag)
-                if sub:
-                    sub = {k: v for k, v in sub.items() if k != INTEROP_IFD_TAG}
-                    out[tag] = sub
-            if not set(out) - {305}:  # nothing but the name of the program that wrote the file
-                return None
-            out[ORIENTATION_TAG] = 1
-            return out.tobytes()
-        except Exception:  # unusual EXIF must never stop an image from loading
-            return None
-
-
-def split_exif_for_tiff(exif: bytes | None) -> tuple[dict[int, str], dict[int, Any], dict[int, Any]]:
-    """Split an EXIF block into (ascii IFD0 tags, Exif sub-IFD dict, GPS sub-IFD dict) for a TIFF writer."""
-    from PIL import Image
-
-    if not exif:
-        return {}, {}, {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            e = Image.Exif()
-            e.load(exif_with_prefix(exif))
-            ifd0 = {t: e[t] for t in DESCRIPTIVE_IFD0_TAGS if isinstance(e.get(t), str) and e.get(t)}
-            sub = {k: v for k, v in e.get_ifd(EXIF_IFD_TAG).items() if k != INTEROP_IFD_TAG}
-            gps = dict(e.get_ifd(GPS_IFD_TAG))
-            return ifd0, sub, gps
-        except Exception:  # unreadable EXIF is dropped, never fatal
-            return {}, {}, {}
-
-
-def serialise_ifd(entries: dict[int, Any], offset: int, *, group: int, little_endian: bool = True) -> bytes:
-    """Serialise one TIFF sub-directory (Exif or GPS ``group``) whose first byte sits at file ``offset``."""
-    from PIL import TiffImagePlugin
-
-    head = b"II\x2a\x00\x08\x00\x00\x00" if little_endian else b"MM\x00\x2a\x00\x00\x00\x08"
-    ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=head, group=group)
-    for tag, value in entries.items():
-        ifd[tag] = value
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ifd.tobytes(offset)

@@ -1,7 +1,8 @@
 """A small PNG encoder for what Pillow cannot write: 16-bit RGB, RGBA and grey+alpha.
 
 Rows are Paeth-filtered (vectorised: encoding only needs the unfiltered neighbours) and deflated in
-blocks, so memory stays bounded for large images. Metadata chunks: iCCP, eXIf, iTXt (XMP).
+blocks, so memory stays bounded for large images. It writes the ICC profile (iCCP); EXIF, IPTC and XMP
+are added afterwards by exiv2, as for every PNG bsgd writes.
 """
 
 from __future__ import annotations
@@ -41,14 +42,9 @@ def encode_png(
     data: np.ndarray,
     *,
     icc_profile: bytes | None = None,
-    exif: bytes | None = None,
-    xmp: bytes | None = None,
     level: int = 6,
 ) -> None:
-    """Write ``data`` (uint8 or uint16; shape (H, W) or (H, W, C) with C in 1-4) as a PNG file.
-
-    ``exif`` is the bare TIFF-structured EXIF block (no ``Exif\\0\\0`` prefix).
-    """
+    """Write ``data`` (uint8 or uint16; shape (H, W) or (H, W, C) with C in 1-4) as a PNG file."""
     if data.ndim == 2:
         data = data[:, :, None]
     h, w, c = data.shape
@@ -65,10 +61,6 @@ def encode_png(
         fh.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, _COLOUR_TYPE[c], 0, 0, 0)))
         if icc_profile:
             fh.write(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
-        if exif:
-            fh.write(_chunk(b"eXIf", exif))
-        if xmp:
-            fh.write(_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
         comp = zlib.compressobj(level)
         prev = np.zeros(w * bpp, np.uint8)
         for start in range(0, h, _ROWS_PER_BLOCK):

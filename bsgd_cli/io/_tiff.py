@@ -7,31 +7,20 @@ PackBits...) fall back to Pillow, which keeps 16-bit precision through :mod:`._d
 from __future__ import annotations
 
 import logging
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ImageReadError
 from ._decode import Decoded, damaged, decode_with_pillow
-from ._meta import (
-    EXIF_IFD_TAG,
-    GPS_IFD_TAG,
-    exif_from_tiff_file,
-    serialise_ifd,
-    split_exif_for_tiff,
-)
 from .imagedata import check_megapixels
 
 # tifffile reports oddities through logging; without this, Python's last-resort handler would print
 # them to stderr. Applications that configure logging still receive them.
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
-# tifffile refuses to write the Exif/GPS pointer tags, so neighbouring codes (which keep the
-# directory sorted once renamed) hold their place until the sub-IFDs are appended.
-_PLACEHOLDER = {EXIF_IFD_TAG: EXIF_IFD_TAG - 1, GPS_IFD_TAG: GPS_IFD_TAG - 1}
 _MINISWHITE, _MINISBLACK, _RGB, _PALETTE, _SEPARATED = 0, 1, 2, 3, 5
-_TAG_XMP, _TAG_ICC, _TAG_ORIENTATION = 700, 34675, 274
+_TAG_ICC, _TAG_ORIENTATION = 34675, 274
 
 
 def _tag(page, code: int):
@@ -53,8 +42,6 @@ def _pillow_fallback(path: Path, max_megapixels: float, why: str) -> Decoded:
     dec = decode_with_pillow(path, max_megapixels)
     dec.format = "tiff"
     dec.warnings.append(f"decoded with Pillow ({why})")
-    if not dec.exif:
-        dec.exif = exif_from_tiff_file(path)
     return dec
 
 
@@ -109,8 +96,7 @@ def decode_tiff(path: Path, max_megapixels: float) -> Decoded:
         arr = arr.reshape(int(page.imagelength), int(page.imagewidth), -1)
         extras = tuple(int(e) for e in (page.extrasamples or ()))
         icc = _to_bytes(_tag(page, _TAG_ICC))
-        xmp = _to_bytes(_tag(page, _TAG_XMP))
-        orientation = int(_tag(page, _TAG_ORIENTATION) or 1)
+        orientation = _tag(page, _TAG_ORIENTATION)
         colormap = page.colormap if photometric == _PALETTE else None
         bps = int(page.bitspersample)
 
@@ -146,40 +132,21 @@ def decode_tiff(path: Path, max_megapixels: float) -> Decoded:
         channels_in=channels_in,
         bit_depth=depth,
         format="tiff",
-        exif=exif_from_tiff_file(path),
         icc_profile=icc,
-        xmp=xmp,
-        orientation=orientation if 1 <= orientation <= 8 else 1,
+        orientation=int(orientation) if orientation is not None and 1 <= int(orientation) <= 8 else None,
         premultiplied=alpha_kind == 1 and alpha is not None,
         warnings=notes,
     )
 
 
-def encode_tiff(
-    path: Path,
-    samples: np.ndarray,
-    *,
-    has_alpha: bool,
-    icc_profile: bytes | None,
-    exif: bytes | None,
-    xmp: bytes | None,
-) -> None:
-    """Write (H, W[, C]) uint8/uint16/float32 samples as a deflate-compressed TIFF with metadata.
+def encode_tiff(path: Path, samples: np.ndarray, *, has_alpha: bool, icc_profile: bytes | None) -> None:
+    """Write (H, W[, C]) uint8/uint16/float32 samples as a deflate-compressed TIFF with its ICC profile.
 
-    The EXIF block becomes IFD0 text tags (make, model, date...) plus real Exif and GPS sub-IFDs.
+    EXIF (as IFD0 tags plus Exif and GPS sub-IFDs), IPTC and XMP are added afterwards by exiv2.
     """
     import tifffile
 
     grey = samples.ndim == 2 or samples.shape[2] <= 2
-    ifd0, exif_sub, gps = split_exif_for_tiff(exif)
-    description = ifd0.pop(270, None)
-    software = ifd0.pop(305, None) or "bsgd"
-    extratags: list[tuple] = [(code, 2, 0, text, True) for code, text in sorted(ifd0.items())]
-    if xmp:
-        extratags.append((_TAG_XMP, 1, len(xmp), xmp, True))
-    for tag, entries in ((EXIF_IFD_TAG, exif_sub), (GPS_IFD_TAG, gps)):
-        if entries:
-            extratags.append((_PLACEHOLDER[tag], 4, 1, 0, True))  # code and offset patched below
     tifffile.imwrite(
         path,
         samples,
@@ -189,28 +156,6 @@ def encode_tiff(
         compression="zlib",
         predictor=samples.dtype.kind != "f",  # the float predictor needs imagecodecs
         iccprofile=icc_profile or None,
-        description=description,
-        software=software,
+        software="bsgd",
         metadata=None,
-        extratags=extratags,
     )
-    subs = [(t, e) for t, e in ((EXIF_IFD_TAG, exif_sub), (GPS_IFD_TAG, gps)) if e]
-    if not subs:
-        return
-    offsets: dict[int, int] = {}
-    with open(path, "r+b") as fh:
-        for tag, entries in subs:
-            fh.seek(0, 2)
-            pos = fh.tell()
-            if pos % 2:
-                fh.write(b"\x00")
-                pos += 1
-            fh.write(serialise_ifd(entries, pos, group=tag))
-            offsets[tag] = pos
-    with tifffile.TiffFile(path) as tif:
-        entries_at = {tag: tif.pages.first.tags[_PLACEHOLDER[tag]].offset for tag in offsets}
-    with open(path, "r+b") as fh:
-        for tag, entry in entries_at.items():
-            fh.seek(entry)
-            fh.write(struct.pack("<HHI", tag, 4, 1))  # code, LONG, count 1 (still in sorted order)
-            fh.write(struct.pack("<I", offsets[tag]))

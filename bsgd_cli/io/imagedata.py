@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
+from ._meta import Metadata
 
 SRGB_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".webp"}
+    {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".webp", ".heic", ".heif", ".hif", ".avif", ".jxl"}
 )
 """Extensions read by :func:`bsgd_cli.io.images.read_image` as display-referred (sRGB-like) images."""
 
@@ -65,17 +66,18 @@ class ImageData:
         alpha: float32 (H, W) in [0, 1] when the file had an alpha channel, else None. Not premultiplied.
         channels_in: channels the file had: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (palette and CMYK
             files count as 3, or 4 with transparency).
-        bit_depth: 8, 16, or 32 (floating point); taken from the file's header, never from pixel values.
-        format: "png", "jpeg", "tiff", "webp", "raw", or Pillow's lower-case name for other formats.
-        exif: the EXIF block (TIFF-structured bytes, possibly with the ``Exif\\0\\0`` prefix) with its
-            orientation already set to 1, or None.
+        bit_depth: 8, 10, 12 (HEIC), 16, or 32 (floating point); taken from the file's header, never
+            from pixel values.
+        format: "png", "jpeg", "tiff", "webp", "heif", "avif", "jxl", "raw", or Pillow's lower-case
+            name for other formats.
         icc_profile: embedded ICC profile bytes, or None (None after a CMYK conversion).
-        xmp: XMP packet bytes, or None.
         source: the path that was read.
         is_raw: True for camera RAW files decoded by LibRaw.
         colour_space: a description such as "sRGB" or "embedded ICC profile".
         warnings: human-readable notes about the decode (clipped values, dropped frames...).
         orientation: the EXIF/TIFF orientation (1-8) found in the file and applied to ``pixels``.
+        metadata: EXIF (with maker notes and GPS), IPTC and XMP as exiv2 read them, orientation reset
+            to 1; None when the file had none. ``exif`` and ``xmp`` give its blocks as bytes.
     """
 
     pixels: np.ndarray
@@ -83,14 +85,23 @@ class ImageData:
     channels_in: int
     bit_depth: int
     format: str
-    exif: bytes | None
     icc_profile: bytes | None
-    xmp: bytes | None
     source: Path
     is_raw: bool = False
     colour_space: str = "sRGB"
     warnings: list[str] = field(default_factory=list)
     orientation: int = 1
+    metadata: Metadata | None = None
+
+    @property
+    def exif(self) -> bytes | None:
+        """The EXIF block (TIFF-structured, no ``Exif\\0\\0`` prefix, orientation 1), or None."""
+        return self.metadata.exif_block() if self.metadata is not None else None
+
+    @property
+    def xmp(self) -> bytes | None:
+        """The XMP packet (orientation 1), or None."""
+        return self.metadata.xmp_packet(with_iptc=False) if self.metadata is not None else None
 
     @property
     def height(self) -> int:

@@ -1,7 +1,9 @@
-"""Reading and writing display-referred (sRGB-like) images: PNG, JPEG, TIFF, WebP.
+"""Reading and writing display-referred (sRGB-like) images: PNG, JPEG, TIFF, WebP, HEIC/HEIF, AVIF, JPEG XL.
 
 Pixels travel as float32 RGB in [0, 1], shape (H, W, 3), upright. Camera RAW files are passed to
-:mod:`bsgd_cli.io.raw`. Nothing here prints; decode notes come back in ``ImageData.warnings``.
+:mod:`bsgd_cli.io.raw`. EXIF, IPTC and XMP are read and written by exiv2 (:mod:`._meta`); HEIC, AVIF
+and JPEG XL need optional plugins (:mod:`._modern`). Nothing here prints; decode notes come back in
+``ImageData.warnings``.
 """
 
 from __future__ import annotations
@@ -10,16 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageWriteError
+from ..errors import ImageReadError, ImageWriteError
 from ._atomic import atomic_write
 from ._decode import Decoded, decode_with_pillow
-from ._meta import (
-    apply_orientation,
-    exif_with_prefix,
-    exif_with_upright_orientation,
-    exif_without_prefix,
-    xmp_with_upright_orientation,
-)
+from ._meta import Metadata, apply_orientation, read_metadata, write_metadata
 from .imagedata import (
     RAW_EXTENSIONS,
     SRGB_EXTENSIONS,
@@ -42,7 +38,11 @@ __all__ = [
     "write_image",
 ]
 
-_WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".webp": "webp"}
+_WRITE_FORMATS = {
+    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".webp": "webp",
+    ".heic": "heif", ".heif": "heif", ".hif": "heif", ".avif": "avif", ".jxl": "jxl",
+}
+_EXTENSION_FORMATS = {".heic": "heif", ".heif": "heif", ".hif": "heif", ".avif": "avif", ".jxl": "jxl"}
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -58,9 +58,10 @@ def _icc_description(icc: bytes) -> str:
         return "embedded ICC profile"
 
 
-def _finish(dec: Decoded, path: Path) -> ImageData:
+def _finish(dec: Decoded, path: Path, metadata: Metadata | None, tagged_orientation: int | None) -> ImageData:
     """Scale to float32 [0, 1], sanitise floats, split alpha, expand grey, apply orientation."""
     notes = list(dec.warnings)
+    orientation = dec.orientation if dec.orientation is not None else (tagged_orientation or 1)
     arr = dec.array
     if dec.scale is not None:
         x = arr.astype(np.float32) if dec.scale == 1.0 else (arr / np.float32(dec.scale)).astype(np.float32)
@@ -83,23 +84,22 @@ def _finish(dec: Decoded, path: Path) -> ImageData:
     colour = np.clip(colour, 0.0, 1.0)
     if colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
-    colour = apply_orientation(np.ascontiguousarray(colour, dtype=np.float32), dec.orientation)
+    colour = apply_orientation(np.ascontiguousarray(colour, dtype=np.float32), orientation)
     if alpha is not None:
-        alpha = apply_orientation(np.clip(alpha, 0.0, 1.0).astype(np.float32), dec.orientation)
+        alpha = apply_orientation(np.clip(alpha, 0.0, 1.0).astype(np.float32), orientation)
     return ImageData(
         pixels=colour,
         alpha=alpha,
         channels_in=dec.channels_in,
         bit_depth=dec.bit_depth,
         format=dec.format,
-        exif=exif_with_upright_orientation(dec.exif),
         icc_profile=dec.icc_profile,
-        xmp=xmp_with_upright_orientation(dec.xmp),
         source=path,
         is_raw=False,
         colour_space=_icc_description(dec.icc_profile) if dec.icc_profile else "sRGB",
         warnings=notes,
-        orientation=dec.orientation,
+        orientation=orientation,
+        metadata=metadata,
     )
 
 
@@ -107,9 +107,11 @@ def read_image(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     """Decode an image file into float32 RGB [0, 1] pixels, shape (H, W, 3), upright.
 
     PNG (1/8/16-bit, grey, palette, alpha), JPEG (incl. CMYK), TIFF (8/16-bit, float; first page),
-    WebP, and camera RAW by extension. The size is checked against ``max_megapixels`` from the header
-    before any pixel is decoded. Raises ImageReadError for missing, empty, truncated, unrecognised,
-    too large or unsupported files; the message names the file and says what to do.
+    WebP, HEIC/HEIF (8/10/12-bit), AVIF (8-bit), JPEG XL, and camera RAW by extension. The size is
+    checked against ``max_megapixels`` from the header before any pixel is decoded (JPEG XL: after).
+    EXIF, IPTC and XMP come in ``metadata`` (read by exiv2). Raises ImageReadError for missing, empty,
+    truncated, unrecognised, too large or unsupported files, and for a format whose plugin is not
+    installed; the message names the file and says what to do.
     """
     path = Path(path)
     check_input_file(path)
@@ -119,27 +121,49 @@ def read_image(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
         return read_raw(path, max_megapixels=max_megapixels)
     try:
         with open(path, "rb") as fh:
-            magic = fh.read(4)
+            head = fh.read(64)
     except OSError as exc:
         raise cannot_open(path, exc) from exc
-    if magic in _TIFF_MAGIC:
+    dec = _decode(path, head, max_megapixels)
+    metadata, orientation, notes = read_metadata(path)
+    dec.warnings.extend(notes)
+    return _finish(dec, path, metadata, orientation)
+
+
+def _decode(path: Path, head: bytes, max_megapixels: float) -> Decoded:
+    from ._modern import missing_plugin, plugin_available, sniff
+
+    if head[:4] in _TIFF_MAGIC:
         from ._tiff import decode_tiff
 
-        dec = decode_tiff(path, max_megapixels)
-    else:
-        dec = decode_with_pillow(path, max_megapixels)
-    return _finish(dec, path)
+        return decode_tiff(path, max_megapixels)
+    modern = sniff(head)
+    if modern is None and head[4:8] == b"ftyp":  # an ISO-BMFF brand we do not know: trust the extension
+        modern = _EXTENSION_FORMATS.get(path.suffix.lower())
+    if modern is not None and not plugin_available(modern):
+        raise ImageReadError(missing_plugin(path, modern, "reading"))
+    if modern == "heif":
+        from ._modern import decode_heif
+
+        return decode_heif(path, max_megapixels)
+    return decode_with_pillow(path, max_megapixels, {"avif": "AVIF", "jxl": "JPEG XL"}.get(modern or ""))
 
 
 # ----------------------------------------------------------------------------------------- writing
 
 
-def _output_depth(fmt: str, bit_depth: int | None, like: ImageData | None) -> int:
+def _output_depth(fmt: str, bit_depth: int | None, like: ImageData | None, grey: bool) -> int:
     wanted = bit_depth if bit_depth is not None else (like.bit_depth if like is not None else None)
-    if fmt in ("jpeg", "webp"):
+    if fmt in ("jpeg", "webp", "avif"):
         return 8
-    if fmt == "png":
+    if fmt == "heif":
+        from ._modern import heif_depth
+
+        return heif_depth(wanted)
+    if fmt == "png" or (fmt == "jxl" and grey):
         return 16 if wanted is not None and wanted > 8 else 8
+    if fmt == "jxl":
+        return 8
     if wanted is None:
         return 16
     return 8 if wanted <= 8 else 16 if wanted <= 16 else 32
@@ -182,35 +206,43 @@ def _icc_for(icc: bytes | None, grey: bool) -> bytes | None:
     return icc if space == (b"GRAY" if grey else b"RGB ") else None
 
 
-def _pillow_save(tmp: Path, samples: np.ndarray, fmt: str, quality: int, icc, exif, xmp) -> None:
-    from PIL import Image, PngImagePlugin
+def _pillow_save(tmp: Path, samples: np.ndarray, fmt: str, quality: int, icc: bytes | None) -> None:
+    from PIL import Image
 
     im = Image.fromarray(samples)
-    kw: dict = {}
-    if icc:
-        kw["icc_profile"] = icc
+    kw: dict = {"icc_profile": icc} if icc else {}
     if fmt == "jpeg":
-        kw.update(quality=quality, subsampling=0 if quality >= 90 else 2)
-        if exif and len(exif) < 65000:
-            kw["exif"] = exif_with_prefix(exif)
-        if xmp:
-            kw["xmp"] = xmp
-        im.save(tmp, format="JPEG", **kw)
+        im.save(tmp, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2, **kw)
     elif fmt == "webp":
-        kw.update(quality=quality, exact=True)
-        if exif:
-            kw["exif"] = exif_without_prefix(exif)
-        if xmp:
-            kw["xmp"] = xmp
-        im.save(tmp, format="WEBP", **kw)
+        im.save(tmp, format="WEBP", quality=quality, exact=True, **kw)
     else:
-        if exif:
-            kw["exif"] = exif_without_prefix(exif)
-        if xmp:
-            info = PngImagePlugin.PngInfo()
-            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
-            kw["pnginfo"] = info
         im.save(tmp, format="PNG", compress_level=6, **kw)
+
+
+def _encode(tmp: Path, fmt: str, samples: np.ndarray, *, depth: int, quality: int, has_alpha: bool, icc: bytes | None, metadata: Metadata | None) -> None:
+    """Encode ``samples`` into ``tmp``; EXIF, IPTC and XMP by exiv2, or by the encoder where exiv2 cannot."""
+    if fmt in ("heif", "avif", "jxl"):
+        from ._modern import encode_heif, encode_with_pillow
+
+        exif = metadata.exif_block(orientation_tag=fmt != "avif") if metadata else None
+        xmp = metadata.xmp_packet(with_iptc=True) if metadata else None
+        if fmt == "heif":
+            encode_heif(tmp, samples, depth=depth, quality=quality, icc=icc, exif=exif, xmp=xmp)
+        else:
+            encode_with_pillow(tmp, samples, fmt, quality=quality, icc=icc, exif=exif, xmp=xmp)
+        return
+    if fmt == "tiff":
+        from ._tiff import encode_tiff
+
+        encode_tiff(tmp, samples, has_alpha=has_alpha, icc_profile=icc)
+    elif fmt == "png" and depth == 16:
+        from ._png import encode_png
+
+        encode_png(tmp, samples, icc_profile=icc)
+    else:
+        _pillow_save(tmp, samples, fmt, quality, icc)
+    if metadata is not None:
+        write_metadata(tmp, metadata, iptc_as_xmp=fmt == "webp")
 
 
 def write_image(
@@ -224,46 +256,49 @@ def write_image(
     """Write float pixels in [0, 1] atomically; the format comes from the extension.
 
     pixels: (H, W, 3) RGB, (H, W, 4) RGBA, or (H, W) / (H, W, 1) grey. With ``like`` (the decoded
-    input) the output keeps its greyness, alpha, bit depth, EXIF (orientation reset to 1), ICC
-    profile and XMP where the format can hold them. ``bit_depth`` (8, 16, 32) overrides and is
-    clipped to the format: JPEG/WebP 8; PNG 8/16; TIFF 8/16/32-float (default 16 without ``like``).
-    JPEG drops alpha; WebP stores grey as RGB. JPEG uses 4:4:4 chroma at quality >= 90.
-    Missing parent folders are created. Raises ImageWriteError naming the path and what to do.
+    input) the output keeps its greyness, alpha, bit depth, EXIF with maker notes and GPS
+    (orientation reset to 1), IPTC, XMP and ICC profile where the format can hold them (IPTC goes
+    into the XMP for WebP, HEIC, AVIF and JPEG XL; JPEG XL cannot take the ICC profile).
+    ``bit_depth`` (8, 16, 32) overrides and is clipped to the format: JPEG/WebP/AVIF 8; PNG 8/16;
+    HEIC 8/10/12; JPEG XL 8 (grey 8/16); TIFF 8/16/32-float (default 16 without ``like``). JPEG
+    drops alpha; WebP and AVIF store grey as RGB. Lossy formats use 4:4:4 chroma at quality >= 90.
+    Missing parent folders are created. Raises ImageWriteError naming the path and what to do
+    (for a format whose plugin is missing: the package to install).
     """
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageWriteError(
-            f"{path}: cannot write '{path.suffix or '(no extension)'}' files; use .png, .jpg, .tif or .webp"
+            f"{path}: cannot write '{path.suffix or '(no extension)'}' files; "
+            "use .png, .jpg, .tif, .webp, .heic, .avif or .jxl"
         )
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be 1-100, got {quality}")
+    if fmt in ("heif", "avif", "jxl"):
+        from ._modern import missing_plugin, plugin_available
+
+        if not plugin_available(fmt):
+            raise ImageWriteError(missing_plugin(path, fmt, "writing"))
     colour, alpha = _channels(pixels, like)
     grey = colour.ndim == 2
-    if fmt == "webp" and grey:
+    if fmt in ("webp", "avif") and grey:
         colour, grey = np.repeat(colour[..., None], 3, axis=2), False
     if fmt == "jpeg":
         alpha = None
-    depth = _output_depth(fmt, bit_depth, like)
+    depth = _output_depth(fmt, bit_depth, like, grey)
     stack = colour if alpha is None else np.dstack([colour, alpha])
-    samples = _quantise(stack, depth)
-    icc = _icc_for(like.icc_profile, grey) if like is not None else None
-    exif = exif_with_upright_orientation(like.exif) if like is not None else None
-    xmp = xmp_with_upright_orientation(like.xmp) if like is not None else None
+    if fmt == "heif":
+        from ._modern import quantise_heif
 
-    def encode(tmp: Path) -> None:
-        if fmt == "tiff":
-            from ._tiff import encode_tiff
-
-            encode_tiff(tmp, samples, has_alpha=alpha is not None, icc_profile=icc, exif=exif, xmp=xmp)
-        elif fmt == "png" and depth == 16:
-            from ._png import encode_png
-
-            encode_png(tmp, samples, icc_profile=icc, exif=exif_without_prefix(exif) if exif else None, xmp=xmp)
-        else:
-            _pillow_save(tmp, samples, fmt, quality, icc, exif, xmp)
-
-    atomic_write(path, encode)
+        samples = quantise_heif(stack, depth)
+    else:
+        samples = _quantise(stack, depth)
+    icc = _icc_for(like.icc_profile, grey) if like is not None and fmt != "jxl" else None
+    metadata = like.metadata if like is not None else None
+    atomic_write(
+        path,
+        lambda tmp: _encode(tmp, fmt, samples, depth=depth, quality=quality, has_alpha=alpha is not None, icc=icc, metadata=metadata),
+    )
 
 
 def is_supported_output(path: str | Path) -> bool:

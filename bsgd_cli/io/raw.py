@@ -111,10 +111,11 @@ def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
 
     LibRaw with the camera's white balance, no auto-brightening, 16-bit output, sRGB primaries and
     gamma. ``bit_depth`` is 16, ``format`` "raw", ``is_raw`` True. The size is checked from the
-    header before the sensor data is unpacked. Camera EXIF is carried over for TIFF-based RAW files
-    (DNG, NEF, CR2, ARW...). Raises ImageReadError with what to do when LibRaw cannot read the file.
+    header before the sensor data is unpacked. The camera's EXIF (with maker notes), IPTC and XMP
+    are read by exiv2 (orientation reset to 1: LibRaw turns the pixels). Raises ImageReadError with
+    what to do when LibRaw cannot read the file.
     """
-    from ._meta import exif_from_tiff_file
+    from ._meta import read_metadata
 
     path = Path(path)
     check_input_file(path)
@@ -125,21 +126,20 @@ def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
         pixels = develop(raw, path)
     finally:
         raw.close()
-    notes: list[str] = []
+    metadata, _, notes = read_metadata(path)
     return ImageData(
         pixels=pixels,
         alpha=None,
         channels_in=3,
         bit_depth=16,
         format="raw",
-        exif=exif_from_tiff_file(path),
         icc_profile=None,
-        xmp=None,
         source=path,
         is_raw=True,
         colour_space=RAW_COLOUR_SPACE,
         warnings=notes,
         orientation=1,
+        metadata=metadata,
     )
 
 
