@@ -51,12 +51,16 @@ def make_slot_data(root: Path) -> Path:
 
 
 def rawpy_blocker(folder: Path) -> tuple[Path, Path]:
-    """A fake rawpy package that leaves a marker file and fails: the GPU slot's Python has no rawpy."""
+    """A fake rawpy package that leaves a marker file and fails: the GPU slot's Python has no rawpy.
+    exiv2 and the format plugins are absent there too: they fail to import (the metadata reader copes)."""
     marker = folder / "rawpy-was-imported"
     (folder / "rawpy").mkdir(parents=True)
     (folder / "rawpy" / "__init__.py").write_text(
         f"open({str(marker)!r}, 'w').write('imported')\nraise ImportError('rawpy is blocked: the GPU slot has none')\n"
     )
+    for absent in ("exiv2", "pillow_heif", "pillow_jxl"):
+        (folder / absent).mkdir()
+        (folder / absent / "__init__.py").write_text(f"raise ImportError('{absent} is absent on the GPU slot')\n")
     return folder, marker
 
 
