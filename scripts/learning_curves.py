@@ -164,13 +164,14 @@ def run(args: argparse.Namespace) -> None:
     ema = copy.deepcopy(model).eval()
     params = list(model.blind_spot_net.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    pool = training_pool(args.set, Path(args.scratch) / args.set)
+    pool = NoisyImagePool.from_folder(Path(args.train_dir), min_side=128) if args.train_dir else \
+        training_pool(args.set, Path(args.scratch) / args.set)
     pairs = load_eval(args.set)
     rng = np.random.default_rng([args.seed, 2])
     generator = torch.Generator().manual_seed(args.seed + 3)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = {"variant": args.variant + (f"@{args.init}" if args.init else ""), "set": args.set, "net": dataclasses.asdict(net),
+    header = {"variant": args.variant + (f"@{args.init}" if args.init else "") + (" on " + args.train_dir if args.train_dir else ""), "set": args.set, "net": dataclasses.asdict(net),
               "train": dataclasses.asdict(config), "threads": args.threads,
               "params": sum(p.numel() for p in params),
               "noisy_psnr": float(np.mean([psnr_uint8(c, n) for n, c in pairs]))}
@@ -219,6 +220,23 @@ def run(args: argparse.Namespace) -> None:
                 losses.append(float(loss.detach()))
                 seconds += time.perf_counter() - started
             record()
+    if args.save:
+        save(ema, args.init, config, args.save)
+
+
+def save(ema: BsgdModel, init: str | None, config: TrainConfig, path: str) -> None:
+    """The EMA blind-spot branch inside a copy of model ``init`` (its other branches, student and sampler)."""
+    from bsgd_cli.checkpoint import load_model, save_model
+
+    if init is None:
+        raise SystemExit("--save needs --init: the other branches come from that model")
+    source = load_model(init)
+    model = copy.deepcopy(source.model)
+    model.config = dataclasses.replace(model.config, blind_spot=ema.config.blind_spot)
+    model.blind_spot_net = copy.deepcopy(ema.blind_spot_net)
+    info = {**source.info, "blind_spot_finetune": {"from": str(source.path), "train_config": dataclasses.asdict(config),
+                                                    "script": "scripts/learning_curves.py"}}
+    save_model(Path(path), model, sampler=source.sampler, info=info)
 
 
 def table(paths: list[str]) -> None:
@@ -249,6 +267,8 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=2400, help="training budget in patches")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-dir", default=None, help="train on this folder of noisy images instead of the set's")
+    parser.add_argument("--save", default=None, help="write the model (with --init's other branches) here at the end")
     parser.add_argument("--init", default=None, help="start the blind-spot branch from this model (e.g. default)")
     parser.add_argument("--scratch", default="runs/curves-scratch")
     parser.add_argument("--out", default=None)
