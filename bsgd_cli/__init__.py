@@ -18,11 +18,11 @@ __version__ = "0.1.0"
 
 _API = {
     "load_model": ("checkpoint", "load_model"),
-    "denoise_array": ("inference", "denoise_array"),
-    "denoise_paths": ("denoise", "denoise_paths"),
-    "DenoiseOptions": ("denoise", "DenoiseOptions"),
-    "train": ("train", "train"),
-    "run_benchmark": ("evaluate", "run_benchmark"),
+    "denoise_array": ("engine.denoise", "denoise_array"),
+    "denoise_paths": ("batch.denoise", "denoise_paths"),
+    "DenoiseOptions": ("batch.denoise", "DenoiseOptions"),
+    "train": ("training.train", "train"),
+    "run_benchmark": ("benchmark.evaluate", "run_benchmark"),
     "BsgdError": ("errors", "BsgdError"),
 }
 

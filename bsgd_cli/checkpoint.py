@@ -21,9 +21,9 @@ import torch
 
 from . import __version__
 from .config import ModelConfig, SamplerConfig, from_dict, to_dict
+from .engine.model import BsgdModel
 from .errors import BsgdError, ModelFileError
 from .io.imagedata import special_kind
-from .model import BsgdModel
 
 FORMAT = "bsgd-model"
 FORMAT_VERSION = 1

@@ -46,7 +46,7 @@ class BlindSpotConfig:
     ``variance``: the head also predicts, per pixel and channel, the log-variance of the noisy value
     given its neighbours (trained by Gaussian likelihood), so the ``bsn`` mode can fuse the neighbours'
     prediction with the pixel's own value (Laine et al. 2019's Bayesian step; see
-    :func:`bsgd_cli.model.BsgdModel.blind_spot_posterior`).
+    :func:`bsgd_cli.engine.model.BsgdModel.blind_spot_posterior`).
     """
 
     width: int = 32
@@ -110,7 +110,7 @@ class SamplerConfig:
     guidance: w in ``x0 = x_c + w (x_b - x_c)``; 1 is the blind-spot branch alone, 0 the diffusion
     branch alone, > 1 extrapolates. steps: K DDIM steps from ``t_start`` to 0. runs: R averaged runs.
     replace_prob: p, the probability a pixel/channel is re-injected from the noisy input per step.
-    refine: "wiener" runs :mod:`bsgd_cli.wiener` on the mode's output (the pilot): a DCT-domain
+    refine: "wiener" runs :mod:`bsgd_cli.engine.wiener` on the mode's output (the pilot): a DCT-domain
     empirical Wiener filter in opponent colour planes with the noise measured on each image;
     wiener_passes, wiener_noise (scale of the measured noise power), wiener_chroma (a further
     factor on the colour planes), wiener_patch and wiener_stride (block side and step in pixels),
@@ -199,7 +199,7 @@ class TrainConfig:
 
     t_max: both branches are trained on t in [0, t_max] (the sampler starts at t_start <= t_max);
     t_zero_prob: share of blind-spot samples at t = 0 exactly (plain AP-BSN training).
-    photometric: random darkening and channel order (see :func:`bsgd_cli.data.photometric`).
+    photometric: random darkening and channel order (see :func:`bsgd_cli.training.data.photometric`).
     channels_last: keep weights and batches in NHWC memory order (faster convolutions on tensor-core
     GPUs; the same numbers up to float rounding).
     prefetch: cut this many batches ahead in a background thread (0: none), so the CPU's work

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from bsgd_cli.benchmark.datasets import load_dataset
+from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import SamplerConfig
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
+from bsgd_cli.engine.denoise import denoise_array
 
 BASE = SamplerConfig(mode="bsgd", guidance=0.8, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid", refine="none")
 CHOSEN = replace(BASE, guidance=0.5)  # the first pass's best bsgd row (w=0.5), also the student's teacher

@@ -13,7 +13,7 @@ travels (tracked files, untracked files git does not ignore, and the carried fol
   so a smaller budget takes a prefix of the same list;
 
 after keeping room for what the next slot adds to the repository (its compact state in training/gpu/
-and a larger package model; bsgd_cli.slot.predicted_slot_files), so the same images still fit after
+and a larger package model; bsgd_cli.training.slot.predicted_slot_files), so the same images still fit after
 a slot's files are committed. Files are copied byte for byte (checked by SHA-256): lossless. A
 MANIFEST.json in the folder lists them with the sizes measured.
 """
@@ -50,9 +50,9 @@ def tracked_size(repo: Path, relative: str) -> int:
 
 
 def reserve_bytes(repo: Path) -> int:
-    """Room for what a slot adds once its files are committed (bsgd_cli.slot.predicted_slot_files)."""
+    """Room for what a slot adds once its files are committed (bsgd_cli.training.slot.predicted_slot_files)."""
     sys.path.insert(0, str(REPO))
-    from bsgd_cli.slot import predicted_slot_files
+    from bsgd_cli.training.slot import predicted_slot_files
 
     predicted = predicted_slot_files()
     state = max(0, predicted["state"] - tracked_size(repo, "training/gpu/state.pt"))

@@ -4,7 +4,7 @@
     PYTHONPATH=. python3 scripts/device_train.py --out "$OUT"              # on the GPU machine
     DRY_RUN=1 OUT=runs/dry make device-train                               # the same path on a CPU, ~1 minute
 
-Stages, each against its own deadline (bsgd_cli.slot.gpu_plan): train (resuming training/gpu/state.pt
+Stages, each against its own deadline (bsgd_cli.training.slot.gpu_plan): train (resuming training/gpu/state.pt
 when it is there), save the compact state and the model to $OUT, distil the fast student, benchmark
 on the report split in the data folder, time every mode on a 24 MP image. results.json is rewritten
 after every stage and log.txt after every line, so a run cut off anywhere still says what happened.
@@ -129,9 +129,9 @@ def environment(plan_device: str) -> dict[str, Any]:
 def run(args: argparse.Namespace, log: Log, results: Results) -> int:
     from bsgd_cli import __version__
     from bsgd_cli.checkpoint import resolve_model_path
-    from bsgd_cli.optim import WallClock
-    from bsgd_cli.slot import MODEL_NAME, SlotData, dry_run_plan, gpu_plan, out_problems, shortened
-    from bsgd_cli.slot_stages import benchmark_stage, distill_stage, speed_stage, train_stage
+    from bsgd_cli.training.optim import WallClock
+    from bsgd_cli.training.slot import MODEL_NAME, SlotData, dry_run_plan, gpu_plan, out_problems, shortened
+    from bsgd_cli.training.slot_stages import benchmark_stage, distill_stage, speed_stage, train_stage
 
     plan = dry_run_plan() if args.dry_run else gpu_plan()
     if args.hard_seconds is not None:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from bsgd_cli.checkpoint import load_model  # noqa: E402
 from bsgd_cli.errors import BsgdError  # noqa: E402
-from bsgd_cli.slot import (  # noqa: E402
+from bsgd_cli.training.slot import (  # noqa: E402
     LOG_NAME,
     MODEL_NAME,
     RESULTS_NAME,
@@ -34,7 +34,7 @@ from bsgd_cli.slot import (  # noqa: E402
     measured_better,
     summary_row,
 )
-from bsgd_cli.train_state import COMPACT_KEY, read_state  # noqa: E402
+from bsgd_cli.training.train_state import COMPACT_KEY, read_state  # noqa: E402
 
 TABLE_COLUMNS = ("started_utc", "device", "steps", "steps_this_slot", "train_minutes", "patches_per_s", "polyu_fast",
                  "polyu_bsgd", "polyu_bsgd_alone", "baseline_fast", "baseline_bsgd", "fast_mp_per_s_24mp", "status")

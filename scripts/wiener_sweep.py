@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from bsgd_cli.benchmark.datasets import load_dataset
+from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
-from bsgd_cli.wiener import WienerSettings, estimate_noise, wiener_refine
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.wiener import WienerSettings, estimate_noise, wiener_refine
 
 RGB = dict(opponent=False, chroma_scale=1.0)
 SAME = dict(chroma_patch=16, chroma_stride=4)  # the colour planes in the luminance's blocks (third ablation)

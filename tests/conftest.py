@@ -27,7 +27,7 @@ def tiny_model_file(tmp_path_factory) -> Path:
     """A tiny untrained model with a student, saved the real way."""
     from bsgd_cli.checkpoint import save_model
     from bsgd_cli.config import PRESETS, StudentConfig
-    from bsgd_cli.model import BsgdModel
+    from bsgd_cli.engine.model import BsgdModel
 
     torch.manual_seed(0)
     model = BsgdModel(PRESETS["tiny"])

@@ -21,9 +21,9 @@ from bsgd_cli.benchmark import (
     write_sidd_submission,
 )
 from bsgd_cli.benchmark.baselines import estimate_noise_sigma
+from bsgd_cli.benchmark.metrics import to_uint8
 from bsgd_cli.benchmark.runner import PeakRss
 from bsgd_cli.errors import BsgdError, DatasetError, ImageReadError
-from bsgd_cli.metrics import to_uint8
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MATLAB_73_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."

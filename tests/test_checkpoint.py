@@ -11,8 +11,8 @@ import torch
 
 from bsgd_cli.checkpoint import load_model, read_metadata, save_model
 from bsgd_cli.config import PRESETS, ModelConfig, SamplerConfig, from_dict, to_dict
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import ConfigError, ModelFileError
-from bsgd_cli.model import BsgdModel
 
 
 def test_round_trip_rebuilds_identical_model(tmp_path) -> None:

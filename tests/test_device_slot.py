@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.cli import app
-from bsgd_cli.optim import WallClock
-from bsgd_cli.slot import SlotData, dry_run_plan, measured_better, out_problems
-from bsgd_cli.slot_stages import benchmark_stage, speed_stage
+from bsgd_cli.training.optim import WallClock
+from bsgd_cli.training.slot import SlotData, dry_run_plan, measured_better, out_problems
+from bsgd_cli.training.slot_stages import benchmark_stage, speed_stage
 
 from .conftest import noisy_image
 
@@ -33,7 +33,7 @@ def _u8(image: np.ndarray) -> np.ndarray:
 
 
 def make_slot_data(root: Path) -> Path:
-    """A small data folder in the layout `make device-data` writes (bsgd_cli.slot.SlotData)."""
+    """A small data folder in the layout `make device-data` writes (bsgd_cli.training.slot.SlotData)."""
     (root / "train").mkdir(parents=True)
     for index in range(3):
         Image.fromarray(_u8(noisy_image(64, 64, seed=index))).save(root / "train" / f"{index:04d}_1.png")

@@ -9,8 +9,8 @@ from PIL import Image
 
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import StudentConfig
-from bsgd_cli.distill import DistillConfig, distill
-from bsgd_cli.inference import denoise_array
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.training.distill import DistillConfig, distill
 
 from .conftest import noisy_image
 
@@ -67,7 +67,7 @@ def test_self_distillation_on_the_pipeline_lowers_the_student_loss(tmp_path: Pat
 def test_targets_are_reused_only_for_the_same_teacher_settings(tmp_path: Path, tiny_model_file: Path) -> None:
     from dataclasses import replace
 
-    from bsgd_cli.distill import TARGETS_FILE
+    from bsgd_cli.training.distill import TARGETS_FILE
 
     folder = _noisy_folder(tmp_path, count=1)
     teacher = load_model(tiny_model_file)
@@ -84,7 +84,7 @@ def test_targets_are_reused_only_for_the_same_teacher_settings(tmp_path: Path, t
 
 def test_pairs_share_their_augmentation() -> None:
     """Noisy patch and target get the same flip, darkening and channel order (a target = its noisy patch stays so)."""
-    from bsgd_cli.distill import Pairs, sample_pairs
+    from bsgd_cli.training.distill import Pairs, sample_pairs
 
     image = (np.random.default_rng(0).random((40, 40, 3)) * 65535).astype(np.uint16)
     pairs = Pairs([image], [image.copy()])

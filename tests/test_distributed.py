@@ -92,8 +92,8 @@ def test_two_ranks_match_one_rank_and_resume_on_one(noisy_dir: Path, tmp_path: P
     """
     from bsgd_cli.checkpoint import load_model
     from bsgd_cli.config import PRESETS, TrainConfig
-    from bsgd_cli.model import BsgdModel
-    from bsgd_cli.train import train
+    from bsgd_cli.engine.model import BsgdModel
+    from bsgd_cli.training.train import train
 
     torch.set_num_threads(1)  # the workers get one thread each; two here would fight them for 2 cores
     reference = tmp_path / "one_rank"
@@ -164,7 +164,7 @@ def test_denoise_two_ranks_each_file_once(tmp_path: Path) -> None:
     """6 images + 1 broken file (index 1, so rank 1's): every file once, rank 0 alone prints all 7."""
     from bsgd_cli.checkpoint import save_model
     from bsgd_cli.config import PRESETS
-    from bsgd_cli.model import BsgdModel
+    from bsgd_cli.engine.model import BsgdModel
 
     torch.manual_seed(0)
     model_path = tmp_path / "tiny.safetensors"

@@ -46,7 +46,7 @@ def _digest(array: np.ndarray) -> dict[str, Any]:
 def _make_tiny() -> None:
     from bsgd_cli.checkpoint import save_model
     from bsgd_cli.config import PRESETS, StudentConfig
-    from bsgd_cli.model import BsgdModel
+    from bsgd_cli.engine.model import BsgdModel
 
     torch.manual_seed(0)
     model = BsgdModel(PRESETS["tiny"])
@@ -78,14 +78,14 @@ CASES: list[tuple[str, str, dict[str, Any], tuple[int, int, int]]] = [
 
 
 def _denoise_case(models: dict[str, Any], model: str, kwargs: dict[str, Any], image: np.ndarray) -> np.ndarray:
-    from bsgd_cli.inference import denoise_array
+    from bsgd_cli.engine.denoise import denoise_array
 
     return denoise_array(models[model], image, device="cpu", **kwargs)
 
 
 def _batch_case(models: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Two files through the batch (8-bit PNG in, 16-bit PNG in): the decoded output pixels."""
-    from bsgd_cli.denoise import DenoiseOptions, denoise_paths
+    from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
     from bsgd_cli.io import read_image, write_image
 
     source = folder / "in"
@@ -101,9 +101,9 @@ def _train_case(folder: Path) -> dict[str, Any]:
     """Three training steps of the tiny preset and two distillation steps: the saved weights."""
     from bsgd_cli.checkpoint import load_model
     from bsgd_cli.config import PRESETS, StudentConfig, TrainConfig
-    from bsgd_cli.distill import DistillConfig, distill
     from bsgd_cli.io import write_image
-    from bsgd_cli.train import train
+    from bsgd_cli.training.distill import DistillConfig, distill
+    from bsgd_cli.training.train import train
 
     data = folder / "noisy"
     data.mkdir(parents=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bsgd_cli.config import PRESETS, BlindSpotConfig
-from bsgd_cli.model import BsgdModel
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.nets import BlindSpotNet, UNet
 from bsgd_cli.nets.common import pd_down, pd_up
 
@@ -144,7 +144,7 @@ def test_posterior_keeps_what_the_neighbours_cannot_explain() -> None:
 
 
 def test_gaussian_nll_matches_torch() -> None:
-    from bsgd_cli.losses import gaussian_nll
+    from bsgd_cli.training.losses import gaussian_nll
 
     mean, target = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
     log_variance = torch.randn(2, 3, 8, 8) * 0.5

@@ -159,7 +159,7 @@ def default_model():
 
 @pytest.mark.parametrize(("height", "width"), [(1, 40), (40, 1), (3, 3), (1, 1), (5, 7)])
 def test_tiny_images_keep_their_brightness_with_the_embedded_model(tmp_path: Path, default_model, height: int, width: int) -> None:  # U2
-    from bsgd_cli.denoise import DenoiseOptions, denoise_paths
+    from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
 
     noisy = np.clip(0.4 + np.random.default_rng(height * 100 + width).normal(0, 0.05, (height, width, 3)), 0, 1)
     source = tmp_path / "tiny.png"
@@ -179,7 +179,7 @@ def test_tiny_images_keep_their_brightness_with_the_embedded_model(tmp_path: Pat
 def test_a_non_finite_result_fails_the_file_instead_of_writing_black(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:
     import torch
 
-    import bsgd_cli.inference as inference
+    import bsgd_cli.engine.denoise as inference
 
     monkeypatch.setattr(inference, "denoise_tensor", lambda net, noisy, *a, **k: torch.full_like(noisy, float("nan")))
     write_image(tmp_path / "a.png", noisy_image(40, 40))

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from bsgd_cli.batch.planning import Naming, check_suffix, claims, collect_jobs, name_key, plan_outputs
 from bsgd_cli.cli import EXIT_USAGE, app
 from bsgd_cli.errors import ConfigError
-from bsgd_cli.planning import Naming, check_suffix, claims, collect_jobs, name_key, plan_outputs
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""RAW-domain training and denoising (bsgd_cli.raw_domain) on small generated DNGs."""
+"""RAW-domain training and denoising (bsgd_cli.raw.domain) on small generated DNGs."""
 
 from __future__ import annotations
 
@@ -10,17 +10,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from bsgd_cli.batch.denoise import tonal_warning
 from bsgd_cli.checkpoint import load_model, save_model
 from bsgd_cli.cli import app
 from bsgd_cli.config import PRESETS
-from bsgd_cli.data import NoisyImagePool, sample_patches
-from bsgd_cli.denoise import tonal_warning
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import ConfigError, ImageReadError, ModelFileError
-from bsgd_cli.inference import denoise_array
 from bsgd_cli.io import pack_bayer, read_bayer, unpack_bayer, write_dng
 from bsgd_cli.io.dng import XYZ_TO_SRGB, _srational
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.raw_domain import (
+from bsgd_cli.raw.domain import (
     NotBayerError,
     augment_bayer,
     normalise_planes,
@@ -31,6 +30,7 @@ from bsgd_cli.raw_domain import (
     resolve_domain,
     write_raw_dng,
 )
+from bsgd_cli.training.data import NoisyImagePool, sample_patches
 
 runner = CliRunner()
 BLACK, WHITE = 512, 16000

@@ -126,8 +126,8 @@ def test_cuda_without_a_gpu_is_refused(folder: Path) -> None:
 
 def test_the_library_refuses_the_same_values() -> None:
     """API users get the refusals too: the sampler config, the batch and the speed benchmark."""
-    from bsgd_cli.denoise import DenoiseOptions, check_options
-    from bsgd_cli.speed import run_speed_benchmark
+    from bsgd_cli.batch.denoise import DenoiseOptions, check_options
+    from bsgd_cli.benchmark.speed import run_speed_benchmark
 
     for bad in (math.nan, math.inf, -1.0, 10.0):
         with pytest.raises(ConfigError, match="guidance"):

@@ -34,15 +34,15 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
 from bsgd_cli.checkpoint import load_model, read_metadata, save_model
 from bsgd_cli.cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE, app
 from bsgd_cli.config import PRESETS
-from bsgd_cli.denoise import DenoiseOptions, denoise_paths
-from bsgd_cli.inference import denoise_array
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.io import read_image, write_dng, write_image
 from bsgd_cli.io._png import encode_png
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.train import read_state
+from bsgd_cli.training.train import read_state
 
 from .conftest import noisy_image
 

@@ -1,4 +1,4 @@
-"""Tests for bsgd_cli.samples: deterministic demo photos with realistic synthetic camera noise."""
+"""Tests for bsgd_cli.viz.samples: deterministic demo photos with realistic synthetic camera noise."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytest.importorskip("skimage")
 
 from bsgd_cli.errors import BsgdError  # noqa: E402
 from bsgd_cli.io import read_image  # noqa: E402
-from bsgd_cli.samples import (  # noqa: E402
+from bsgd_cli.viz.samples import (  # noqa: E402
     ISO_LEVELS,
     add_camera_noise,
     demosaic_bilinear,

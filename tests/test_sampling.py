@@ -11,7 +11,7 @@ from bsgd_cli.config import SamplerConfig
 from bsgd_cli.diffusion.guidance import blind_spot_guidance
 from bsgd_cli.diffusion.sampling import replacement_masks, sample_bsgd
 from bsgd_cli.diffusion.schedule import alpha_bar, ddim_times, signal_and_noise
-from bsgd_cli.inference import denoise_tensor, tile_generator
+from bsgd_cli.engine.denoise import denoise_tensor, tile_generator
 
 from .conftest import noisy_image
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bsgd_cli.benchmark.speed import run_speed_benchmark, synthetic_photo
 from bsgd_cli.cli import app
-from bsgd_cli.speed import run_speed_benchmark, synthetic_photo
 
 runner = CliRunner()
 

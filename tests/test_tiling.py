@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bsgd_cli.checkpoint import load_model
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.tiling import apply_tiled, blend_weights, plan_tiles
 from bsgd_cli.errors import ConfigError
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.tiling import apply_tiled, blend_weights, plan_tiles
 
 from .conftest import noisy_image
 

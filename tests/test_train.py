@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.cli import app
 from bsgd_cli.config import PRESETS, TrainConfig
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import TrainingError
-from bsgd_cli.losses import blind_spot_loss, diffusion_loss
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.train import learning_rate, train
+from bsgd_cli.training.losses import blind_spot_loss, diffusion_loss
+from bsgd_cli.training.train import learning_rate, train
 
 from .conftest import noisy_image
 

@@ -13,11 +13,11 @@ from PIL import Image
 
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import PRESETS, StudentConfig, TrainConfig
-from bsgd_cli.distill import DistillConfig, distill
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.optim import FLOOR, WallClock, warmup_cosine, warmup_cosine_by_time
-from bsgd_cli.train import Trainer, read_state, train
-from bsgd_cli.train_state import compact_state, state_bytes
+from bsgd_cli.engine.model import BsgdModel
+from bsgd_cli.training.distill import DistillConfig, distill
+from bsgd_cli.training.optim import FLOOR, WallClock, warmup_cosine, warmup_cosine_by_time
+from bsgd_cli.training.train import Trainer, read_state, train
+from bsgd_cli.training.train_state import compact_state, state_bytes
 
 from .conftest import noisy_image
 
@@ -51,7 +51,7 @@ def test_time_schedule_warms_up_by_steps_then_follows_the_clock() -> None:
 
 def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(noisy_folder: Path, tmp_path: Path, monkeypatch) -> None:
     clock = {"now": 1000.0}  # a fake clock: each training step takes one second
-    monkeypatch.setattr("bsgd_cli.optim.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("bsgd_cli.training.optim.time.monotonic", lambda: clock["now"])
     real_step = Trainer.train_step
 
     def timed_step(self: Trainer, lr: float | None = None) -> dict[str, float]:
@@ -189,7 +189,7 @@ def test_a_failing_prefetch_thread_raises_in_the_trainer(noisy_folder: Path, tmp
     def broken(*args, **kwargs):
         raise OSError("disk gone")
 
-    monkeypatch.setattr("bsgd_cli.data.sample_patches", broken)
+    monkeypatch.setattr("bsgd_cli.training.data.sample_patches", broken)
     with pytest.raises(OSError, match="disk gone"):
         train(noisy_folder, tmp_path / "run", model_config=PRESETS["tiny"], config=TrainConfig(steps=3, prefetch=1, **TINY),
               device="cpu")

@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.cli import app
 from bsgd_cli.config import SamplerConfig, from_dict, to_dict
-from bsgd_cli.errors import ConfigError
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.wiener import (
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.wiener import (
     WienerSettings,
     _block_dct,
     _block_idct_sum,
@@ -24,6 +23,7 @@ from bsgd_cli.wiener import (
     estimate_noise,
     wiener_refine,
 )
+from bsgd_cli.errors import ConfigError
 
 from .conftest import noisy_image
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bsgd_cli.benchmark.metrics import to_uint8
 from bsgd_cli.errors import BsgdError
-from bsgd_cli.metrics import to_uint8
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 

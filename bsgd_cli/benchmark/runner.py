@@ -1,7 +1,7 @@
 """Run denoisers over a benchmark data set: quality, speed and memory per image, then files and reports.
 
 A method is any callable mapping a float32 HxWx3 RGB image in [0, 1] to the same; the identity ``noisy`` is
-always run first as the baseline. Metrics follow :mod:`bsgd_cli.metrics` (PSNR on AP-BSN-rounded uint8,
+always run first as the baseline. Metrics follow :mod:`bsgd_cli.benchmark.metrics` (PSNR on AP-BSN-rounded uint8,
 SSIM in both the "skimage-uniform" and "gaussian" conventions). Per call the runner measures wall seconds
 (reported as seconds per megapixel) and the peak resident memory of the whole process during the call
 (sampled from ``/proc/self/statm`` every 5 ms by a background thread; ``ru_maxrss`` where /proc is missing, which
@@ -35,11 +35,7 @@ from typing import Any
 import numpy as np
 
 from bsgd_cli.benchmark.datasets import Dataset
-from bsgd_cli.benchmark.report import save_crop_strip, write_reports
-from bsgd_cli.benchmark.submission import write_dnd_submission, write_sidd_submission
-from bsgd_cli.compare import detail_crop_origin
-from bsgd_cli.errors import BsgdError
-from bsgd_cli.metrics import (
+from bsgd_cli.benchmark.metrics import (
     PSNR_CONVENTION,
     SSIM_GAUSSIAN,
     SSIM_SKIMAGE,
@@ -48,6 +44,10 @@ from bsgd_cli.metrics import (
     ssim_skimage,
     to_uint8,
 )
+from bsgd_cli.benchmark.report import save_crop_strip, write_reports
+from bsgd_cli.benchmark.submission import write_dnd_submission, write_sidd_submission
+from bsgd_cli.errors import BsgdError
+from bsgd_cli.viz.compare import detail_crop_origin
 
 Method = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[..., None]

@@ -190,12 +190,12 @@ def denoise(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary (one object per file) on stdout.")] = False,
 ) -> None:
     """Denoise photos: bsgd denoise ./photos -o ./clean"""
+    from ..batch.denoise import DenoiseOptions, denoise_paths
+    from ..batch.planning import check_suffix
     from ..checkpoint import load_model
-    from ..denoise import DenoiseOptions, denoise_paths
-    from ..distributed import gather_results, shard_for_this_process
-    from ..inference import check_runtime
+    from ..engine.denoise import check_runtime
     from ..io.paths import check_output_folder
-    from ..planning import check_suffix
+    from ..training.distributed import gather_results, shard_for_this_process
 
     with user_errors():
         # Bad settings are refused before the model is loaded or any file is looked at.
@@ -278,7 +278,7 @@ class _DenoiseDisplay:
 def _denoise_summary(results: list, output: Path, json_out: bool, quiet: bool, report: dict[str, list[str]],
                      stopped: BatchInterrupted | None = None) -> dict[str, Any]:
     """Print the summary (a line, or the JSON report); for an interrupted batch say what is left."""
-    from ..denoise import summarise
+    from ..batch.denoise import summarise
 
     summary = summarise(results)
     if stopped is not None:
@@ -329,12 +329,12 @@ def train(
 ) -> None:
     """Train on your own noisy captures: bsgd train --noisy-dir ./captures -o ./my_model"""
     from ..config import PRESETS, TrainConfig
-    from ..distributed import distributed_context
+    from ..engine.denoise import check_runtime
     from ..errors import ConfigError
-    from ..inference import check_runtime
     from ..io.paths import check_output_folder
-    from ..raw_domain import training_model_config
-    from ..train import train as run_training
+    from ..raw.domain import training_model_config
+    from ..training.distributed import distributed_context
+    from ..training.train import train as run_training
 
     with user_errors("the training state was saved; continue with the same command and --resume"):
         if preset not in PRESETS:
@@ -385,7 +385,7 @@ def plot(
 ) -> None:
     """Draw a training run's loss and validation curves to a PNG."""
     from ..io.paths import check_output_file
-    from ..plotting import plot_training_log
+    from ..viz.plotting import plot_training_log
 
     with user_errors("nothing was written"):
         if output is not None:
@@ -416,11 +416,11 @@ def distill(
     """Distil a teacher pipeline (default: the model's own, Wiener step included) into the fast student."""
     from ..checkpoint import load_model
     from ..config import StudentConfig, replace
-    from ..distill import DistillConfig
-    from ..distill import distill as run_distill
-    from ..inference import check_runtime
+    from ..engine.denoise import check_runtime
     from ..io.paths import check_output_folder
-    from ..optim import WallClock
+    from ..training.distill import DistillConfig
+    from ..training.distill import distill as run_distill
+    from ..training.optim import WallClock
 
     with user_errors("the student was not saved; rerun the same command (finished teacher outputs in targets.npz are reused)"):
         student_precision = "bf16" if precision is Precision.auto else precision.value
@@ -474,10 +474,10 @@ def benchmark(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display (a long run still prints a line a minute).")] = False,
 ) -> None:
     """Measure PSNR/SSIM and speed on a real data set: bsgd benchmark --dataset polyu --root PATH"""
+    from ..benchmark.evaluate import BsgdSettings, run_benchmark
     from ..benchmark.runner import format_results_table
+    from ..engine.denoise import check_runtime
     from ..errors import ConfigError
-    from ..evaluate import BsgdSettings, run_benchmark
-    from ..inference import check_runtime
     from ..io.paths import check_output_folder
 
     with user_errors("nothing was written; rerun the same command"):
@@ -520,8 +520,8 @@ def benchmark(
 
 
 def _speed_benchmark(names: list[str], settings: Any, megapixels: float, out_dir: Path) -> None:
-    from ..evaluate import build_methods
-    from ..speed import run_speed_benchmark
+    from ..benchmark.evaluate import build_methods
+    from ..benchmark.speed import run_speed_benchmark
 
     callables, environment = build_methods([n for n in names if n != "noisy"], settings)
     rows = run_speed_benchmark(callables, megapixels=megapixels, seed=settings.seed)
@@ -565,7 +565,7 @@ def samples(
 ) -> None:
     """Write a few photos with realistic synthetic camera noise (for the demo)."""
     from ..io.paths import check_output_folder
-    from ..samples import make_noisy_samples
+    from ..viz.samples import make_noisy_samples
 
     with user_errors("the samples written so far are complete; rerun the same command"):
         check_output_folder(output, "OUTPUT")

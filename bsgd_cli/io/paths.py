@@ -168,7 +168,7 @@ def discover(inputs: list[Path], *, recursive: bool, exclude: Path | None = None
     output folder inside an input folder) is skipped; a directory symlink is followed only once per
     real directory, so link loops terminate; a folder named like an image is treated as a folder.
     The same real file reached twice is kept once. Names that clash are resolved by the output
-    planning (:mod:`bsgd_cli.planning`), not here.
+    planning (:mod:`bsgd_cli.batch.planning`), not here.
     """
     excluded = _resolved(Path(exclude)) if exclude is not None else None
     found = Discovery()

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bsgd_cli.batch.denoise import tonal_warning
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.denoise import tonal_warning
-from bsgd_cli.inference import denoise_array
+from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.io import read_raw
-from bsgd_cli.raw_domain import develop_mosaic, planes_to_mosaic, read_planes
+from bsgd_cli.raw.domain import develop_mosaic, planes_to_mosaic, read_planes
 
 torch.set_num_threads(2)
 root = Path("/tmp/rawexp")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import convolve
 
-from .errors import BsgdError
+from ..errors import BsgdError
 
 SOURCES: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 """scikit-image images used, in order (all bundled with the package; no download)."""
@@ -153,7 +153,7 @@ def make_noisy_samples(out_dir: Path, *, count: int = 4, seed: int = 0, size: in
     Names are ``<source>_iso<level>.jpg`` (JPEG quality 92); the last one (when count >= 2) is a
     16-bit PNG instead. Deterministic for a given (count, seed, size).
     """
-    from .io.images import write_image
+    from ..io.images import write_image
 
     out_dir = Path(out_dir)
     paths: list[Path] = []

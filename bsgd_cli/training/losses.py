@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig
-from .diffusion.schedule import signal_and_noise
-from .model import BsgdModel
+from ..config import TrainConfig
+from ..diffusion.schedule import signal_and_noise
+from ..engine.model import BsgdModel
 
 
 def _diffuse(

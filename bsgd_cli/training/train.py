@@ -5,7 +5,7 @@ Outputs under ``out_dir``: ``model.safetensors`` (final EMA weights, loads in ``
 ``weights_only=True``) and ``log.jsonl`` (one JSON object per logging step).
 Resuming from ``state.pt`` gives the same weights as an uninterrupted run with the same seed.
 
-A run ends at ``config.steps`` or, given a :class:`bsgd_cli.optim.WallClock` budget, after the step
+A run ends at ``config.steps`` or, given a :class:`bsgd_cli.training.optim.WallClock` budget, after the step
 that uses the budget up, whichever comes first. With a budget the learning rate warms up over
 ``config.warmup`` steps counted from where this call started and then follows a cosine over the
 budget's *time*, so it reaches its floor when the time runs out at any step rate; each call with a
@@ -15,7 +15,7 @@ bit-reproducible; runs by steps alone still are.
 On CUDA the diffusion times and noise are drawn on the GPU from a CUDA generator (drawing them on the
 CPU would cost more than the step); on other devices from a CPU generator, as before.
 
-Under torchrun (a process group joined by :func:`bsgd_cli.distributed.distributed_context`) the
+Under torchrun (a process group joined by :func:`bsgd_cli.training.distributed.distributed_context`) the
 model is wrapped in DistributedDataParallel. ``config.batch`` stays the *global* batch: every rank
 draws the patches, times and noise of the whole global batch from the same generators (so the
 generator states are identical on all ranks) and trains on its own slice of ``batch // world``
@@ -39,15 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, checks
-from .checkpoint import save_model
-from .config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
+from .. import __version__, checks
+from ..checkpoint import save_model
+from ..config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
+from ..engine.denoise import autocast_context, resolve_device
+from ..engine.model import BsgdModel
+from ..errors import BsgdError, TrainingError
 from .data import NoisyImagePool, PatchPrefetcher, sample_patches
 from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
-from .errors import BsgdError, TrainingError
-from .inference import autocast_context, resolve_device
 from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
-from .model import BsgdModel
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 from .train_state import STATE_FILE, read_state, state_bytes, write_atomic
 from .validation import Validator, make_validator
@@ -92,7 +92,7 @@ class BranchLosses(torch.nn.Module):
 
     ``forward(noisy, bsn_t, bsn_eps, diffusion_t, diffusion_eps)`` returns ``{"loss_bsn": ...,
     "loss_diffusion": ...}`` for the branches ``config.branch`` trains (t and eps drawn beforehand by
-    :func:`bsgd_cli.losses.draw_noise`; pass None for an untrained branch's).
+    :func:`bsgd_cli.training.losses.draw_noise`; pass None for an untrained branch's).
     """
 
     def __init__(self, model: BsgdModel, config: TrainConfig) -> None:
@@ -155,8 +155,8 @@ class Trainer:
             parameter.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self._parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.loss_module: torch.nn.Module = self._wrap(BranchLosses(self.model, config))
-        if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw_domain)
-            from .raw_domain import raw_training_pool
+        if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw.domain)
+            from ..raw.domain import raw_training_pool
 
             if val_pairs is not None:
                 raise TrainingError("--val-pairs holds sRGB pairs and cannot validate a RAW-domain model; leave it out")
@@ -240,7 +240,7 @@ class Trainer:
     def apply_state(self, state: dict[str, Any]) -> None:
         """Continue from a state saved by :meth:`save_state` (with any number of processes).
 
-        A compact state (:func:`bsgd_cli.train_state.compact_state`) has no raw weights: training
+        A compact state (:func:`bsgd_cli.training.train_state.compact_state`) has no raw weights: training
         continues from its EMA weights. Its bfloat16 tensors load into the float32 model and
         optimizer. A noise generator saved on another kind of device (CUDA vs CPU) cannot be
         restored; it is then seeded from (seed, step) and ``info["noise_reseeded_at_step"]`` says so.

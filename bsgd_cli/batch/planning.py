@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .io.imagedata import is_raw_path
+from ..errors import ConfigError
+from ..io.imagedata import is_raw_path
 
 _NAME_MAX = 255  # bytes in one file name on common file systems
 _RAW_DEFAULT_EXT = ".tif"
@@ -242,7 +242,7 @@ def collect_jobs(
     shard: tuple[int, int] | None = None,
 ) -> Batch:
     """Expand files and folders into numbered jobs for this shard (file i goes to rank i mod world)."""
-    from .io.paths import discover
+    from ..io.paths import discover
 
     check_suffix(naming.suffix)
     missing = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]

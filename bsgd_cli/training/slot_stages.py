@@ -1,10 +1,10 @@
-"""The stages of a GPU slot, each a function with its own deadline (see :mod:`bsgd_cli.slot`).
+"""The stages of a GPU slot, each a function with its own deadline (see :mod:`bsgd_cli.training.slot`).
 
 Every stage returns a JSON-ready dict for ``results.json``; progress goes out as text lines through
 ``report`` (the script prints and logs them). A stage whose deadline passes returns what it has with
 ``"status": "cut off"``; the caller runs the next one. The heavy lifting is the library's own:
-:func:`bsgd_cli.train.train`, :func:`bsgd_cli.distill.distill`, :func:`bsgd_cli.evaluate.run_benchmark`
-and :func:`bsgd_cli.speed.time_method`.
+:func:`bsgd_cli.training.train.train`, :func:`bsgd_cli.training.distill.distill`, :func:`bsgd_cli.benchmark.evaluate.run_benchmark`
+and :func:`bsgd_cli.benchmark.speed.time_method`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig, from_dict
+from ..config import ModelConfig, from_dict
 from .optim import WallClock
 from .slot import BENCHMARK_MODES, SPEED_MODES, STATE_NAME, TRAIN_LOG_NAME, SlotData, SlotPlan
 from .train_state import STATE_FILE, compact_state, read_state, state_bytes, write_atomic
@@ -130,9 +130,9 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
 def distill_stage(plan: SlotPlan, data: SlotData, teacher_path: Path, work: Path, until: WallClock,
                   report: Report) -> tuple[dict[str, Any], Path]:
     """The fast student, distilled from the teacher's sampler until ``until`` (for now
-    :func:`bsgd_cli.distill.distill`; a self-distillation stage can take its place). Returns
+    :func:`bsgd_cli.training.distill.distill`; a self-distillation stage can take its place). Returns
     (facts, path of the model file with the student)."""
-    from .checkpoint import load_model
+    from ..checkpoint import load_model
     from .distill import distill
 
     budget = WallClock.start(max(1.0, until.remaining()))
@@ -153,7 +153,7 @@ def distill_stage(plan: SlotPlan, data: SlotData, teacher_path: Path, work: Path
                    callback=on_event, budget=budget)
     facts = {"status": "done", "steps": last.get("step"), "loss_student": last.get("loss_student"),
              "seconds": round(time.perf_counter() - started, 1), "gpu_peak_mb": _gpu_peak_mb(),
-             "method": "bsgd_cli.distill.distill (student on the outputs of the model's stored pipeline: mode + Wiener step)"}
+             "method": "bsgd_cli.training.distill.distill (student on the outputs of the model's stored pipeline: mode + Wiener step)"}
     return facts, path
 
 
@@ -168,8 +168,8 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
     """PSNR/SSIM per set and mode, with the Wiener step and without (``--no-wiener``); the installed
     model (``baseline``) on the report split too, so unpacking can tell which is better. ``record``
     gets the partial results after every run, so a cut-off stage keeps what it measured."""
-    from .checkpoint import load_model
-    from .evaluate import BsgdSettings, run_benchmark
+    from ..benchmark.evaluate import BsgdSettings, run_benchmark
+    from ..checkpoint import load_model
 
     has_student = load_model(model_path).model.student is not None
     modes = [mode for mode in BENCHMARK_MODES if has_student or mode != "fast"]
@@ -217,8 +217,8 @@ def speed_stage(plan: SlotPlan, model_path: Path, until: WallClock, report: Repo
                 record: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Every mode (Wiener step included, the CLI defaults) on one generated image of
     ``plan.speed_megapixels``: MP/s, peak RSS and peak GPU memory, one mode at a time until ``until``."""
-    from .evaluate import BsgdSettings, build_methods
-    from .speed import run_speed_benchmark, synthetic_photo
+    from ..benchmark.evaluate import BsgdSettings, build_methods
+    from ..benchmark.speed import run_speed_benchmark, synthetic_photo
 
     methods, environment = build_methods(list(SPEED_MODES), BsgdSettings(model=str(model_path), device=plan.device))
     image = synthetic_photo(plan.speed_megapixels, seed=0)

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import LoadedModel
-from .config import SamplerConfig, replace
-from .diffusion.guidance import blind_spot_guidance
-from .diffusion.sampling import refine_r3, sample_bsgd
-from .errors import ConfigError, DenoiseError
+from ..checkpoint import LoadedModel
+from ..config import SamplerConfig, replace
+from ..diffusion.guidance import blind_spot_guidance
+from ..diffusion.sampling import refine_r3, sample_bsgd
+from ..errors import ConfigError, DenoiseError
 from .model import BsgdModel
 from .tiling import Tile, apply_tiled, plan_tiles
 from .wiener import WienerSettings, estimate_noise, wiener_refine
@@ -202,7 +202,7 @@ def denoise_array(
     """Denoise one image.
 
     Two tiled passes: the networks (``mode``) give a pilot estimate; then, with ``refine="wiener"``,
-    the noise is measured once over the whole image and :mod:`bsgd_cli.wiener` refines the pilot
+    the noise is measured once over the whole image and :mod:`bsgd_cli.engine.wiener` refines the pilot
     tile by tile, writing into the pilot's array (no extra full-size buffer). ``strength`` blends
     the final result with the input.
 

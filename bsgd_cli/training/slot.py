@@ -1,7 +1,7 @@
 """A short GPU slot (``make device-train``, docs/GPU.md): its plan, its data folder and its $OUT rules.
 
 A slot is one command of at most ten minutes on one GPU with no network, after which only the
-files under ``$OUT`` come back, within the limits below. :mod:`bsgd_cli.slot_stages` runs the stages
+files under ``$OUT`` come back, within the limits below. :mod:`bsgd_cli.training.slot_stages` runs the stages
 (train, distil, benchmark, time) against the absolute deadlines of a :class:`SlotPlan`;
 ``scripts/device_train.py`` prints their progress and writes ``$OUT``.
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, ModelConfig, StudentConfig, TrainConfig
+from ..config import PRESETS, ModelConfig, StudentConfig, TrainConfig
+from ..errors import ConfigError
 from .distill import DistillConfig
-from .errors import ConfigError
 
 # What comes back from $OUT (the device tool's limits).
 OUT_MAX_FILES = 8
@@ -27,7 +27,7 @@ OUT_MAX_PARTS = 3  # $OUT/a/b/file
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 # The files a slot returns, and what unpacking keeps.
-STATE_NAME = "state.pt"  # compact training state (bsgd_cli.train_state.compact_state)
+STATE_NAME = "state.pt"  # compact training state (bsgd_cli.training.train_state.compact_state)
 MODEL_NAME = "model.safetensors"  # teacher + student, loads in `bsgd denoise --model`
 RESULTS_NAME = "results.json"
 LOG_NAME = "log.txt"
@@ -198,7 +198,7 @@ def predicted_slot_files(preset: str = GPU_PRESET) -> dict[str, int]:
 
     Used to keep room in the travelling tree for what a slot adds to the repository.
     """
-    from .model import BsgdModel
+    from ..engine.model import BsgdModel
 
     model = BsgdModel(PRESETS[preset])
     trained = sum(parameter.numel() for parameter in model.parameters())

@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .diffusion.schedule import signal_and_noise
-from .nets import BlindSpotNet, UNet
-from .nets.common import crop_to, pad_to_multiple, pd_down, pd_up
+from ..config import ModelConfig
+from ..diffusion.schedule import signal_and_noise
+from ..nets import BlindSpotNet, UNet
+from ..nets.common import crop_to, pad_to_multiple, pd_down, pd_up
 
 
 class BsgdModel(nn.Module):
@@ -99,7 +99,7 @@ class BsgdModel(nn.Module):
     def fast(self, noisy: torch.Tensor) -> torch.Tensor:
         """Single-pass student: noisy minus predicted residual."""
         if self.student is None:
-            from .errors import ModelFileError
+            from ..errors import ModelFileError
 
             raise ModelFileError("this model has no distilled student; use --mode bsgd or train one with bsgd distill")
         return noisy - self.student(noisy)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .config import to_dict
-from .errors import ConfigError
+from .. import __version__
+from ..config import to_dict
+from ..errors import ConfigError
 
 MODEL_METHODS = ("bsn", "bsn-r3", "bsgd", "fast")
 KNOWN_METHODS = ("noisy", "nlm", "bm3d", *MODEL_METHODS)
@@ -42,7 +42,7 @@ class BsgdSettings:
 
 def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, Callable[[np.ndarray], np.ndarray]], dict[str, Any]]:
     """Callables for ``names`` (float32 HxWx3 [0, 1] in and out) and the facts to record about them."""
-    from .benchmark.baselines import available_baselines
+    from .baselines import available_baselines
 
     unknown = [name for name in names if name not in KNOWN_METHODS]
     if unknown:
@@ -57,8 +57,8 @@ def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, C
             methods[name] = baselines[name]
     wanted = [name for name in names if name in MODEL_METHODS]
     if wanted:
-        from .checkpoint import load_model
-        from .inference import denoise_array, resolve_device
+        from ..checkpoint import load_model
+        from ..engine.denoise import denoise_array, resolve_device
 
         loaded = load_model(settings.model)
         device = resolve_device(settings.device)
@@ -115,8 +115,8 @@ def run_benchmark(
 ):  # noqa: ANN201 - BenchmarkResult
     """Open the data set, build the methods, run them, write results.json and the reports (``ssim``: see
     :func:`bsgd_cli.benchmark.runner.run_benchmark`)."""
-    from .benchmark.datasets import load_dataset
-    from .benchmark.runner import run_benchmark as run
+    from .datasets import load_dataset
+    from .runner import run_benchmark as run
 
     data = load_dataset(dataset, Path(root), limit=limit)
     callables, environment = build_methods([m for m in methods if m != "noisy"], settings)

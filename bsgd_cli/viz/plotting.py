@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from .errors import BsgdError
+from ..errors import BsgdError
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 

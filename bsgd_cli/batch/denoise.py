@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import checks
-from .checkpoint import LoadedModel
-from .config import replace as config_replace
-from .errors import BatchInterrupted, BsgdError
-from .inference import MIN_SIDE, check_runtime, denoise_array
+from .. import checks
+from ..checkpoint import LoadedModel
+from ..config import replace as config_replace
+from ..engine.denoise import MIN_SIDE, check_runtime, denoise_array
+from ..errors import BatchInterrupted, BsgdError
 from .planning import COMPARE_TAIL, Batch, Job, Naming, collect_jobs
 
 OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
@@ -60,7 +60,7 @@ class DenoiseOptions:
     workers: int = 2
     compare: bool = False
     shard: tuple[int, int] | None = None  # (rank, world size): this process does files i % world == rank
-    domain: str | None = None  # "srgb" or "raw" (bsgd_cli.raw_domain); None: the model's own domain
+    domain: str | None = None  # "srgb" or "raw" (bsgd_cli.raw.domain); None: the model's own domain
     raw_output: str = "tiff"  # RAW domain: "tiff" (developed by LibRaw) or "dng" (the denoised mosaic)
 
 
@@ -105,25 +105,25 @@ def naming_for(options: DenoiseOptions) -> Naming:
 
 
 def _read(source: Path, options: DenoiseOptions):  # noqa: ANN202 - ImageData (RawInput in the RAW domain)
-    from .io import read_image
+    from ..io import read_image
 
     if options.domain == "raw":
-        from .raw_domain import read_raw_input
+        from ..raw.domain import read_raw_input
 
         return read_raw_input(source, max_megapixels=options.max_megapixels)
     return read_image(source, max_megapixels=options.max_megapixels)
 
 
 def _write(target: Path, pixels: np.ndarray, image, options: DenoiseOptions) -> None:  # noqa: ANN001
-    from .io import write_image
+    from ..io import write_image
 
     # write_image creates missing folders itself, with an error that says what to do
     write_image(target, pixels, like=image, bit_depth=options.bit_depth, quality=options.quality)
 
 
 def _write_compare(target: Path, noisy: np.ndarray, denoised: np.ndarray) -> Path:
-    from .compare import before_after
-    from .io import write_image
+    from ..io import write_image
+    from ..viz.compare import before_after
 
     path = target.with_name(f"{target.stem}{COMPARE_TAIL}")
     write_image(path, before_after(noisy, denoised), bit_depth=8)
@@ -146,7 +146,7 @@ def _batch_notes(batch: Batch, options: DenoiseOptions) -> list[str]:
 def _remove_stale_temps(jobs: list[Job], options: DenoiseOptions) -> None:
     """A run killed mid-write (SIGKILL) can leave a hidden ``.NAME.XXXX.partial.ext``; remove those of
     this run's outputs (and only this shard's), so reruns leave no litter."""
-    from .io._atomic import remove_stale_temps
+    from ..io._atomic import remove_stale_temps
     from .planning import claims
 
     remove_stale_temps([path for job in jobs for path in claims(job.target, job.source, naming_for(options))])
@@ -181,12 +181,12 @@ def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, f
     target = job.target
     model_used = model
     if getattr(image, "fallback", False):  # RAW domain, no Bayer mosaic: sRGB model, TIFF
-        from .raw_domain import load_fallback_model
+        from ..raw.domain import load_fallback_model
 
         if "model" not in fallback:  # loaded once per run (setdefault would load it every time)
             fallback["model"] = load_fallback_model(job.source)
         model_used = fallback["model"]
-        # planning reserved this name for the input (bsgd_cli.planning.claims)
+        # planning reserved this name for the input (bsgd_cli.batch.planning.claims)
         target = target.with_suffix(".tif") if target.suffix.lower() == ".dng" else target
     denoised = denoise_array(
         model_used, image.pixels, mode=options.mode, steps=options.steps, guidance=options.guidance,
@@ -231,7 +231,7 @@ def denoise_paths(
     writes in flight are finished, and :class:`~bsgd_cli.errors.BatchInterrupted` carries the results.
     """
     check_options(options, model)
-    from .raw_domain import resolve_domain
+    from ..raw.domain import resolve_domain
 
     domain = resolve_domain(model.model.config, options.domain, options.raw_output, str(model.path or "the model"))
     options = replace(options, domain=domain)
@@ -299,8 +299,8 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
 
 def _check_target(target: Path) -> None:
     """Refuse an output name taken by something that is not a file, before the work is done."""
-    from .errors import ImageWriteError
-    from .io.imagedata import special_kind
+    from ..errors import ImageWriteError
+    from ..io.imagedata import special_kind
 
     try:
         mode = os.stat(target).st_mode
@@ -324,7 +324,7 @@ def _in_order(results: list[FileResult], jobs: list[Job]) -> list[FileResult]:
 
 def _finish(target: Path, denoised: np.ndarray, image, options: DenoiseOptions, started: float) -> float:  # noqa: ANN001
     if options.domain == "raw":
-        from .raw_domain import write_raw_result
+        from ..raw.domain import write_raw_result
 
         write_raw_result(target, denoised, image, bit_depth=options.bit_depth, quality=options.quality, compare=options.compare)
         return time.perf_counter() - started
@@ -348,7 +348,7 @@ def tonal_warning(
     Noise has zero mean, so a denoiser that fits the camera keeps every channel's mean; a drift of
     more than ``tolerance`` (relative) and ``floor`` (absolute, of full range) in any channel is
     reported for the worst channel. Works on (H, W, C) arrays: sRGB (R, G, B) or Bayer planes
-    (R, G1, G2, B). For a ``small`` image (a side under :data:`~bsgd_cli.inference.MIN_SIDE`) the
+    (R, G1, G2, B). For a ``small`` image (a side under :data:`~bsgd_cli.engine.denoise.MIN_SIDE`) the
     cause named is its size, not the camera.
     """
     channels = noisy.shape[-1]

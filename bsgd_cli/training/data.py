@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BsgdError, TrainingError
+from ..errors import BsgdError, TrainingError
 
 Reader = Callable[[Path], np.ndarray]
 
 
 def read_rgb(path: Path) -> np.ndarray:
     """Read one image (sRGB or RAW) as float32 H x W x 3 in [0, 1]."""
-    from .io import read_image
+    from ..io import read_image
 
     return read_image(path).pixels
 
@@ -41,7 +41,7 @@ class NoisyImagePool:
         cls, folder: Path, *, min_side: int, reader: Reader = read_rgb, cache_megabytes: int = 2048
     ) -> NoisyImagePool:
         """Every readable image under ``folder`` (recursive) with both sides >= ``min_side``."""
-        from .io import find_images
+        from ..io import find_images
 
         folder = Path(folder)
         if not folder.is_dir():
@@ -138,7 +138,7 @@ def sample_patches(
     """(batch, C, size, size) float32 random augmented patches (flips and rotations; see :func:`photometric`).
 
     C is the images' channel count (3 for sRGB, 4 for packed Bayer planes, whose pools flip with
-    :func:`bsgd_cli.raw_domain.augment_bayer` and need one extra pixel around each patch).
+    :func:`bsgd_cli.raw.domain.augment_bayer` and need one extra pixel around each patch).
     """
     margin = 1 if pool.bayer else 0
     patches = []
@@ -150,7 +150,7 @@ def sample_patches(
         code = int(rng.integers(8))
         patch = pool.image(index)[y : y + size + margin, x : x + size + margin]
         if pool.bayer:
-            from .raw_domain import augment_bayer
+            from ..raw.domain import augment_bayer
 
             patch = augment_bayer(patch, code, size)
         else:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checks import MEGAPIXELS
-from .errors import ConfigError
+from ..checks import MEGAPIXELS
+from ..errors import ConfigError
 
 
 def synthetic_photo(megapixels: float, seed: int = 0) -> np.ndarray:
@@ -55,7 +55,7 @@ class SpeedRow:
 
 def time_method(name: str, method: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> SpeedRow:
     """Run ``method`` once on ``image``; wall time, process peak RSS and (CUDA) peak GPU memory."""
-    from .benchmark.runner import PeakRss
+    from .runner import PeakRss
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import ConfigError, ImageReadError
-from .io.raw import BayerData, pack_bayer, read_bayer, unpack_bayer
+from ..config import ModelConfig
+from ..errors import ConfigError, ImageReadError
+from ..io.raw import BayerData, pack_bayer, read_bayer, unpack_bayer
 
 PLANES = ("R", "G1", "G2", "B")
 """Channel order of the packed planes (G1 is the green sharing rows with red)."""
@@ -144,7 +144,7 @@ def read_planes(path: str | Path, *, max_megapixels: float = 200.0) -> RawInput:
     Raises ImageReadError for files that are not RAW, and NotBayerError (a subclass) for RAW files
     without a 2x2 Bayer mosaic.
     """
-    from .io import is_raw_path
+    from ..io import is_raw_path
 
     path = Path(path)
     if not is_raw_path(path):
@@ -168,7 +168,7 @@ def read_training_planes(path: Path) -> np.ndarray:
 
 def fallback_input(path: Path, *, max_megapixels: float = 200.0) -> RawInput:
     """A non-Bayer RAW file developed to sRGB, flagged to be denoised by an sRGB model instead."""
-    from .io import read_raw
+    from ..io import read_raw
 
     image = read_raw(path, max_megapixels=max_megapixels)
     note = (
@@ -188,8 +188,8 @@ def read_raw_input(path: str | Path, *, max_megapixels: float = 200.0) -> RawInp
 
 def load_fallback_model(source: Path):  # noqa: ANN201 - LoadedModel
     """The default (embedded) sRGB model for non-Bayer files; a clear error when there is none."""
-    from .checkpoint import load_model
-    from .errors import ModelFileError
+    from ..checkpoint import load_model
+    from ..errors import ModelFileError
 
     try:
         loaded = load_model(None)
@@ -206,14 +206,14 @@ def load_fallback_model(source: Path):  # noqa: ANN201 - LoadedModel
 
 # -------------------------------------------------------------------------------------- training data
 def raw_training_pool(folder: Path, *, patch: int, cache_megabytes: int = 2048):  # noqa: ANN201 - NoisyImagePool
-    """A :class:`~bsgd_cli.data.NoisyImagePool` of packed Bayer planes from the RAW files under ``folder``.
+    """A :class:`~bsgd_cli.training.data.NoisyImagePool` of packed Bayer planes from the RAW files under ``folder``.
 
     ``patch`` is in packed (half-resolution) pixels. Non-RAW and non-Bayer files are listed in
     ``pool.skipped`` with the reason. Patches are augmented without breaking the Bayer geometry
     (:func:`augment_bayer`), which needs one extra packed pixel around each patch.
     """
-    from .data import NoisyImagePool
-    from .errors import TrainingError
+    from ..errors import TrainingError
+    from ..training.data import NoisyImagePool
 
     try:
         pool = NoisyImagePool.from_folder(
@@ -263,7 +263,7 @@ def develop_mosaic(source: Path, mosaic: np.ndarray) -> np.ndarray:
     The mosaic replaces LibRaw's sensor data, then :func:`bsgd_cli.io.raw.develop` demosaics it exactly
     as :func:`bsgd_cli.io.read_raw` develops a file. Returns float32 (H, W, 3) in [0, 1], upright.
     """
-    from .io.raw import _open, develop
+    from ..io.raw import _open, develop
 
     raw = _open(source)
     try:
@@ -288,7 +288,7 @@ def write_raw_dng(target: Path, mosaic: np.ndarray, raw_input: RawInput) -> None
     DNG inputs are the template for every camera tag. Other RAW formats give their make, model and
     orientation (when TIFF-structured), and LibRaw's colour matrix and as-shot white balance.
     """
-    from .io import write_dng
+    from ..io import write_dng
 
     bayer = raw_input.bayer
     assert bayer is not None
@@ -329,7 +329,7 @@ def write_raw_result(
     ``denoised`` is the model's output: planes, or for a fallback input the sRGB image. With
     ``compare`` a NAME_compare.png of the developed input and output is written beside it.
     """
-    from .io import read_raw, write_image
+    from ..io import read_raw, write_image
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -348,7 +348,7 @@ def write_raw_result(
             like = read_raw_metadata(raw_input.source, developed)
             write_image(target, developed, like=like, bit_depth=bit_depth, quality=quality)
     if compare and developed is not None:
-        from .compare import before_after
+        from ..viz.compare import before_after
 
         noisy = raw_input.pixels if raw_input.fallback else read_raw(raw_input.source).pixels
         write_image(target.with_name(f"{target.stem}_compare.png"), before_after(noisy, developed), bit_depth=8)
@@ -357,9 +357,9 @@ def write_raw_result(
 
 def read_raw_metadata(source: Path, pixels: np.ndarray):  # noqa: ANN201 - ImageData
     """An ImageData for ``pixels`` developed from ``source`` (metadata carried over, 16-bit, sRGB)."""
-    from .io._meta import read_metadata
-    from .io.imagedata import ImageData
-    from .io.raw import RAW_COLOUR_SPACE
+    from ..io._meta import read_metadata
+    from ..io.imagedata import ImageData
+    from ..io.raw import RAW_COLOUR_SPACE
 
     return ImageData(
         pixels=pixels, alpha=None, channels_in=3, bit_depth=16, format="raw", icc_profile=None, source=source,

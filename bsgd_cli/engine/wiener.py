@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _MEDIAN_OF_CHI2_1 = 0.4549364231195724  # median of a chi-square with 1 degree of freedom
 _MAX_NOISE_SAMPLES = 16384  # blocks used for the noise median (a strided subset beyond this)

@@ -14,7 +14,7 @@ file serves every mode.
 Outputs under ``out_dir``: ``targets.npz`` (noisy images and teacher outputs as uint16, reused on a
 rerun with the same teacher and settings), ``log.jsonl`` and ``model.safetensors`` (teacher + student).
 
-Given a :class:`bsgd_cli.optim.WallClock` budget, the student stops after the step that uses it up
+Given a :class:`bsgd_cli.training.optim.WallClock` budget, the student stops after the step that uses it up
 (or at ``config.steps``), its learning rate following a cosine over the budget's time; the teacher's
 targets are always made whole first.
 """
@@ -33,12 +33,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from . import checks
-from .checkpoint import LoadedModel, save_model
-from .config import SamplerConfig, StudentConfig, to_dict
+from .. import checks
+from ..checkpoint import LoadedModel, save_model
+from ..config import SamplerConfig, StudentConfig, to_dict
+from ..engine.denoise import autocast_context, denoise_array, resolve_device
+from ..errors import TrainingError
 from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
-from .errors import TrainingError
-from .inference import autocast_context, denoise_array, resolve_device
 from .losses import student_loss
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 
