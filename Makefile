@@ -34,6 +34,7 @@ DEVICE_SCRIPTS := scripts/device_data.py scripts/device_train.py scripts/device_
 lint: install
 	$(BIN)/ruff check bsgd_cli tests $(DEVICE_SCRIPTS)
 	$(BIN)/mypy bsgd_cli $(DEVICE_SCRIPTS)
+	$(BIN)/lint-imports
 
 demo: install
 	$(BIN)/bsgd samples $(DEMO_DIR)/noisy --count 4

@@ -13,7 +13,6 @@ import math
 import os
 import stat
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 
 from . import __version__
 from .config import ModelConfig, SamplerConfig, from_dict, to_dict
-from .engine.model import BsgdModel
+from .engine.model import BsgdModel, LoadedModel
 from .errors import BsgdError, ModelFileError
 from .io.imagedata import special_kind
 
@@ -29,17 +28,6 @@ FORMAT = "bsgd-model"
 FORMAT_VERSION = 1
 EMBEDDED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for inference, with the sampler defaults measured for it and its provenance."""
-
-    model: BsgdModel
-    sampler: SamplerConfig
-    info: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-    sha256: str = ""
 
 
 def user_model_dir() -> Path:

@@ -32,8 +32,9 @@ import torch
 
 from bsgd_cli.benchmark.datasets import load_dataset
 from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
-from bsgd_cli.checkpoint import LoadedModel, load_model
+from bsgd_cli.checkpoint import load_model
 from bsgd_cli.engine.denoise import denoise_array, wiener_settings
+from bsgd_cli.engine.model import LoadedModel
 from bsgd_cli.engine.wiener import estimate_noise, wiener_refine
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -17,20 +17,11 @@ from bsgd_cli.config import PRESETS
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import ConfigError, ImageReadError, ModelFileError
-from bsgd_cli.io import pack_bayer, read_bayer, unpack_bayer, write_dng
+from bsgd_cli.io import read_bayer, write_dng
 from bsgd_cli.io.dng import XYZ_TO_SRGB, _srational
-from bsgd_cli.raw.domain import (
-    NotBayerError,
-    augment_bayer,
-    normalise_planes,
-    planes_to_mosaic,
-    raw_model_config,
-    raw_training_pool,
-    read_planes,
-    resolve_domain,
-    write_raw_dng,
-)
-from bsgd_cli.training.data import NoisyImagePool, sample_patches
+from bsgd_cli.raw.bayer import NotBayerError, augment_bayer, normalise_planes, pack_bayer, unpack_bayer
+from bsgd_cli.raw.domain import planes_to_mosaic, raw_model_config, read_planes, resolve_domain, write_raw_dng
+from bsgd_cli.training.data import Augmentation, NoisyImagePool, raw_pool, sample_patches
 
 runner = CliRunner()
 BLACK, WHITE = 512, 16000
@@ -204,12 +195,13 @@ def test_augment_bayer_keeps_the_colour_layout(code: int) -> None:
 
 def test_sample_patches_with_four_channel_bayer_pool() -> None:
     images = [np.random.default_rng(i).random((20, 24, 4)).astype(np.float32) for i in range(2)]
-    pool = NoisyImagePool(paths=[Path("a"), Path("b")], reader=lambda p: images[0], bayer=True)
+    bayer = Augmentation(augment_bayer, margin=1)
+    pool = NoisyImagePool(paths=[Path("a"), Path("b")], reader=lambda p: images[0], augmentation=bayer)
     for i, image in enumerate(images):
         pool._cache[i], pool._sizes[i] = image, image.shape[:2]
     patches = sample_patches(pool, np.random.default_rng(0), 6, 19)
     assert patches.shape == (6, 4, 19, 19) and patches.dtype == np.float32
-    assert pool._subset([1]).bayer
+    assert pool._subset([1]).augmentation is bayer
 
 
 def test_training_pool_skips_non_bayer_and_non_raw(raw_folder: Path) -> None:
@@ -217,8 +209,8 @@ def test_training_pool_skips_non_bayer_and_non_raw(raw_folder: Path) -> None:
     from bsgd_cli.io import write_image
 
     write_image(raw_folder / "photo.png", np.zeros((64, 64, 3), np.float32))
-    pool = raw_training_pool(raw_folder, patch=16)
-    assert len(pool) == 2 and pool.bayer
+    pool = raw_pool(raw_folder, patch=16)
+    assert len(pool) == 2 and pool.augmentation is not None and pool.augmentation.margin == 1
     assert any("X-Trans" in line for line in pool.skipped)
     assert any("not a camera RAW file" in line for line in pool.skipped)
 

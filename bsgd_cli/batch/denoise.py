@@ -20,9 +20,10 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import checks
-from ..checkpoint import LoadedModel
 from ..config import replace as config_replace
-from ..engine.denoise import MIN_SIDE, check_runtime, denoise_array
+from ..engine.denoise import MIN_SIDE, denoise_array
+from ..engine.model import LoadedModel
+from ..engine.runtime import check_runtime
 from ..errors import BatchInterrupted, BsgdError
 from .planning import COMPARE_TAIL, Batch, Job, Naming, collect_jobs
 

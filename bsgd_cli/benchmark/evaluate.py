@@ -58,7 +58,8 @@ def build_methods(names: list[str], settings: BsgdSettings) -> tuple[dict[str, C
     wanted = [name for name in names if name in MODEL_METHODS]
     if wanted:
         from ..checkpoint import load_model
-        from ..engine.denoise import denoise_array, resolve_device
+        from ..engine.denoise import denoise_array
+        from ..engine.runtime import resolve_device
 
         loaded = load_model(settings.model)
         device = resolve_device(settings.device)

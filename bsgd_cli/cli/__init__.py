@@ -193,7 +193,7 @@ def denoise(
     from ..batch.denoise import DenoiseOptions, denoise_paths
     from ..batch.planning import check_suffix
     from ..checkpoint import load_model
-    from ..engine.denoise import check_runtime
+    from ..engine.runtime import check_runtime
     from ..io.paths import check_output_folder
     from ..training.distributed import gather_results, shard_for_this_process
 
@@ -329,7 +329,7 @@ def train(
 ) -> None:
     """Train on your own noisy captures: bsgd train --noisy-dir ./captures -o ./my_model"""
     from ..config import PRESETS, TrainConfig
-    from ..engine.denoise import check_runtime
+    from ..engine.runtime import check_runtime
     from ..errors import ConfigError
     from ..io.paths import check_output_folder
     from ..raw.domain import training_model_config
@@ -416,7 +416,7 @@ def distill(
     """Distil a teacher pipeline (default: the model's own, Wiener step included) into the fast student."""
     from ..checkpoint import load_model
     from ..config import StudentConfig, replace
-    from ..engine.denoise import check_runtime
+    from ..engine.runtime import check_runtime
     from ..io.paths import check_output_folder
     from ..training.distill import DistillConfig
     from ..training.distill import distill as run_distill
@@ -476,7 +476,7 @@ def benchmark(
     """Measure PSNR/SSIM and speed on a real data set: bsgd benchmark --dataset polyu --root PATH"""
     from ..benchmark.evaluate import BsgdSettings, run_benchmark
     from ..benchmark.runner import format_results_table
-    from ..engine.denoise import check_runtime
+    from ..engine.runtime import check_runtime
     from ..errors import ConfigError
     from ..io.paths import check_output_folder
 

@@ -29,7 +29,7 @@ from typer.core import TyperGroup
 try:  # typer 0.2x vendors click; older releases use the click package
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import ClickException  # type: ignore[no-redef]
+    from click.exceptions import ClickException  # type: ignore[no-redef,assignment]
 
 from ..checks import Bounds
 from ..errors import BsgdError, Interrupted

@@ -5,10 +5,14 @@ All tensors are NCHW in [-1, 1] ("model space"); t is (N,) in [0, 1].
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, SamplerConfig
 from ..diffusion.schedule import signal_and_noise
 from ..nets import BlindSpotNet, UNet
 from ..nets.common import crop_to, pad_to_multiple, pd_down, pd_up
@@ -109,3 +113,14 @@ class BsgdModel(nn.Module):
         bs = self.config.blind_spot
         multiple = max(bs.pd_infer * self.blind_spot_net.size_multiple, self.unet.size_multiple)
         return multiple
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with the sampler defaults measured for it and its provenance."""
+
+    model: BsgdModel
+    sampler: SamplerConfig
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str = ""

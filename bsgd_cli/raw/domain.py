@@ -34,16 +34,11 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import ConfigError, ImageReadError
-from ..io.raw import BayerData, pack_bayer, read_bayer, unpack_bayer
+from ..io.raw import BayerData, read_bayer
+from .bayer import PLANES, NotBayerError, normalise_planes, plane_levels, unpack_bayer
 
-PLANES = ("R", "G1", "G2", "B")
-"""Channel order of the packed planes (G1 is the green sharing rows with red)."""
 RAW_PD_STRIDE = 1
 """Default pixel-shuffle stride in the RAW domain (train and inference): none is needed."""
-
-
-class NotBayerError(ImageReadError):
-    """A RAW file without a 2x2 Bayer colour-filter mosaic (X-Trans, Foveon, linear DNG)."""
 
 
 # ------------------------------------------------------------------------------------ configuration
@@ -106,36 +101,6 @@ class RawInput:
         if self.bayer is not None:
             return self.bayer.raw_values.size / 1e6
         return self.pixels.shape[0] * self.pixels.shape[1] / 1e6
-
-
-def plane_levels(bayer: BayerData) -> tuple[np.ndarray, np.ndarray]:
-    """(black, white - black) per packed plane, float32 arrays of 4 in R, G1, G2, B order."""
-    blacks = list(bayer.black_level) if len(bayer.black_level) == 4 else [bayer.black_level[0]] * 4
-    black = pack_bayer(np.asarray(blacks, dtype=np.float32).reshape(2, 2), bayer.cfa_pattern)[0, 0]
-    span = np.maximum(np.float32(bayer.white_level) - black, np.float32(1.0))
-    return black.astype(np.float32), span.astype(np.float32)
-
-
-def _even(bayer: BayerData) -> np.ndarray:
-    h, w = bayer.raw_values.shape
-    return bayer.raw_values[: h - h % 2, : w - w % 2]
-
-
-def normalise_planes(bayer: BayerData) -> np.ndarray:
-    """Packed planes (H/2, W/2, 4) of ``bayer``, ``(raw - black) / (white - black)``; only > 1 is clipped."""
-    if not bayer.is_bayer:
-        raise NotBayerError(_not_bayer_message(bayer.source, bayer.cfa_pattern))
-    black, span = plane_levels(bayer)
-    packed = pack_bayer(_even(bayer), bayer.cfa_pattern).astype(np.float32)
-    return np.minimum((packed - black) / span, np.float32(1.0)).astype(np.float32)
-
-
-def _not_bayer_message(path: Path, pattern: str) -> str:
-    kind = "X-Trans (6x6)" if len(pattern) == 36 else f"{pattern!r}"
-    return (
-        f"{path}: {kind} colour filter, not a 2x2 Bayer mosaic; the RAW domain handles Bayer sensors only "
-        "(use an sRGB model on the developed image for this camera)"
-    )
 
 
 def read_planes(path: str | Path, *, max_megapixels: float = 200.0) -> RawInput:
@@ -202,46 +167,6 @@ def load_fallback_model(source: Path):  # noqa: ANN201 - LoadedModel
     if loaded.model.config.domain != "srgb":
         raise ImageReadError(f"{source}: not a Bayer mosaic, and the default model is not an sRGB model")
     return loaded
-
-
-# -------------------------------------------------------------------------------------- training data
-def raw_training_pool(folder: Path, *, patch: int, cache_megabytes: int = 2048):  # noqa: ANN201 - NoisyImagePool
-    """A :class:`~bsgd_cli.training.data.NoisyImagePool` of packed Bayer planes from the RAW files under ``folder``.
-
-    ``patch`` is in packed (half-resolution) pixels. Non-RAW and non-Bayer files are listed in
-    ``pool.skipped`` with the reason. Patches are augmented without breaking the Bayer geometry
-    (:func:`augment_bayer`), which needs one extra packed pixel around each patch.
-    """
-    from ..errors import TrainingError
-    from ..training.data import NoisyImagePool
-
-    try:
-        pool = NoisyImagePool.from_folder(
-            Path(folder), min_side=patch + 1, reader=read_training_planes, cache_megabytes=cache_megabytes
-        )
-    except TrainingError as exc:
-        raise TrainingError(f"{exc}; --domain raw trains on camera RAW files with a Bayer mosaic") from exc
-    pool.bayer = True
-    return pool
-
-
-def augment_bayer(patch: np.ndarray, code: int, size: int) -> np.ndarray:
-    """A flip of a (size+1, size+1, 4) packed patch that keeps the Bayer geometry -> (size, size, 4).
-
-    Flipping packed planes directly would move each colour's sub-pixel position (R would end up
-    right of its green). Instead the patch is unpacked to a mosaic, flipped there, and cropped one
-    mosaic pixel so that red is back at the top-left (Liu et al. 2019, "Bayer-preserving
-    augmentation"). Bit 0 of ``code`` flips left-right, bit 1 top-bottom (so 4 distinct results;
-    the 90-degree rotations are left out because they swap the two greens' roles).
-    """
-    mosaic = unpack_bayer(patch, "RGGB")
-    dy = dx = 0
-    if code & 1:
-        mosaic, dx = mosaic[:, ::-1], 1
-    if code & 2:
-        mosaic, dy = mosaic[::-1], 1
-    side = 2 * size
-    return pack_bayer(mosaic[dy : dy + side, dx : dx + side], "RGGB")
 
 
 # ------------------------------------------------------------------------------------------ writing

@@ -34,9 +34,11 @@ import numpy as np
 import torch
 
 from .. import checks
-from ..checkpoint import LoadedModel, save_model
+from ..checkpoint import save_model
 from ..config import SamplerConfig, StudentConfig, to_dict
-from ..engine.denoise import autocast_context, denoise_array, resolve_device
+from ..engine.denoise import denoise_array
+from ..engine.model import LoadedModel
+from ..engine.runtime import autocast_context, resolve_device
 from ..errors import TrainingError
 from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
 from .losses import student_loss

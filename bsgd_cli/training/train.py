@@ -42,10 +42,10 @@ import torch
 from .. import __version__, checks
 from ..checkpoint import save_model
 from ..config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
-from ..engine.denoise import autocast_context, resolve_device
 from ..engine.model import BsgdModel
+from ..engine.runtime import autocast_context, resolve_device
 from ..errors import BsgdError, TrainingError
-from .data import NoisyImagePool, PatchPrefetcher, sample_patches
+from .data import NoisyImagePool, PatchPrefetcher, raw_pool, sample_patches
 from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
 from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
@@ -155,12 +155,10 @@ class Trainer:
             parameter.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self._parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.loss_module: torch.nn.Module = self._wrap(BranchLosses(self.model, config))
-        if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw.domain)
-            from ..raw.domain import raw_training_pool
-
+        if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw)
             if val_pairs is not None:
                 raise TrainingError("--val-pairs holds sRGB pairs and cannot validate a RAW-domain model; leave it out")
-            pool = raw_training_pool(Path(noisy_dir), patch=config.patch, cache_megabytes=config.cache_megabytes)
+            pool = raw_pool(Path(noisy_dir), patch=config.patch, cache_megabytes=config.cache_megabytes)
         else:
             pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes)
         self.skipped = pool.skipped
