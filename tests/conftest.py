@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from bsgd_cli.engine.runtime import resolve_runtime
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CPU = resolve_runtime("cpu")
+"""The runtime of every test that runs a model: the CPU, precision auto."""
 
 
 @pytest.fixture(autouse=True)

@@ -261,7 +261,7 @@ def test_runner_measures_and_writes_results(tmp_path: Path) -> None:
     pairs = make_pair_folder(tmp_path / "data", [f"noisy/{i}.png" for i in "abc"], [f"clean/{i}.png" for i in "abc"])
     events: list[str] = []
     result = run_benchmark(load_dataset("pairs", tmp_path / "data", limit=None), {"blur": box_blur},
-                           out_dir=tmp_path / "out", crops=2, progress=lambda event, **info: events.append(event),
+                           out_dir=tmp_path / "out", crops=2, progress=lambda event: events.append(event.kind),
                            environment={"seed": 7, "model_hash": "abc123"})
     noisy_rows = [row for row in result.per_image if row["method"] == "noisy"]
     for row, (noisy, clean) in zip(noisy_rows, pairs, strict=True):

@@ -8,11 +8,11 @@ import numpy as np
 from PIL import Image
 
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.config import StudentConfig
+from bsgd_cli.config import SamplerOverrides, StudentConfig
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.training.distill import DistillConfig, distill
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image
 
 
 def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path) -> None:
@@ -26,7 +26,7 @@ def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path)
     loaded = load_model(path)
     assert loaded.model.student is not None
     assert loaded.info["student"]["pairs"] == 4
-    out = denoise_array(loaded, noisy_image(40, 40), mode="fast", device="cpu")
+    out = denoise_array(loaded, noisy_image(40, 40), sampler=SamplerOverrides(mode="fast"), runtime=CPU)
     assert out.shape == (40, 40, 3)
     # the teacher's branches are unchanged
     for name, tensor in teacher.model.state_dict().items():

@@ -77,22 +77,35 @@ CASES: list[tuple[str, str, dict[str, Any], tuple[int, int, int]]] = [
 ]
 
 
-def _denoise_case(models: dict[str, Any], model: str, kwargs: dict[str, Any], image: np.ndarray) -> np.ndarray:
-    from bsgd_cli.engine.denoise import denoise_array
+SAMPLER_KEYS = ("mode", "steps", "guidance", "runs", "t_start", "strength", "refine", "wiener_noise")
+TILING_KEYS = ("tile", "overlap", "batch")
 
-    return denoise_array(models[model], image, device="cpu", **kwargs)
+
+def _denoise_case(models: dict[str, Any], model: str, kwargs: dict[str, Any], image: np.ndarray) -> np.ndarray:
+    """One case through today's API; ``kwargs`` are the old API's keywords the case was recorded with."""
+    from bsgd_cli.config import SamplerOverrides, TilingConfig
+    from bsgd_cli.engine.denoise import denoise_array
+    from bsgd_cli.engine.runtime import resolve_runtime
+
+    sampler = SamplerOverrides(**{k: v for k, v in kwargs.items() if k in SAMPLER_KEYS})
+    tiling = TilingConfig(**{k: v for k, v in kwargs.items() if k in TILING_KEYS})
+    runtime = resolve_runtime("cpu", kwargs.get("precision", "auto"))
+    return denoise_array(models[model], image, sampler=sampler, tiling=tiling, runtime=runtime,
+                         seed=kwargs.get("seed", 0), image_index=kwargs.get("image_index", 0))
 
 
 def _batch_case(models: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Two files through the batch (8-bit PNG in, 16-bit PNG in): the decoded output pixels."""
     from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
+    from bsgd_cli.config import SamplerOverrides
+    from bsgd_cli.engine.runtime import resolve_runtime
     from bsgd_cli.io import read_image, write_image
 
     source = folder / "in"
     source.mkdir(parents=True)
     write_image(source / "a.png", _image(40, 48, 8), bit_depth=8)
     write_image(source / "b.png", _image(44, 36, 9), bit_depth=16)
-    options = DenoiseOptions(mode="bsn", device="cpu", workers=1, seed=2)
+    options = DenoiseOptions(sampler=SamplerOverrides(mode="bsn"), runtime=resolve_runtime("cpu"), workers=1, seed=2)
     results = denoise_paths([source], folder / "out", models["default"], options)
     return {Path(r.output).name: _digest(read_image(Path(r.output)).pixels) for r in results}
 

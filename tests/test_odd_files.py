@@ -22,7 +22,7 @@ from bsgd_cli.cli import EXIT_SOME_FAILED, app
 from bsgd_cli.cli._support import printable
 from bsgd_cli.io import write_image
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image
 
 runner = CliRunner()
 _BSGD = Path(sys.executable).with_name("bsgd")
@@ -164,7 +164,7 @@ def test_tiny_images_keep_their_brightness_with_the_embedded_model(tmp_path: Pat
     noisy = np.clip(0.4 + np.random.default_rng(height * 100 + width).normal(0, 0.05, (height, width, 3)), 0, 1)
     source = tmp_path / "tiny.png"
     write_image(source, noisy.astype(np.float32), bit_depth=16)
-    [result] = denoise_paths([source], tmp_path / "out", default_model, DenoiseOptions(device="cpu", workers=1))
+    [result] = denoise_paths([source], tmp_path / "out", default_model, DenoiseOptions(runtime=CPU, workers=1))
     assert result.status == "done", result.error
     from bsgd_cli.io import read_image
 

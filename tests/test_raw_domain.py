@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from bsgd_cli.batch.denoise import tonal_warning
 from bsgd_cli.checkpoint import load_model, save_model
 from bsgd_cli.cli import app
-from bsgd_cli.config import PRESETS
+from bsgd_cli.config import PRESETS, SamplerOverrides, TilingConfig
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import ConfigError, ImageReadError, ModelFileError
@@ -22,6 +22,8 @@ from bsgd_cli.io.dng import XYZ_TO_SRGB, _srational
 from bsgd_cli.raw.bayer import NotBayerError, augment_bayer, normalise_planes, pack_bayer, unpack_bayer
 from bsgd_cli.raw.domain import planes_to_mosaic, raw_model_config, read_planes, resolve_domain, write_raw_dng
 from bsgd_cli.training.data import Augmentation, NoisyImagePool, raw_pool, sample_patches
+
+from .conftest import CPU
 
 runner = CliRunner()
 BLACK, WHITE = 512, 16000
@@ -131,7 +133,8 @@ def test_pack_denoise_unpack_dng_round_trip(tmp_path: Path, raw_model_file: Path
     source = write_scene(tmp_path / "in.dng", pattern)
     raw_input = read_planes(source)
     loaded = load_model(raw_model_file)
-    denoised = denoise_array(loaded, raw_input.pixels, mode="bsn", device="cpu", tile=64)
+    denoised = denoise_array(loaded, raw_input.pixels, sampler=SamplerOverrides(mode="bsn"), tiling=TilingConfig(tile=64),
+                             runtime=CPU)
     assert denoised.shape == raw_input.pixels.shape
     mosaic = planes_to_mosaic(denoised, raw_input)
     out = tmp_path / "out.dng"
@@ -145,7 +148,8 @@ def test_pack_denoise_unpack_dng_round_trip(tmp_path: Path, raw_model_file: Path
 
 def test_bsgd_mode_on_planes(tmp_path: Path, raw_model_file: Path) -> None:
     raw_input = read_planes(write_scene(tmp_path / "in.dng", "RGGB"))
-    out = denoise_array(load_model(raw_model_file), raw_input.pixels, mode="bsgd", steps=1, runs=1, device="cpu", tile=64)
+    out = denoise_array(load_model(raw_model_file), raw_input.pixels, sampler=SamplerOverrides(mode="bsgd", steps=1, runs=1),
+                        tiling=TilingConfig(tile=64), runtime=CPU)
     assert out.shape == raw_input.pixels.shape and np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
 
 

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from bsgd_cli.checks import Bounds
 from bsgd_cli.cli import EXIT_USAGE, app
-from bsgd_cli.config import SamplerConfig
+from bsgd_cli.config import SamplerConfig, SamplerOverrides, TilingConfig
+from bsgd_cli.engine.runtime import resolve_runtime
 from bsgd_cli.errors import ConfigError
 
 runner = CliRunner()
@@ -139,10 +140,14 @@ def test_the_library_refuses_the_same_values() -> None:
         sampler = SamplerConfig()
 
     for options in (DenoiseOptions(max_megapixels=math.nan), DenoiseOptions(max_megapixels=-1.0),
-                    DenoiseOptions(guidance=math.nan), DenoiseOptions(device="tpu"),
+                    DenoiseOptions(sampler=SamplerOverrides(guidance=math.nan)),
                     DenoiseOptions(bit_depth=16, ext="jpg"), DenoiseOptions(workers=0)):
         with pytest.raises(ConfigError):
             check_options(options, _Model())  # type: ignore[arg-type]
+    for bad in (lambda: resolve_runtime("tpu"), lambda: resolve_runtime("cpu", "fp16"), lambda: TilingConfig(tile=8),
+                lambda: TilingConfig(overlap=-1), lambda: TilingConfig(batch=0)):
+        with pytest.raises(ConfigError):
+            bad()
     with pytest.raises(ConfigError, match="megapixels"):
         run_speed_benchmark({}, megapixels=math.nan)
 

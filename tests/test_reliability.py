@@ -37,14 +37,14 @@ from typer.testing import CliRunner
 from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
 from bsgd_cli.checkpoint import load_model, read_metadata, save_model
 from bsgd_cli.cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE, app
-from bsgd_cli.config import PRESETS
+from bsgd_cli.config import PRESETS, SamplerOverrides, TilingConfig
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.io import read_image, write_dng, write_image
 from bsgd_cli.io._png import encode_png
 from bsgd_cli.training.train import read_state
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image
 
 runner = CliRunner()
 _BSGD = Path(sys.executable).with_name("bsgd")
@@ -599,7 +599,8 @@ def test_output_keeps_size_layout_depth_and_tiles_leave_no_seams(
     source = folder / f"in{ext}"
     _write_input(source, samples)
     # batch=8: all tiles of an image in one or two network calls (results do not depend on it)
-    options = DenoiseOptions(mode="bsn", device="cpu", tile=tile, overlap=overlap, batch=8, workers=1)
+    tiling = TilingConfig(tile=tile, overlap=overlap, batch=8)
+    options = DenoiseOptions(sampler=SamplerOverrides(mode="bsn"), runtime=CPU, tiling=tiling, workers=1)
     [result] = denoise_paths([source], folder / "out", tiny, options)
     assert result.status == "done", result.error
     output = Path(result.output)
@@ -609,8 +610,9 @@ def test_output_keeps_size_layout_depth_and_tiles_leave_no_seams(
         assert np.array_equal(stored_out[..., -1], stored_in[..., -1])  # alpha passes through untouched
     # Tiled (as the batch ran) against one whole-image pass: no seams, within 1/255.
     pixels = read_image(source).pixels
-    tiled = denoise_array(tiny, pixels, mode="bsn", tile=tile, overlap=overlap, batch=8, device="cpu")
-    whole = denoise_array(tiny, pixels, mode="bsn", tile=128, overlap=0, device="cpu")
+    tiled = denoise_array(tiny, pixels, sampler=SamplerOverrides(mode="bsn"), tiling=tiling, runtime=CPU)
+    whole = denoise_array(tiny, pixels, sampler=SamplerOverrides(mode="bsn"), tiling=TilingConfig(tile=128, overlap=0),
+                          runtime=CPU)
     assert np.abs(tiled - whole).max() <= 1 / 255
     written = stored_out[..., : 1 if channels <= 2 else 3].astype(np.float32) / top
     expected = tiled.mean(axis=2, keepdims=True) if channels <= 2 else tiled

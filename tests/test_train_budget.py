@@ -14,6 +14,7 @@ from PIL import Image
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import PRESETS, StudentConfig, TrainConfig
 from bsgd_cli.engine.model import BsgdModel
+from bsgd_cli.events import Progress
 from bsgd_cli.training.distill import DistillConfig, distill
 from bsgd_cli.training.optim import FLOOR, WallClock, warmup_cosine, warmup_cosine_by_time
 from bsgd_cli.training.train import Trainer, read_state, train
@@ -59,7 +60,7 @@ def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(noisy_folder: Pa
         return real_step(self, lr)
 
     monkeypatch.setattr(Trainer, "train_step", timed_step)
-    events: list[dict] = []
+    events: list[Progress] = []
     out = tmp_path / "run"
     budget = WallClock.start(10.0)
     summary = train(noisy_folder, out, model_config=PRESETS["tiny"], config=TrainConfig(steps=10**6, **TINY),
@@ -73,7 +74,7 @@ def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(noisy_folder: Pa
     assert rates[2:] == pytest.approx([warmup_cosine_by_time(9, s / 10, peak=1e-3, warmup=2) for s in range(2, 10)])
     assert rates[-1] < 0.1e-3  # near the 5% floor when the time ran out
     assert log[-1]["budget_fraction"] == 1.0
-    assert [event["step"] for event in events if event["kind"] == "checkpoint"] == [10]
+    assert [event.done for event in events if event.kind == "checkpoint"] == [10]
     assert all("data_s" in event for event in log)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,36 +19,30 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import checks
-from ..config import replace as config_replace
-from ..engine.denoise import MIN_SIDE, denoise_array
+from ..config import Domain, OutputExt, RawOutput, SamplerOverrides, TilingConfig
+from ..engine.denoise import MIN_SIDE, denoise_array, resolve_sampler
 from ..engine.model import LoadedModel
-from ..engine.runtime import check_runtime
+from ..engine.runtime import Runtime, resolve_runtime
 from ..errors import BatchInterrupted, BsgdError
+from ..events import Progress, ProgressFn, ignore
 from .planning import COMPARE_TAIL, Batch, Job, Naming, collect_jobs
 
-OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
 Status = Literal["done", "skipped", "failed"]
-EventFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, kw_only=True)
 class DenoiseOptions:
-    """How to denoise and where to write. ``None`` sampler fields take the model's measured defaults."""
+    """How to denoise and where to write.
 
-    mode: str | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    runs: int | None = None
-    t_start: float | None = None
+    sampler: changes to the model's stored sampler defaults; tiling: tile side, overlap, tiles per
+    call; runtime: device and precision (None: ``auto``, resolved when the batch starts); seed: with
+    the file and tile index, fixes every random draw.
+    """
+
+    sampler: SamplerOverrides = SamplerOverrides()
+    tiling: TilingConfig = TilingConfig()
+    runtime: Runtime | None = None
     seed: int = 0
-    tile: int = 512
-    overlap: int = 32
-    batch: int = 1
-    device: str = "auto"
-    precision: str = "auto"
-    strength: float | None = None
-    refine: str | None = None  # "wiener" or "none"
-    wiener_noise: float | None = None
     ext: OutputExt = "keep"
     suffix: str = ""
     bit_depth: int | None = None
@@ -61,8 +54,8 @@ class DenoiseOptions:
     workers: int = 2
     compare: bool = False
     shard: tuple[int, int] | None = None  # (rank, world size): this process does files i % world == rank
-    domain: str | None = None  # "srgb" or "raw" (bsgd_cli.raw.domain); None: the model's own domain
-    raw_output: str = "tiff"  # RAW domain: "tiff" (developed by LibRaw) or "dng" (the denoised mosaic)
+    domain: Domain | None = None  # "srgb" or "raw" (bsgd_cli.raw.domain); None: the model's own domain
+    raw_output: RawOutput = "tiff"  # RAW domain: "tiff" (developed by LibRaw) or "dng" (the denoised mosaic)
 
 
 @dataclass
@@ -82,23 +75,18 @@ class FileResult:
 
 
 def check_options(options: DenoiseOptions, model: LoadedModel) -> None:
-    """Refuse bad settings before any file is touched (the CLI refuses them earlier still)."""
-    checks.TILE.check("--tile", options.tile)
-    checks.OVERLAP.check("--overlap", options.overlap)
-    checks.TILE_BATCH.check("--batch", options.batch)
+    """Refuse bad settings before any file is touched (the CLI refuses them earlier still).
+
+    The tiling and the runtime were checked when they were made."""
     checks.WORKERS.check("--workers", options.workers)
     checks.QUALITY.check("--quality", options.quality)
     checks.MEGAPIXELS.check("--max-megapixels", options.max_megapixels)
     checks.SEED.check("--seed", options.seed)
-    checks.STEPS.check("--steps", options.steps)
-    checks.RUNS.check("--runs", options.runs)
+    checks.STEPS.check("--steps", options.sampler.steps)
+    checks.RUNS.check("--runs", options.sampler.runs)
     checks.check_bit_depth(options.bit_depth, options.ext)
-    check_runtime(options.device, options.precision)
     # The sampler settings as every file will get them (guidance, t_start, strength ... in range).
-    config_replace(
-        model.sampler, mode=options.mode, steps=options.steps, guidance=options.guidance, runs=options.runs,
-        t_start=options.t_start, strength=options.strength, refine=options.refine, wiener_noise=options.wiener_noise,
-    )
+    options.sampler.apply(model.sampler)
 
 
 def naming_for(options: DenoiseOptions) -> Naming:
@@ -177,7 +165,7 @@ class _Prefetch:
                 future.cancel()
 
 
-def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, fallback: dict, emit: EventFn):  # noqa: ANN001, ANN202
+def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, fallback: dict, emit: ProgressFn):  # noqa: ANN001, ANN202
     """(denoised pixels, target): the model's output for one decoded image."""
     target = job.target
     model_used = model
@@ -189,13 +177,10 @@ def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, f
         model_used = fallback["model"]
         # planning reserved this name for the input (bsgd_cli.batch.planning.claims)
         target = target.with_suffix(".tif") if target.suffix.lower() == ".dng" else target
-    denoised = denoise_array(
-        model_used, image.pixels, mode=options.mode, steps=options.steps, guidance=options.guidance,
-        runs=options.runs, t_start=options.t_start, seed=options.seed, tile=options.tile, overlap=options.overlap,
-        batch=options.batch, device=options.device, precision=options.precision, strength=options.strength,
-        refine=options.refine, wiener_noise=options.wiener_noise, image_index=job.index,
-        progress=lambda done, total: emit({"kind": "tiles", "done": done, "total": total}),
-    )
+    assert options.runtime is not None  # resolved by denoise_paths
+    sampler = resolve_sampler(model_used, options.sampler, options.runtime.device)
+    denoised = denoise_array(model_used, image.pixels, sampler=sampler, tiling=options.tiling, runtime=options.runtime,
+                             seed=options.seed, image_index=job.index, progress=emit)
     return denoised, target
 
 
@@ -220,13 +205,13 @@ def denoise_paths(
     model: LoadedModel,
     options: DenoiseOptions,
     *,
-    on_event: EventFn | None = None,
+    on_event: ProgressFn | None = None,
 ) -> list[FileResult]:
     """Denoise files and folders into ``out_dir`` (mirroring folder structure); never raises for one bad file.
 
-    Events sent to ``on_event``: {"kind": "start", "files": n, "warnings": [skip notes], "notes": [...]},
-    {"kind": "file", "index", "path", "megapixels"}, {"kind": "tiles", "done", "total"},
-    {"kind": "result", "result": FileResult}.
+    Events (:class:`~bsgd_cli.events.Progress`) sent to ``on_event``: ``start`` (total: files; data:
+    warnings, the skip notes, and notes), ``file`` (done: its index; name: its path; data: megapixels),
+    ``tiles`` (done, total), ``result`` (data: result, its :class:`FileResult`).
 
     Ctrl-C or SIGTERM (a KeyboardInterrupt) stops the batch: decodes not started are dropped, the
     writes in flight are finished, and :class:`~bsgd_cli.errors.BatchInterrupted` carries the results.
@@ -235,20 +220,20 @@ def denoise_paths(
     from ..raw.domain import resolve_domain
 
     domain = resolve_domain(model.model.config, options.domain, options.raw_output, str(model.path or "the model"))
-    options = replace(options, domain=domain)
+    options = replace(options, domain=domain, runtime=options.runtime or resolve_runtime())
     out_dir = Path(out_dir)
     batch = collect_jobs(
         [Path(p) for p in inputs], out_dir, naming_for(options),
         recursive=options.recursive, in_place=options.in_place, shard=options.shard,
     )
-    emit = on_event or (lambda event: None)
+    emit = on_event or ignore
     _remove_stale_temps(batch.jobs, options)
-    emit({"kind": "start", "files": len(batch.jobs) + len(batch.unlisted), "warnings": batch.notes,
-          "notes": _batch_notes(batch, options)})
+    emit(Progress("start", total=len(batch.jobs) + len(batch.unlisted),
+                  data={"warnings": batch.notes, "notes": _batch_notes(batch, options)}))
     results: list[FileResult] = []
     for folder, reason in batch.unlisted:
         results.append(FileResult(str(folder), None, "failed", error=f"{folder}: {reason}; the images in it were not processed"))
-        emit({"kind": "result", "result": results[-1]})
+        emit(Progress("result", data={"result": results[-1]}))
     try:
         results += _run_jobs(batch.jobs, model, options, emit)
     except BatchInterrupted as stopped:
@@ -258,7 +243,7 @@ def denoise_paths(
     return results
 
 
-def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit: EventFn) -> list[FileResult]:
+def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit: ProgressFn) -> list[FileResult]:
     results: list[FileResult] = []
     writes: list[tuple[FileResult, Future]] = []
     fallback: dict[str, LoadedModel] = {}  # RAW domain: the sRGB model for non-Bayer files, loaded once
@@ -268,19 +253,19 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
             for job, decoded in prefetch:
                 if decoded is None:
                     results.append(FileResult(str(job.source), str(job.target), "skipped", warnings=list(job.notes)))
-                    emit({"kind": "result", "result": results[-1]})
+                    emit(Progress("result", data={"result": results[-1]}))
                     continue
                 started = time.perf_counter()
                 try:
                     _check_target(job.target)
                     image = decoded.result()
                     megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
-                    emit({"kind": "file", "index": job.index, "path": str(job.source), "megapixels": megapixels})
+                    emit(Progress("file", done=job.index, name=str(job.source), data={"megapixels": megapixels}))
                     denoised, target = _denoise_one(job, image, model, options, fallback, emit)
                 except (BsgdError, MemoryError, RuntimeError, ValueError, OSError) as exc:
                     message = _failure(job.source, exc)
                     results.append(FileResult(str(job.source), None, "failed", time.perf_counter() - started, error=message))
-                    emit({"kind": "result", "result": results[-1]})
+                    emit(Progress("result", data={"result": results[-1]}))
                     continue
                 result = FileResult(str(job.source), str(target), "done", 0.0, megapixels,
                                     warnings=_file_notes(job, image, denoised))
@@ -370,14 +355,14 @@ def tonal_warning(
     )
 
 
-def _settle(result: FileResult, future: Future, emit: EventFn) -> FileResult:
+def _settle(result: FileResult, future: Future, emit: ProgressFn) -> FileResult:
     try:
         result.seconds = future.result()
     except BsgdError as exc:
         result.status, result.output, result.error = "failed", None, str(exc)
     except OSError as exc:
         result.status, result.output, result.error = "failed", None, f"{result.output}: {exc}"
-    emit({"kind": "result", "result": result})
+    emit(Progress("result", data={"result": result}))
     return result
 
 

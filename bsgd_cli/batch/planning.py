@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import RawOutput
 from ..errors import ConfigError
 from ..io.imagedata import is_raw_path
 
@@ -40,7 +41,7 @@ class Naming:
 
     ext: str = "keep"
     suffix: str = ""
-    raw_output: str = "tiff"
+    raw_output: RawOutput = "tiff"
     compare: bool = False
 
 

@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from bsgd_cli.config import DATASET_KINDS
 from bsgd_cli.errors import ConfigError, DatasetError, ImageReadError
 
-KINDS = ("sidd", "sidd-medium", "dnd", "polyu", "cc", "pairs", "sidd-pair", "noisy")
+KINDS = DATASET_KINDS
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm"})
 NOISY_SUFFIXES = ("_noisy", "_noise", "_real", "_n")
 CLEAN_SUFFIXES = ("_gt", "_clean", "_mean", "_c")

@@ -1,27 +1,30 @@
-"""Denoise arrays with a loaded model: mode dispatch, devices, precision, tiling, seeds.
+"""Denoise arrays with a loaded model: mode dispatch, tiling, seeds, the Wiener pass, out-of-memory retry.
 
-The one public entry point is :func:`denoise_array` (float32 H x W x 3 in [0, 1] in and out).
+The one public entry point is :func:`denoise_array` (float32 H x W x C in [0, 1] in and out). It runs
+two tiled passes over the image: the network pass (:func:`network_pass`) gives a pilot estimate, then
+the Wiener pass (:func:`wiener_pass`) refines it with one noise estimate for the whole image.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from ..config import SamplerConfig, replace
+from ..config import SamplerConfig, SamplerOverrides, TilingConfig, WienerConfig
 from ..diffusion.guidance import blind_spot_guidance
 from ..diffusion.sampling import refine_r3, sample_bsgd
 from ..errors import ConfigError, DenoiseError
+from ..events import ProgressFn
 from .model import BsgdModel, LoadedModel
-from .runtime import autocast_context, resolve_device, resolve_precision
-from .tiling import Tile, apply_tiled, plan_tiles
-from .wiener import WienerSettings, estimate_noise, wiener_refine
+from .runtime import Runtime, autocast_context, resolve_runtime
+from .tiling import Tile, TilePlan, apply_tiled, plan_tiles
+from .wiener import estimate_noise, largest_patch, wiener_refine
 
-ProgressFn = Callable[[int, int], None]
+StepCallback = Callable[[int, int], None]
 _MIN_TILE = 64
 MIN_SIDE = 32
 """Images with a side under this many pixels are denoised with their mirror image around them
@@ -55,7 +58,7 @@ def denoise_tensor(
     noisy: torch.Tensor,
     sampler: SamplerConfig,
     generators: Sequence[torch.Generator],
-    callback: ProgressFn | None = None,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Denoise (N, C, H, W) images in [0, 1] with ``sampler.mode``; returns (N, C, H, W) in [0, 1].
 
@@ -103,143 +106,150 @@ def denoise_tensor(
     return ((out.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def wiener_settings(sampler: SamplerConfig) -> WienerSettings:
-    """The :class:`WienerSettings` a sampler config asks for."""
-    return WienerSettings(
-        passes=sampler.wiener_passes, noise_scale=sampler.wiener_noise, chroma_scale=sampler.wiener_chroma,
-        patch=sampler.wiener_patch, stride=sampler.wiener_stride,
-        chroma_patch=sampler.wiener_chroma_patch, chroma_stride=sampler.wiener_chroma_stride,
-    )
+def resolve_sampler(model: LoadedModel, sampler: SamplerConfig | SamplerOverrides | None, device: torch.device) -> SamplerConfig:
+    """The sampler settings a run uses: ``sampler`` itself when whole, else the model's stored defaults
+    with the overrides. With no mode asked for, a CPU run of a model with a distilled student uses
+    ``fast`` (measured within 0.3 dB of the stored default mode at 30 times its speed, docs/BENCHMARKS.md).
+    """
+    if isinstance(sampler, SamplerConfig):
+        return sampler
+    overrides = sampler or SamplerOverrides()
+    if overrides.mode is None and device.type == "cpu" and model.model.student is not None:
+        overrides = replace(overrides, mode="fast")
+    return overrides.apply(model.sampler)
+
+
+def blend(denoised: np.ndarray, noisy: np.ndarray, strength: float) -> np.ndarray:
+    """``strength * denoised + (1 - strength) * noisy`` in float32 (``denoised`` itself at strength 1).
+
+    Linear, so blending tile by tile equals blending the stitched image.
+    """
+    if strength >= 1.0:
+        return denoised
+    return (np.float32(strength) * denoised + np.float32(1.0 - strength) * noisy).astype(np.float32, copy=False)
+
+
+def network_pass(
+    net: BsgdModel, image: np.ndarray, plan: TilePlan, sampler: SamplerConfig, *, device: torch.device,
+    precision: str, seed: int, image_index: int, batch: int, progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """The networks over the tiles of ``image`` (H, W, C), blended: the pilot estimate, (H, W, C) float32.
+
+    Without the Wiener step the result is blended with the input here (``sampler.strength``); with it,
+    the Wiener pass does that.
+    """
+    strength = sampler.strength if sampler.refine != "wiener" else 1.0
+
+    def run_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
+        batch_tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).to(device)
+        generators = [tile_generator(seed, image_index, tile.index) for tile in tiles]
+        with torch.inference_mode(), autocast_context(device, precision):
+            result = denoise_tensor(net, batch_tensor, sampler, generators)
+        denoised = result.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
+        return blend(denoised, stack, strength)
+
+    return apply_tiled(run_tiles, image, plan, batch=batch, progress=progress)
+
+
+def wiener_pass(image: np.ndarray, pilot: np.ndarray, wiener: WienerConfig, *, network_tile: int,
+                device: torch.device, strength: float) -> np.ndarray:
+    """The Wiener step per tile with one noise estimate for the whole image; written into ``pilot``.
+
+    Its own tiles: at least 128 pixels and 12 of the largest blocks, overlapping by two of them
+    and cut, not blended, in the middle of the overlap: a pixel at least one block from a tile's
+    edge gets exactly the blocks the whole image would give it, so the tiled result is the
+    whole-image result (tests/test_wiener.py). The result is blended with ``image`` by ``strength``.
+    """
+    block = largest_patch(wiener, image.shape[2])
+    side = max(network_tile, 128, 12 * block)
+    plan = plan_tiles(image.shape[0], image.shape[1], side, min(2 * block, side // 4))
+    noise = estimate_noise(image, pilot, wiener)
+    if noise is None:  # smaller than one Wiener block: nothing to measure
+        return blend(pilot, image, strength)
+
+    def to_tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(device)
+
+    def refine_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
+        results = []
+        for noisy_tile, tile in zip(stack, tiles, strict=True):  # one call per tile: each has its block offset
+            pilot_tile = pilot[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+            with torch.inference_mode():
+                refined = wiener_refine(to_tensor(noisy_tile), to_tensor(pilot_tile), wiener, noise, offset=(tile.y, tile.x))
+                results.append(refined.clamp_(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy())
+        return blend(np.stack(results), stack, strength)
+
+    # Written into the pilot's own array: rows are stored only after every tile reading them ran.
+    return apply_tiled(refine_tiles, image, plan, batch=1, out=pilot, cut=True)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def retry_on_out_of_memory(run: Callable[[int], np.ndarray], tile: int, device: torch.device) -> np.ndarray:
+    """``run(tile)``, and on out-of-memory ``run`` again with half the tile, down to 64 pixels."""
+    while True:
+        try:
+            return run(tile)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if not _is_out_of_memory(exc) or tile // 2 < _MIN_TILE:
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            tile //= 2
+
+
 def denoise_array(
     model: LoadedModel,
     image: np.ndarray,
     *,
-    mode: str | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    runs: int | None = None,
-    t_start: float | None = None,
+    sampler: SamplerConfig | SamplerOverrides | None = None,
+    tiling: TilingConfig | None = None,
+    runtime: Runtime | None = None,
     seed: int = 0,
-    tile: int = 512,
-    overlap: int = 32,
-    batch: int = 1,
-    device: str | torch.device = "auto",
-    precision: str = "auto",
-    strength: float | None = None,
-    refine: str | None = None,
-    wiener_noise: float | None = None,
     image_index: int = 0,
-    sampler: SamplerConfig | None = None,
     progress: ProgressFn | None = None,
 ) -> np.ndarray:
-    """Denoise one image.
-
-    Two tiled passes: the networks (``mode``) give a pilot estimate; then, with ``refine="wiener"``,
-    the noise is measured once over the whole image and :mod:`bsgd_cli.engine.wiener` refines the pilot
-    tile by tile, writing into the pilot's array (no extra full-size buffer). ``strength`` blends
-    the final result with the input.
+    """Denoise one image: the network pass, then (``sampler.refine == "wiener"``) the Wiener pass, then
+    the blend with the input by ``sampler.strength``.
 
     Args:
         model: from :func:`bsgd_cli.load_model`.
-        image: (H, W, 3) float32 in [0, 1], RGB.
-        mode, steps, guidance, runs, t_start: override the model's measured sampler defaults. With no
-            ``mode`` and no ``sampler``, a CPU run of a model with a distilled student uses ``fast``.
+        image: (H, W, C) float32 in [0, 1], RGB (C = 3) or packed Bayer planes for a RAW-domain model.
+        sampler: a whole :class:`SamplerConfig`, or :class:`SamplerOverrides` of the model's stored
+            defaults (None: the defaults; see :func:`resolve_sampler` for the CPU default mode).
+        tiling: tile side, overlap and tiles per call (default :class:`TilingConfig`); on
+            out-of-memory the tile is halved and the image retried, down to 64 pixels.
+        runtime: device and precision from :func:`bsgd_cli.engine.runtime.resolve_runtime` (default:
+            ``auto`` for both).
         seed, image_index: with the tile index, seed each tile's generator (results do not depend
-            on tile order or ``batch``).
-        tile, overlap: tile side and overlap in pixels; on out-of-memory the tile is halved and the
-            image retried, down to 64 pixels.
-        strength: 1 is the denoised result, 0 the input; in between a linear blend (default: the
-            model's measured ``sampler.strength``).
-        refine, wiener_noise: "wiener" or "none", and the scale of the measured noise power
-            (default: the model's ``sampler.refine`` and ``sampler.wiener_noise``).
-        progress: called with (tiles done, tiles total).
+            on tile order or batch size).
+        progress: gets ``tiles`` events of the network pass.
     Returns:
-        (H, W, 3) float32 in [0, 1].
+        (H, W, C) float32 in [0, 1].
     """
-    if image.ndim != 3 or image.shape[2] != model.model.config.channels:
-        raise ConfigError(f"expected an H x W x {model.model.config.channels} image, got shape {image.shape}")
-    base = sampler or model.sampler
-    torch_device = resolve_device(device)
-    if mode is None and sampler is None and torch_device.type == "cpu" and model.model.student is not None:
-        # On a CPU the distilled student is the default: it measured within 0.3 dB of (in fact above)
-        # the model's stored default mode at 30x its speed (docs/BENCHMARKS.md, issue 7).
-        mode = "fast"
-    overrides: dict[str, Any] = dict(
-        mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start, strength=strength,
-        refine=refine, wiener_noise=wiener_noise,
-    )
-    settings = replace(base, **overrides)  # config.replace skips the None overrides
-    strength = settings.strength
-    precision = resolve_precision(precision, settings.mode, torch_device)
-    net = model.model.to(torch_device).eval()
-    wiener = wiener_settings(settings) if settings.refine == "wiener" else None
-    min_side = max(MIN_SIDE, wiener.largest_patch(image.shape[2])) if wiener is not None else MIN_SIDE
-    image, window = mirror_pad(np.ascontiguousarray(image, dtype=np.float32), min_side)
+    channels = model.model.config.channels
+    if image.ndim != 3 or image.shape[2] != channels:
+        raise ConfigError(f"expected an H x W x {channels} image, got shape {image.shape}")
+    tiling = tiling or TilingConfig()
+    runtime = runtime or resolve_runtime()
+    settings = resolve_sampler(model, sampler, runtime.device)
+    precision = runtime.precision_for(settings.mode)
+    net = model.model.to(runtime.device).eval()
+    wiener = settings.wiener if settings.refine == "wiener" else None
+    min_side = max(MIN_SIDE, largest_patch(wiener, channels)) if wiener is not None else MIN_SIDE
+    padded, window = mirror_pad(np.ascontiguousarray(image, dtype=np.float32), min_side)
 
-    def blend(denoised: np.ndarray, stack: np.ndarray) -> np.ndarray:
-        if strength >= 1.0:
-            return denoised
-        # linear, so blending per tile equals blending the stitched image
-        return (np.float32(strength) * denoised + np.float32(1.0 - strength) * stack).astype(np.float32, copy=False)
+    def both_passes(tile: int) -> np.ndarray:
+        plan = plan_tiles(padded.shape[0], padded.shape[1], tile, min(tiling.overlap, tile // 4), net.size_multiple())
+        pilot = network_pass(net, padded, plan, settings, device=runtime.device, precision=precision, seed=seed,
+                             image_index=image_index, batch=tiling.batch, progress=progress)
+        if wiener is None:
+            return pilot
+        return wiener_pass(padded, pilot, wiener, network_tile=tile, device=runtime.device, strength=settings.strength)
 
-    def run_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
-        batch_tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).to(torch_device)
-        generators = [tile_generator(seed, image_index, t.index) for t in tiles]
-        with torch.inference_mode(), autocast_context(torch_device, precision):
-            result = denoise_tensor(net, batch_tensor, settings, generators)
-        denoised = result.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
-        return denoised if wiener is not None else blend(denoised, stack)
-
-    def wiener_pass(pilot: np.ndarray, network_tile: int) -> np.ndarray:
-        """Second pass: the Wiener step per tile with one noise estimate for the whole image.
-
-        Its own tiles: at least 128 pixels and 12 of the largest blocks, overlapping by two of them
-        and cut, not blended, in the middle of the overlap: a pixel at least one block from a tile's
-        edge gets exactly the blocks the whole image would give it, so the tiled result is the
-        whole-image result (tests/test_wiener.py).
-        """
-        assert wiener is not None
-        block = wiener.largest_patch(image.shape[2])
-        side = max(network_tile, 128, 12 * block)
-        plan = plan_tiles(image.shape[0], image.shape[1], side, min(2 * block, side // 4))
-        noise = estimate_noise(image, pilot, wiener)
-        if noise is None:  # smaller than one Wiener block: nothing to measure
-            return blend(pilot, image)
-
-        def refine_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
-            to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(torch_device)  # noqa: E731
-            results = []
-            for noisy_tile, t in zip(stack, tiles, strict=True):  # one call per tile: each has its block offset
-                pilot_tile = pilot[t.y : t.y + t.height, t.x : t.x + t.width]
-                with torch.inference_mode():
-                    refined = wiener_refine(to_tensor(noisy_tile), to_tensor(pilot_tile), wiener, noise, offset=(t.y, t.x))
-                    results.append(refined.clamp_(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy())
-            return blend(np.stack(results), stack)
-
-        # Written into the pilot's own array: rows are stored only after every tile reading them ran.
-        return apply_tiled(refine_tiles, image, plan, batch=1, out=pilot, cut=True)  # one call per tile anyway
-
-    current_tile = tile
-    while True:
-        plan = plan_tiles(image.shape[0], image.shape[1], current_tile, min(overlap, current_tile // 4), net.size_multiple())
-        try:
-            denoised = apply_tiled(run_tiles, image, plan, batch=batch, progress=progress)
-            if wiener is not None:
-                denoised = wiener_pass(denoised, current_tile)
-            break
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-            if not _is_out_of_memory(exc) or current_tile // 2 < _MIN_TILE:
-                raise
-            if torch_device.type == "cuda":
-                torch.cuda.empty_cache()
-            current_tile //= 2
-    denoised = denoised[window]
+    denoised = retry_on_out_of_memory(both_passes, tiling.tile, runtime.device)[window]
     bad = int(np.count_nonzero(~np.isfinite(denoised)))
     if bad:
         raise DenoiseError(

@@ -7,6 +7,7 @@ device cannot run before any work starts); the engine then only asks :func:`auto
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
@@ -70,3 +71,24 @@ def resolve_precision(precision: str, mode: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     return "bf16" if mode == "fast" and device.type in ("cpu", "cuda") else "fp32"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the networks run: made once, at the entry point, by :func:`resolve_runtime`.
+
+    precision: "auto", "fp32", "bf16" or "fp16"; "auto" depends on the mode (:meth:`precision_for`).
+    """
+
+    device: torch.device
+    precision: str = "auto"
+
+    def precision_for(self, mode: str) -> str:
+        """The precision a ``mode`` runs in (see :func:`resolve_precision`)."""
+        return resolve_precision(self.precision, mode, self.device)
+
+
+def resolve_runtime(device: str | torch.device = "auto", precision: str = "auto") -> Runtime:
+    """A :class:`Runtime`, refusing an absent or unknown device and a precision it cannot run
+    (see :func:`check_runtime`) before any work starts."""
+    return Runtime(check_runtime(device, precision), precision)

@@ -42,40 +42,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import WienerConfig
 from ..errors import ConfigError
 
 _MEDIAN_OF_CHI2_1 = 0.4549364231195724  # median of a chi-square with 1 degree of freedom
 _MAX_NOISE_SAMPLES = 16384  # blocks used for the noise median (a strided subset beyond this)
-
-
-@dataclass(frozen=True)
-class WienerSettings:
-    """passes: Wiener passes; noise_scale: multiplies the estimated noise power; chroma_scale: a
-    further factor on an RGB image's two colour planes; patch/stride: block side and step in pixels
-    (chroma_patch/chroma_stride: the same for the colour planes); opponent: False filters R, G and B
-    as they are, each with patch/stride (the first version's way, kept for ablations)."""
-
-    passes: int = 1  # the same defaults as SamplerConfig's wiener_* fields
-    noise_scale: float = 3.0
-    chroma_scale: float = 6.0
-    patch: int = 16
-    stride: int = 4
-    chroma_patch: int = 32
-    chroma_stride: int = 8
-    opponent: bool = True
-
-    def __post_init__(self) -> None:
-        if self.passes < 1:
-            raise ConfigError("Wiener passes must be at least 1")
-        if self.noise_scale <= 0 or self.chroma_scale <= 0:
-            raise ConfigError(f"the Wiener noise scales must be positive, got {self.noise_scale} and {self.chroma_scale}")
-        for patch, stride in ((self.patch, self.stride), (self.chroma_patch, self.chroma_stride)):
-            if patch < 2 or not 1 <= stride <= patch:
-                raise ConfigError(f"Wiener patch must be >= 2 and 1 <= stride <= patch, got {patch}, {stride}")
-
-    def largest_patch(self, channels: int) -> int:
-        """The largest block side any plane of a ``channels``-plane image uses (tiles overlap by more)."""
-        return max(group.patch for group in _groups(channels, self))
 
 
 @dataclass(frozen=True)
@@ -88,7 +59,12 @@ class _Group:
     scale: float
 
 
-def _groups(channels: int, settings: WienerSettings) -> list[_Group]:
+def largest_patch(settings: WienerConfig, channels: int) -> int:
+    """The largest block side any plane of a ``channels``-plane image uses (tiles overlap by more)."""
+    return max(group.patch for group in _groups(channels, settings))
+
+
+def _groups(channels: int, settings: WienerConfig) -> list[_Group]:
     """Luminance and the colour planes of an opponent RGB image; otherwise every plane alike."""
     if channels == 3 and settings.opponent:
         return [
@@ -187,7 +163,7 @@ def _noise_power(residual: torch.Tensor) -> torch.Tensor:
     return residual.square().median(dim=-1).values / _MEDIAN_OF_CHI2_1
 
 
-def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSettings = WienerSettings()) -> list[torch.Tensor] | None:
+def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig = WienerConfig()) -> list[torch.Tensor] | None:
     """The noise power of every plane and DCT frequency of one whole image.
 
     ``noisy`` and ``pilot`` are (H, W, C) float arrays in the value range the refinement will see.
@@ -270,7 +246,7 @@ def _filter_planes(
 def wiener_refine(
     noisy: torch.Tensor,
     pilot: torch.Tensor,
-    settings: WienerSettings = WienerSettings(),
+    settings: WienerConfig = WienerConfig(),
     noise: list[torch.Tensor] | None = None,
     offset: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ModelConfig
+from ..config import Domain, ModelConfig
 from ..errors import ConfigError, ImageReadError
 from ..io.raw import BayerData, read_bayer
 from .bayer import PLANES, NotBayerError, normalise_planes, plane_levels, unpack_bayer
@@ -52,7 +52,7 @@ def raw_model_config(base: ModelConfig, *, pd_train: int | None = None, pd_infer
     return replace(base, domain="raw", channels=len(PLANES), blind_spot=blind_spot)
 
 
-def resolve_domain(config: ModelConfig, requested: str | None, raw_output: str = "tiff", model_name: str = "the model") -> str:
+def resolve_domain(config: ModelConfig, requested: str | None, raw_output: str = "tiff", model_name: str = "the model") -> Domain:
     """The domain to denoise in: ``requested``, or the model's own when None.
 
     Raises ConfigError when the model cannot work in the requested domain, or for a DNG output
@@ -75,7 +75,7 @@ def resolve_domain(config: ModelConfig, requested: str | None, raw_output: str =
         raise ConfigError(f"--raw-output must be tiff or dng, got {raw_output!r}")
     if raw_output == "dng" and domain != "raw":
         raise ConfigError("--raw-output dng writes the denoised Bayer mosaic and needs --domain raw and a RAW-domain model")
-    return domain
+    return "raw" if domain == "raw" else "srgb"
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import PRESETS, ModelConfig, StudentConfig, TrainConfig
+from ..config import PRESETS, ModelConfig, PresetName, StudentConfig, TrainConfig
 from ..errors import ConfigError
 from .distill import DistillConfig
 
@@ -34,7 +34,7 @@ LOG_NAME = "log.txt"
 TRAIN_LOG_NAME = "train_log.jsonl"
 OUT_FILES = (STATE_NAME, MODEL_NAME, RESULTS_NAME, LOG_NAME, TRAIN_LOG_NAME)
 
-GPU_PRESET = "gpu"
+GPU_PRESET: PresetName = "gpu"
 REPORT_PAIRS = 60  # PolyU pairs 41-100
 BENCHMARK_MODES = ("fast", "bsgd", "bsn")  # bsn-r3 is timed, not benchmarked (it is no default anywhere)
 SPEED_MODES = ("fast", "bsgd", "bsn", "bsn-r3")  # the CPU default first: a cut-off speed stage still has it
@@ -104,7 +104,7 @@ class SlotPlan:
 
     dry_run: bool
     device: str
-    preset: str
+    preset: PresetName
     model_config: ModelConfig
     train: TrainConfig
     steps: int
@@ -193,7 +193,7 @@ def shortened(plan: SlotPlan, hard_seconds: float) -> SlotPlan:
                    hard_seconds=hard_seconds, notes=[*plan.notes, f"marks scaled by {scale:.3f} to stop at {hard_seconds:g} s"])
 
 
-def predicted_slot_files(preset: str = GPU_PRESET) -> dict[str, int]:
+def predicted_slot_files(preset: PresetName = GPU_PRESET) -> dict[str, int]:
     """Bytes of the compact state and of the model file a slot returns for ``preset`` (within a few %).
 
     Used to keep room in the travelling tree for what a slot adds to the repository.

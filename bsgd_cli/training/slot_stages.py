@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
-from ..config import ModelConfig, from_dict
+from ..config import ModelConfig, Refine, SamplerOverrides, from_dict
+from ..engine.runtime import resolve_runtime
+from ..events import Progress
 from .optim import WallClock
 from .slot import BENCHMARK_MODES, SPEED_MODES, STATE_NAME, TRAIN_LOG_NAME, SlotData, SlotPlan
 from .train_state import STATE_FILE, compact_state, read_state, state_bytes, write_atomic
@@ -63,7 +65,8 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = None if state_dir is None else state_dir / STATE_FILE
     resumed = previous is not None and previous.is_file()
-    start_step, start_seconds, preset = 0, 0.0, plan.preset
+    start_step, start_seconds = 0, 0.0
+    preset: str = plan.preset
     if resumed:
         assert previous is not None
         shutil.copyfile(previous, run_dir / STATE_FILE)
@@ -83,14 +86,15 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
     last: dict[str, Any] = {}
     started = time.perf_counter()
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["kind"] == "checkpoint":
+    def on_event(progress: Progress) -> None:
+        if progress.kind == "checkpoint":
             facts["state_bytes"] = save_compact_state(run_dir, out / STATE_NAME)
             if (run_dir / LOG_FILE).is_file():  # the checkpoint's own log line comes after this event
                 shutil.copyfile(run_dir / LOG_FILE, out / TRAIN_LOG_NAME)
             return
-        if event["kind"] != "log":
+        if progress.kind != "log":
             return
+        event = progress.data
         last.update(event)
         done = event["step"] - start_step
         rate = done / max(time.perf_counter() - started, 1e-9)
@@ -139,10 +143,11 @@ def distill_stage(plan: SlotPlan, data: SlotData, teacher_path: Path, work: Path
     teacher = load_model(teacher_path)
     last: dict[str, Any] = {}
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["kind"] == "targets" and event["done"] == event["total"]:
-            report(f"distill: {event['total']} teacher targets made")
-        elif event["kind"] == "log":
+    def on_event(progress: Progress) -> None:
+        if progress.kind == "targets" and progress.done == progress.total:
+            report(f"distill: {progress.total} teacher targets made")
+        elif progress.kind == "log":
+            event = progress.data
             last.update(event)
             report(f"distill: step {event['step']}  loss {event['loss_student']:.4f}  lr {event['lr']:.2e}  "
                    f"ETA {_duration(budget.remaining())}")
@@ -168,12 +173,13 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
     """PSNR/SSIM per set and mode, with the Wiener step and without (``--no-wiener``); the installed
     model (``baseline``) on the report split too, so unpacking can tell which is better. ``record``
     gets the partial results after every run, so a cut-off stage keeps what it measured."""
-    from ..benchmark.evaluate import BsgdSettings, run_benchmark
+    from ..benchmark.evaluate import run_benchmark
     from ..checkpoint import load_model
 
     has_student = load_model(model_path).model.student is not None
+    runtime = resolve_runtime(plan.device)
     modes = [mode for mode in BENCHMARK_MODES if has_student or mode != "fast"]
-    runs: list[tuple[str, str, str, Path, str, list[str]]] = []
+    runs: list[tuple[str, Refine, str, Path, str, list[str]]] = []
     for name, kind, root in data.benchmark_sets():  # most important first: a cut-off stage loses the rest
         runs.append((name, "wiener", kind, root, str(model_path), modes))
         if name == "polyu_report" and baseline is not None:  # the install decision needs this one next
@@ -182,9 +188,9 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
     facts: dict[str, Any] = {"status": "running", "modes": modes, "limit": plan.benchmark_limit,
                              "baseline_model": baseline}
 
-    def check(event: str, **info: Any) -> None:
+    def check(event: Progress) -> None:
         if until.expired():
-            raise StageTimeout(f"benchmark deadline passed during {event}")
+            raise StageTimeout(f"benchmark deadline passed during {event.kind}")
 
     for name, refine, kind, root, model, methods in runs:
         if not root.exists():
@@ -193,10 +199,11 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
         if until.expired():
             facts["status"] = "cut off"
             return facts
-        settings = BsgdSettings(model=model, device=plan.device, refine=refine)
+        sampler = SamplerOverrides(refine=refine)
         started = time.perf_counter()
         try:
-            result = run_benchmark(kind, root, methods, settings, out_dir=work / "bench" / f"{name}-{refine}",
+            result = run_benchmark(kind, root, methods, model=model, sampler=sampler, runtime=runtime,
+                                   out_dir=work / "bench" / f"{name}-{refine}",
                                    limit=plan.benchmark_limit, progress=check, ssim=plan.benchmark_ssim)
         except StageTimeout as exc:
             facts["status"] = "cut off"
@@ -217,10 +224,10 @@ def speed_stage(plan: SlotPlan, model_path: Path, until: WallClock, report: Repo
                 record: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Every mode (Wiener step included, the CLI defaults) on one generated image of
     ``plan.speed_megapixels``: MP/s, peak RSS and peak GPU memory, one mode at a time until ``until``."""
-    from ..benchmark.evaluate import BsgdSettings, build_methods
+    from ..benchmark.evaluate import build_methods
     from ..benchmark.speed import run_speed_benchmark, synthetic_photo
 
-    methods, environment = build_methods(list(SPEED_MODES), BsgdSettings(model=str(model_path), device=plan.device))
+    methods, environment = build_methods(list(SPEED_MODES), model=str(model_path), runtime=resolve_runtime(plan.device))
     image = synthetic_photo(plan.speed_megapixels, seed=0)
     facts: dict[str, Any] = {"status": "running", "megapixels": round(image.shape[0] * image.shape[1] / 1e6, 3),
                              "device": environment.get("device"), "tile": 512, "batch": 1, "rows": []}

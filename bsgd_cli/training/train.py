@@ -31,7 +31,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from ..config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
 from ..engine.model import BsgdModel
 from ..engine.runtime import autocast_context, resolve_device
 from ..errors import BsgdError, TrainingError
+from ..events import Progress, ProgressFn
 from .data import NoisyImagePool, PatchPrefetcher, raw_pool, sample_patches
 from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
 from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
@@ -52,7 +53,6 @@ from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 from .train_state import STATE_FILE, read_state, state_bytes, write_atomic
 from .validation import Validator, make_validator
 
-Callback = Callable[[dict[str, Any]], None]
 LOG_FILE = "log.jsonl"
 __all__ = ["STATE_FILE", "LOG_FILE", "TrainSummary", "Trainer", "learning_rate", "read_state", "train"]
 
@@ -324,7 +324,7 @@ class Trainer:
             return budget.expired()
         return bool(broadcast_object(budget.expired() if self.is_main else None))
 
-    def run(self, callback: Callback | None = None, budget: WallClock | None = None) -> TrainSummary:
+    def run(self, callback: ProgressFn | None = None, budget: WallClock | None = None) -> TrainSummary:
         """Train until ``config.steps`` or, with ``budget``, until it is used up (module docstring)."""
         config = self.config
         if self.is_main:
@@ -363,7 +363,7 @@ class Trainer:
                 if self.step % config.checkpoint_every == 0 or last:
                     self.save_state()
                     if callback is not None:
-                        callback({"kind": "checkpoint", "step": self.step, "total": config.steps})
+                        callback(Progress("checkpoint", done=self.step, total=config.steps))
                 if event is not None:
                     event["seconds"] = round(self.seconds, 2)
                     if budget is not None:
@@ -372,9 +372,9 @@ class Trainer:
                         with log_path.open("a") as handle:
                             handle.write(json.dumps(event) + "\n")
                     if callback is not None:
-                        callback({"kind": "log", "total": config.steps, **event})
+                        callback(Progress("log", done=self.step, total=config.steps, data=event))
                 elif callback is not None:
-                    callback({"kind": "step", "step": self.step, "total": config.steps})
+                    callback(Progress("step", done=self.step, total=config.steps))
         except KeyboardInterrupt:
             self.save_state()
             raise
@@ -416,7 +416,7 @@ def train(
     resume: bool = False,
     val_pairs: Path | None = None,
     device: str = "auto",
-    callback: Callback | None = None,
+    callback: ProgressFn | None = None,
     info: dict[str, Any] | None = None,
     budget: WallClock | None = None,
     stored_config: bool = True,
