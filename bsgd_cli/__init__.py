@@ -12,6 +12,7 @@ Public API (imported lazily, so ``bsgd_cli.io`` and ``bsgd_cli.benchmark`` stay 
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -31,8 +32,6 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        import importlib
-
         module, attribute = _API[name]
         return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

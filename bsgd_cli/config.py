@@ -88,7 +88,10 @@ class BlindSpotConfig:
         _check_widths("blind_spot", self.width, self.mults, self.blocks_per_level)
         strides_ok = all(isinstance(v, int) and 1 <= v <= 16 for v in (self.pd_train, self.pd_infer))
         if not strides_ok or not isinstance(self.head_width, int) or not 1 <= self.head_width <= MAX_WIDTH:
-            raise ConfigError(f"blind_spot: head_width {self.head_width!r} or PD strides {self.pd_train!r}/{self.pd_infer!r} out of range")
+            raise ConfigError(
+                f"blind_spot: head_width {self.head_width!r} or PD strides {self.pd_train!r}/{self.pd_infer!r} "
+                "out of range"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,7 +241,11 @@ class SamplerOverrides:
 
     def apply(self, base: SamplerConfig) -> SamplerConfig:
         """``base`` with these changes (checked like any SamplerConfig)."""
-        wiener = base.wiener if self.wiener_noise is None else dataclasses.replace(base.wiener, noise_scale=self.wiener_noise)
+        wiener = (
+            base.wiener
+            if self.wiener_noise is None
+            else dataclasses.replace(base.wiener, noise_scale=self.wiener_noise)
+        )
         return replace(base, mode=self.mode, steps=self.steps, guidance=self.guidance, runs=self.runs,
                        t_start=self.t_start, strength=self.strength, refine=self.refine, wiener=wiener)
 
@@ -273,7 +280,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.domain not in ("srgb", "raw") or self.channels not in (3, 4):
-            raise ConfigError(f"domain {self.domain!r} with {self.channels!r} channels: expected srgb or raw, 3 or 4 channels")
+            raise ConfigError(
+                f"domain {self.domain!r} with {self.channels!r} channels: expected srgb or raw, 3 or 4 channels"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,7 +46,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=REPO / "training" / "gpu")
     parser.add_argument("--models-dir", type=Path, default=REPO / "runs" / "gpu-slots",
                         help="Where the returned model file is kept (ignored by git).")
-    parser.add_argument("--install", action="store_true", help="Install the model into the package if it measured better.")
+    parser.add_argument(
+        "--install", action="store_true", help="Install the model into the package if it measured better."
+    )
     parser.add_argument("--package-model", type=Path, default=REPO / "bsgd_cli" / "models" / "default.safetensors")
     parser.add_argument("--force", action="store_true", help="Install even if it did not measure better.")
     parser.add_argument("--allow-dry-run", action="store_true", help="Accept a dry run's files (for tests).")

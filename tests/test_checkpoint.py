@@ -87,7 +87,9 @@ def test_newer_format_version_is_refused(tmp_path) -> None:
     from safetensors.torch import save_file
 
     path = tmp_path / "future.safetensors"
-    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "bsgd-model", "format_version": "99", "config": "{}"})
+    save_file(
+        {"x": torch.zeros(1)}, str(path), metadata={"format": "bsgd-model", "format_version": "99", "config": "{}"}
+    )
     with pytest.raises(ModelFileError, match="upgrade bsgd"):
         load_model(path)
 

@@ -90,9 +90,32 @@ def test_distill_passes_the_teacher_pipeline(calls: dict[str, Any], tmp_path: Pa
 def test_benchmark_passes_settings_and_takes_dash_o_and_the_old_out(calls: dict[str, Any], tmp_path: Path) -> None:
     for flag in ("-o", "--output", "--out"):
         out = tmp_path / flag.strip("-")
-        result = runner.invoke(app, ["benchmark", "--dataset", "polyu", "--root", str(tmp_path), "--methods", "noisy, bsn",
-                                     "--steps", "3", "--no-wiener", "--tile", "256", "--seed", "9", "--device", "cpu",
-                                     "--limit", "2", flag, str(out), "-q"])
+        result = runner.invoke(
+            app,
+            [
+                "benchmark",
+                "--dataset",
+                "polyu",
+                "--root",
+                str(tmp_path),
+                "--methods",
+                "noisy, bsn",
+                "--steps",
+                "3",
+                "--no-wiener",
+                "--tile",
+                "256",
+                "--seed",
+                "9",
+                "--device",
+                "cpu",
+                "--limit",
+                "2",
+                flag,
+                str(out),
+                "-q",
+            ],
+        )
         assert result.exit_code == 0, result.output
         call = calls["benchmark"]
         assert call["out_dir"] == out and call["dataset"] == "polyu" and call["methods"] == ["noisy", "bsn"]

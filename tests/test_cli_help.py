@@ -66,7 +66,9 @@ def test_models_fits_80_columns(monkeypatch, tiny_model_file) -> None:
 
 @pytest.mark.slow
 def test_help_does_not_import_torch() -> None:
-    code = ("import sys\nfrom bsgd_cli.cli import app\ntry:\n    app(['denoise', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, file=sys.stderr)")
+    code = (
+        "import sys\nfrom bsgd_cli.cli import app\ntry:\n    app(['denoise', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stderr.strip().splitlines()[-1] == "False"

@@ -78,7 +78,10 @@ def test_fills_the_budget_losslessly_with_a_stable_prefix(setting: tuple[Path, P
     assert manifest["training_images"] == len(taken)
     entry = next(e for e in manifest["files"] if e["file"] == f"train/{taken[0].name}")
     assert entry["sha256"] == hashlib.sha256(taken[0].read_bytes()).hexdigest()
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout.strip() == "A  .gitignore\nA  weights.bin"
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout.strip()
+        == "A  .gitignore\nA  weights.bin"
+    )
 
     smaller = _run(repo, shared, 1.7, "--no-nam")  # a smaller budget takes a prefix of the same list
     assert smaller.returncode == 0, smaller.stderr

@@ -39,11 +39,17 @@ def make_slot_data(root: Path) -> Path:
         Image.fromarray(_u8(noisy_image(64, 64, seed=index))).save(root / "train" / f"{index:04d}_1.png")
     (root / "polyu").mkdir()
     for index in range(2):
-        Image.fromarray(_u8(noisy_image(48, 48, seed=10 + index))).save(root / "polyu" / f"cam_{index}_real.JPG", quality=95)
-        Image.fromarray(_u8(noisy_image(48, 48, seed=20 + index))).save(root / "polyu" / f"cam_{index}_mean.JPG", quality=95)
+        Image.fromarray(_u8(noisy_image(48, 48, seed=10 + index))).save(
+            root / "polyu" / f"cam_{index}_real.JPG", quality=95
+        )
+        Image.fromarray(_u8(noisy_image(48, 48, seed=20 + index))).save(
+            root / "polyu" / f"cam_{index}_mean.JPG", quality=95
+        )
     for side, seed in (("noisy", 30), ("clean", 31)):
         (root / "nam25" / side).mkdir(parents=True)
-        Image.fromarray(_u8(noisy_image(48, 48, seed=seed))).save(root / "nam25" / side / f"01_{'noise' if side == 'noisy' else 'gt'}.png")
+        Image.fromarray(_u8(noisy_image(48, 48, seed=seed))).save(
+            root / "nam25" / side / f"01_{'noise' if side == 'noisy' else 'gt'}.png"
+        )
     (root / "sidd-danet").mkdir()
     scipy.io.savemat(root / "sidd-danet" / "noisy.mat", {"im_noisy": _u8(noisy_image(48, 48, seed=40))})
     scipy.io.savemat(root / "sidd-danet" / "gt.mat", {"im_gt": _u8(noisy_image(48, 48, seed=41))})
@@ -94,7 +100,13 @@ def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert not marker.exists(), "something on the slot's path imported rawpy"
     files = check_returned_files(first)
-    assert {path.name for path in files} == {"state.pt", "model.safetensors", "results.json", "log.txt", "train_log.jsonl"}
+    assert {path.name for path in files} == {
+        "state.pt",
+        "model.safetensors",
+        "results.json",
+        "log.txt",
+        "train_log.jsonl",
+    }
     results = json.loads((first / "results.json").read_text())
     assert results["status"] == "done" and results["dry_run"] is True and results["rawpy_imported"] is False
     stages = results["stages"]
@@ -124,7 +136,13 @@ def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> 
     assert refused.returncode == 2 and "dry run" in refused.stderr and not state.exists()
     unpacked = subprocess.run([*unpack, "--allow-dry-run"], capture_output=True, text=True)
     assert unpacked.returncode == 0, unpacked.stderr
-    assert {path.name for path in state.iterdir()} == {"state.pt", "results.json", "log.txt", "train_log.jsonl", "slots.jsonl"}
+    assert {path.name for path in state.iterdir()} == {
+        "state.pt",
+        "results.json",
+        "log.txt",
+        "train_log.jsonl",
+        "slots.jsonl",
+    }
     second = tmp_path / "out2"
     done = device_train(tmp_path, second, data, state, shim)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -168,13 +186,17 @@ def test_stages_past_their_deadline_return_cut_off(tmp_path: Path, tiny_model_fi
     plan = dry_run_plan()
     expired = WallClock(seconds=1.0, started=0.0)
     recorded: list[dict] = []
-    facts = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work", expired, lambda line: None, recorded.append)
+    facts = benchmark_stage(
+        plan, data, tiny_model_file, None, tmp_path / "work", expired, lambda line: None, recorded.append
+    )
     assert facts["status"] == "cut off" and "polyu_report" not in facts
     facts = speed_stage(plan, tiny_model_file, expired, lambda line: None, recorded.append)
     assert facts["status"] == "cut off" and facts["not_timed"] == ["fast", "bsgd", "bsn", "bsn-r3"]
     # with time left, every set is measured
     clock = WallClock.start(3600)
-    facts = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work2", clock, lambda line: None, recorded.append)
+    facts = benchmark_stage(
+        plan, data, tiny_model_file, None, tmp_path / "work2", clock, lambda line: None, recorded.append
+    )
     assert facts["status"] == "done" and set(facts) >= {"polyu_report", "sidd_pair", "nam25"}
     # a deadline passing inside a run stops it; the runs finished before it stay in the facts
     cut = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work3", ExpiresAfter(calls=12),

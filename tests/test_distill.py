@@ -21,8 +21,12 @@ def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path)
     for index in range(2):
         Image.fromarray((noisy_image(48, 48, index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
     teacher = load_model(tiny_model_file)
-    config = DistillConfig(crops_per_image=2, crop=32, patch=32, steps=30, batch=2, log_every=10, precision="fp32", warmup=5)
-    path = distill(teacher, folder, tmp_path / "out", student=StudentConfig(width=8, mults=(1, 1)), config=config, device="cpu")
+    config = DistillConfig(
+        crops_per_image=2, crop=32, patch=32, steps=30, batch=2, log_every=10, precision="fp32", warmup=5
+    )
+    path = distill(
+        teacher, folder, tmp_path / "out", student=StudentConfig(width=8, mults=(1, 1)), config=config, device="cpu"
+    )
     loaded = load_model(path)
     assert loaded.model.student is not None
     assert loaded.info["student"]["pairs"] == 4
@@ -53,7 +57,9 @@ def test_self_distillation_on_the_pipeline_lowers_the_student_loss(tmp_path: Pat
     folder = _noisy_folder(tmp_path)
     teacher = load_model(tiny_model_file)
     sampler = replace(teacher.sampler, mode="bsn", refine="wiener")  # the tiny student starts as the identity
-    config = DistillConfig(patch=32, steps=80, batch=4, lr=3e-3, warmup=5, log_every=20, precision="fp32", photometric=False)
+    config = DistillConfig(
+        patch=32, steps=80, batch=4, lr=3e-3, warmup=5, log_every=20, precision="fp32", photometric=False
+    )
     path = distill(teacher, folder, tmp_path / "out", config=config, sampler=sampler, device="cpu")
     losses = [json.loads(line)["loss_student"] for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert len(losses) == 4
@@ -77,7 +83,9 @@ def test_targets_are_reused_only_for_the_same_teacher_settings(tmp_path: Path, t
     first = (out / TARGETS_FILE).stat().st_mtime_ns
     distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="fast"), device="cpu")
     assert (out / TARGETS_FILE).stat().st_mtime_ns == first
-    loaded = load_model(distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="bsn"), device="cpu"))
+    loaded = load_model(
+        distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="bsn"), device="cpu")
+    )
     assert (out / TARGETS_FILE).stat().st_mtime_ns != first
     assert loaded.info["student"]["started_from"] == "random weights"
 
@@ -92,5 +100,5 @@ def test_pairs_share_their_augmentation() -> None:
     assert torch_equal(x, y)
 
 
-def torch_equal(a, b) -> bool:  # noqa: ANN001
+def torch_equal(a, b) -> bool:
     return bool((a == b).all())

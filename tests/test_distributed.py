@@ -42,7 +42,11 @@ def _free_port() -> int:
 
 def _torchrun(target: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m torch.distributed.run --nproc-per-node 2 TARGET`` on the loopback interface."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     if Path("/sys/class/net/lo").exists():
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     env.update(env_extra or {})
@@ -199,11 +203,11 @@ if __name__ == "__main__":
         with _open(_record, "a") as handle:
             handle.write(name + "\n")
 
-    def _recording_replace(source, target, *args, **kwargs):  # noqa: ANN001, ANN202
+    def _recording_replace(source, target, *args, **kwargs):
         _note(Path(target).name)
         return _replace(source, target, *args, **kwargs)
 
-    def _recording_open(self, mode="r", *args, **kwargs):  # noqa: ANN001, ANN202
+    def _recording_open(self, mode="r", *args, **kwargs):
         if any(flag in mode for flag in "wax+"):
             _note(self.name)
         return _open(self, mode, *args, **kwargs)

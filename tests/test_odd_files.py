@@ -60,7 +60,9 @@ def test_pipes_and_device_links_are_named_and_never_read(tmp_path: Path, tiny_mo
     assert len(_lines(result.stderr, "failed")) == 3
 
 
-def test_a_tree_deeper_than_path_max_fails_the_run_with_the_right_advice(tmp_path: Path, tiny_model_file: Path) -> None:  # U6
+def test_a_tree_deeper_than_path_max_fails_the_run_with_the_right_advice(
+    tmp_path: Path, tiny_model_file: Path
+) -> None:  # U6
     top = tmp_path / "deep"
     top.mkdir()
     write_image(top / "shallow.png", noisy_image(8, 8))
@@ -158,7 +160,9 @@ def default_model():
 
 
 @pytest.mark.parametrize(("height", "width"), [(1, 40), (40, 1), (3, 3), (1, 1), (5, 7)])
-def test_tiny_images_keep_their_brightness_with_the_embedded_model(tmp_path: Path, default_model, height: int, width: int) -> None:  # U2
+def test_tiny_images_keep_their_brightness_with_the_embedded_model(
+    tmp_path: Path, default_model, height: int, width: int
+) -> None:  # U2
     from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
 
     noisy = np.clip(0.4 + np.random.default_rng(height * 100 + width).normal(0, 0.05, (height, width, 3)), 0, 1)
@@ -176,7 +180,9 @@ def test_tiny_images_keep_their_brightness_with_the_embedded_model(tmp_path: Pat
     assert any(f"only {width}x{height} pixels" in w for w in result.warnings), result.warnings
 
 
-def test_a_non_finite_result_fails_the_file_instead_of_writing_black(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:
+def test_a_non_finite_result_fails_the_file_instead_of_writing_black(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch
+) -> None:
     import torch
 
     import bsgd_cli.engine.denoise as inference
@@ -200,7 +206,7 @@ def test_unreadable_folder_inside_a_tree_fails_the_run(tmp_path: Path, tiny_mode
     write_image(folder / "ok.png", noisy_image(8, 8))
     real = paths._listing
 
-    def listing(path: Path):  # noqa: ANN202
+    def listing(path: Path):
         if Path(path).name == "locked":
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path)
@@ -213,7 +219,9 @@ def test_unreadable_folder_inside_a_tree_fails_the_run(tmp_path: Path, tiny_mode
     assert len(failed) == 1 and "cannot be listed (Permission denied); check its permissions" in failed[0]["error"]
 
 
-def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(tmp_path: Path, tiny_model_file: Path) -> None:
+def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(
+    tmp_path: Path, tiny_model_file: Path
+) -> None:
     """Only a file counts as 'already there': a folder or pipe of that name was reported skipped before."""
     folder = tmp_path / "in"
     folder.mkdir()
@@ -222,8 +230,9 @@ def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(tmp_p
     out = tmp_path / "out"
     (out / "a.png").mkdir(parents=True)
     os.mkfifo(out / "b.png")
-    result = runner.invoke(app, ["denoise", str(folder), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn",
-                                 "--json"])
+    result = runner.invoke(
+        app, ["denoise", str(folder), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"]
+    )
     assert result.exit_code == EXIT_SOME_FAILED, result.output
     status = {Path(f["input"]).name: (f["status"], f["error"]) for f in json.loads(result.stdout)["files"]}
     assert status["a.png"][0] == "failed" and "taken by a folder" in status["a.png"][1]

@@ -136,7 +136,7 @@ SUFFIXES = ["", "_dn", "-x", "_png", "_2"]
 
 
 @st.composite
-def trees(draw):  # noqa: ANN201
+def trees(draw):
     files = draw(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(FOLDERS), st.sampled_from(STEMS),
                                     st.sampled_from(EXTENSIONS)), min_size=1, max_size=14, unique=True))
     naming = Naming(ext=draw(st.sampled_from(["keep", "png", "tif", "jpg"])),
@@ -145,7 +145,7 @@ def trees(draw):  # noqa: ANN201
     return files, naming, draw(st.randoms(use_true_random=False))
 
 
-def _build(root: Path, files) -> tuple[list[Path], int]:  # noqa: ANN001
+def _build(root: Path, files) -> tuple[list[Path], int]:
     roots = [root / f"in{index}" for index in range(3)]
     for folder in roots:
         folder.mkdir()
@@ -157,7 +157,7 @@ def _build(root: Path, files) -> tuple[list[Path], int]:  # noqa: ANN001
     return roots, len(made)
 
 
-def _mapping(jobs) -> dict[Path, Path]:  # noqa: ANN001
+def _mapping(jobs) -> dict[Path, Path]:
     return {job.source: job.target for job in jobs}
 
 

@@ -133,8 +133,9 @@ def test_pack_denoise_unpack_dng_round_trip(tmp_path: Path, raw_model_file: Path
     source = write_scene(tmp_path / "in.dng", pattern)
     raw_input = read_planes(source)
     loaded = load_model(raw_model_file)
-    denoised = denoise_array(loaded, raw_input.pixels, sampler=SamplerOverrides(mode="bsn"), tiling=TilingConfig(tile=64),
-                             runtime=CPU)
+    denoised = denoise_array(
+        loaded, raw_input.pixels, sampler=SamplerOverrides(mode="bsn"), tiling=TilingConfig(tile=64), runtime=CPU
+    )
     assert denoised.shape == raw_input.pixels.shape
     mosaic = planes_to_mosaic(denoised, raw_input)
     out = tmp_path / "out.dng"
@@ -148,8 +149,13 @@ def test_pack_denoise_unpack_dng_round_trip(tmp_path: Path, raw_model_file: Path
 
 def test_bsgd_mode_on_planes(tmp_path: Path, raw_model_file: Path) -> None:
     raw_input = read_planes(write_scene(tmp_path / "in.dng", "RGGB"))
-    out = denoise_array(load_model(raw_model_file), raw_input.pixels, sampler=SamplerOverrides(mode="bsgd", steps=1, runs=1),
-                        tiling=TilingConfig(tile=64), runtime=CPU)
+    out = denoise_array(
+        load_model(raw_model_file),
+        raw_input.pixels,
+        sampler=SamplerOverrides(mode="bsgd", steps=1, runs=1),
+        tiling=TilingConfig(tile=64),
+        runtime=CPU,
+    )
     assert out.shape == raw_input.pixels.shape and np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
 
 
@@ -160,7 +166,9 @@ def test_odd_sized_mosaic_keeps_last_row(tmp_path: Path) -> None:
     raw_input = read_planes(path)
     assert raw_input.pixels.shape == (16, 20, 4) and raw_input.warnings
     back = planes_to_mosaic(np.full_like(raw_input.pixels, 0.5), raw_input)
-    assert back.shape == (33, 41) and np.array_equal(back[-1], mosaic[-1]) and np.array_equal(back[:, -1], mosaic[:, -1])
+    assert (
+        back.shape == (33, 41) and np.array_equal(back[-1], mosaic[-1]) and np.array_equal(back[:, -1], mosaic[:, -1])
+    )
 
 
 def test_non_bayer_and_non_raw_are_refused(tmp_path: Path) -> None:
@@ -251,7 +259,9 @@ def test_cli_train_raw_pd_override_and_val_pairs_refused(raw_folder: Path, tmp_p
 
 
 def _denoise(args: list[str], model: Path):
-    return runner.invoke(app, ["denoise", *args, "--model", str(model), "--mode", "bsn", "--device", "cpu", "--quiet", "--json"])
+    return runner.invoke(
+        app, ["denoise", *args, "--model", str(model), "--mode", "bsn", "--device", "cpu", "--quiet", "--json"]
+    )
 
 
 def test_cli_denoise_raw_to_tiff_and_dng(raw_folder: Path, tmp_path: Path, raw_model_file: Path) -> None:
@@ -266,7 +276,9 @@ def test_cli_denoise_raw_to_tiff_and_dng(raw_folder: Path, tmp_path: Path, raw_m
     for name in ("a", "b"):
         pixels = tifffile.imread(out / f"{name}.tif")
         assert pixels.dtype == np.uint16 and pixels.shape == (64, 80, 3)
-    result = _denoise([str(raw_folder), "-o", str(tmp_path / "dng"), "--raw-output", "dng", "--compare"], raw_model_file)
+    result = _denoise(
+        [str(raw_folder), "-o", str(tmp_path / "dng"), "--raw-output", "dng", "--compare"], raw_model_file
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "dng" / "a_compare.png").is_file()
     for name, pattern in (("a", "RGGB"), ("b", "GRBG")):
@@ -294,7 +306,7 @@ def test_cli_denoise_non_bayer_falls_back_to_srgb(
     tmp_path: Path, raw_model_file: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import bsgd_cli.checkpoint
-    import bsgd_cli.io
+    import bsgd_cli.raw.domain as domain
     from bsgd_cli.io import ImageData
 
     folder = tmp_path / "xt"
@@ -302,7 +314,7 @@ def test_cli_denoise_non_bayer_falls_back_to_srgb(
     xtrans = write_xtrans(folder / "xt.dng")
     developed = ImageData(pixels=np.full((48, 48, 3), 0.4, np.float32), alpha=None, channels_in=3, bit_depth=16,
                           format="raw", icc_profile=None, source=xtrans, is_raw=True)
-    monkeypatch.setattr(bsgd_cli.io, "read_raw", lambda path, **kw: developed)  # LibRaw cannot develop this fake
+    monkeypatch.setattr(domain, "read_raw", lambda path, **kw: developed)  # LibRaw cannot develop this fake
     real_load = bsgd_cli.checkpoint.load_model
 
     def no_default(name=None, **kw):
@@ -311,9 +323,10 @@ def test_cli_denoise_non_bayer_falls_back_to_srgb(
         return real_load(name, **kw)
 
     monkeypatch.setattr(bsgd_cli.checkpoint, "load_model", no_default)
+    monkeypatch.setattr(domain, "load_model", no_default)  # the sRGB fallback's
     result = _denoise([str(folder), "-o", str(tmp_path / "o1"), "--raw-output", "dng"], raw_model_file)
     assert result.exit_code == 1 and "not a Bayer mosaic" in result.output
-    monkeypatch.setattr(bsgd_cli.checkpoint, "load_model", lambda name=None, **kw: real_load(name or tiny_model_file, **kw))
+    monkeypatch.setattr(domain, "load_model", lambda name=None, **kw: real_load(name or tiny_model_file, **kw))
     result = _denoise([str(folder), "-o", str(tmp_path / "o2"), "--raw-output", "dng"], raw_model_file)
     assert result.exit_code == 0, result.output
     entry = json.loads(result.stdout)["files"][0]

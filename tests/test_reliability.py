@@ -51,7 +51,9 @@ _BSGD = Path(sys.executable).with_name("bsgd")
 BSGD_CMD = [str(_BSGD)] if _BSGD.is_file() else [sys.executable, "-m", "bsgd_cli"]
 # Start the child with SIGINT at its default even when the test runner ignores it (a background job):
 # Python then installs its KeyboardInterrupt handler, as it does for a user at a terminal.
-_SIGINT_DEFAULT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+_SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+)
 
 
 def _spawn(args: list[str], *, prefix: list[str] | None = None) -> subprocess.Popen:
@@ -90,7 +92,9 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _cut(path: Path, keep: float) -> bytes:
@@ -415,7 +419,9 @@ def test_sigkill_mid_batch_then_rerun_does_only_the_rest(tmp_path: Path, tiny_mo
     names = _twelve_images(tmp_path / "in")
     before = _fingerprints(tmp_path / "in")
     out = tmp_path / "out"
-    process = _run_until_outputs(["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2)
+    process = _run_until_outputs(
+        ["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2
+    )
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     assert process.returncode == -signal.SIGKILL
@@ -438,7 +444,9 @@ def test_sigkill_mid_batch_then_rerun_does_only_the_rest(tmp_path: Path, tiny_mo
 def test_sigint_mid_batch_exits_130_cleanly(tmp_path: Path, tiny_model_file: Path) -> None:
     names = _twelve_images(tmp_path / "in")
     out = tmp_path / "out"
-    process = _run_until_outputs(["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2)
+    process = _run_until_outputs(
+        ["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2
+    )
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     message = stderr.decode(errors="replace")
@@ -648,9 +656,34 @@ def test_sigterm_during_training_saves_the_state(tmp_path: Path) -> None:
     for i in range(2):
         Image.fromarray(_u8(noisy_image(48, 48, seed=i))).save(noisy / f"n{i}.png")
     run = tmp_path / "run"
-    child = _spawn(["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--batch", "1", "--patch", "40",
-                    "--log-every", "1", "--val-every", "100000", "--checkpoint-every", "100000", "--precision", "fp32",
-                    "--device", "cpu", "-q", "--steps", "100000"])
+    child = _spawn(
+        [
+            "train",
+            "--noisy-dir",
+            str(noisy),
+            "-o",
+            str(run),
+            "--preset",
+            "tiny",
+            "--batch",
+            "1",
+            "--patch",
+            "40",
+            "--log-every",
+            "1",
+            "--val-every",
+            "100000",
+            "--checkpoint-every",
+            "100000",
+            "--precision",
+            "fp32",
+            "--device",
+            "cpu",
+            "-q",
+            "--steps",
+            "100000",
+        ]
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and child.poll() is None and not (run / "log.jsonl").is_file():
         time.sleep(0.02)
@@ -675,7 +708,7 @@ def _model_with_metadata(path: Path, source: Path, **changes: str) -> None:
     save_file(tensors, str(path), metadata={**metadata, **changes})
 
 
-def _one_error(result) -> str:  # noqa: ANN001
+def _one_error(result) -> str:
     assert result.exit_code == EXIT_USAGE, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.stderr
@@ -690,7 +723,9 @@ def test_absurd_widths_in_metadata_are_refused_before_building(tmp_path: Path, t
         model = tmp_path / f"absurd_{where}.safetensors"
         _model_with_metadata(model, tiny_model_file, config=json.dumps(changed))
         write_image(tmp_path / "a.png", noisy_image(8, 8))
-        result = runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)])
+        result = runner.invoke(
+            app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)]
+        )
         line = _one_error(result)
         assert str(model) in line and "out of range" in line
     # Within range but not what the tensors hold: refused from the header, before the weights are read.
@@ -698,12 +733,16 @@ def test_absurd_widths_in_metadata_are_refused_before_building(tmp_path: Path, t
     changed["unet"]["width"] = 16
     model = tmp_path / "other_width.safetensors"
     _model_with_metadata(model, tiny_model_file, config=json.dumps(changed))
-    line = _one_error(runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)]))
+    line = _one_error(
+        runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)])
+    )
     assert "weights do not match the stored config" in line and "of another shape" in line
     assert not (tmp_path / "out").exists()
 
 
-def test_models_lists_a_broken_user_model_as_unreadable_and_goes_on(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:  # B7
+def test_models_lists_a_broken_user_model_as_unreadable_and_goes_on(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch
+) -> None:  # B7
     folder = tmp_path / "models"
     folder.mkdir()
     shutil.copy(tiny_model_file, folder / "good.safetensors")
@@ -737,7 +776,9 @@ def test_random_bytes_state_is_one_line(tmp_path: Path) -> None:  # U11
     line = _one_error(result)
     assert "state.pt: not a bsgd training state" in line and "without --resume" in line
     torch.save({"step": 3}, run / "state.pt")  # torch's own format, another program's content
-    line = _one_error(runner.invoke(app, ["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--resume"]))
+    line = _one_error(
+        runner.invoke(app, ["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--resume"])
+    )
     assert "not a bsgd training state (no model_config" in line
 
 
@@ -746,11 +787,15 @@ def test_model_path_that_is_a_folder_or_a_pipe(tmp_path: Path, tiny_model_file: 
     denoise = ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model"]
     empty = tmp_path / "empty_run"
     empty.mkdir()
-    assert "is a folder, not a model file; it holds no .safetensors" in _one_error(runner.invoke(app, [*denoise, str(empty)]))
+    assert "is a folder, not a model file; it holds no .safetensors" in _one_error(
+        runner.invoke(app, [*denoise, str(empty)])
+    )
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(tiny_model_file, run / "best.safetensors")
-    assert "give one of the model files in it (best.safetensors)" in _one_error(runner.invoke(app, [*denoise, str(run)]))
+    assert "give one of the model files in it (best.safetensors)" in _one_error(
+        runner.invoke(app, [*denoise, str(run)])
+    )
     os.mkfifo(tmp_path / "pipe.safetensors")
     assert "named pipe" in _one_error(runner.invoke(app, [*denoise, str(tmp_path / "pipe.safetensors")]))
     shutil.copy(tiny_model_file, run / "model.safetensors")  # a training run's folder stands for its model

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("skimage")
 
-from bsgd_cli.errors import BsgdError  # noqa: E402
-from bsgd_cli.io import read_image  # noqa: E402
-from bsgd_cli.viz.samples import (  # noqa: E402
+from bsgd_cli.errors import BsgdError
+from bsgd_cli.io import read_image
+from bsgd_cli.viz.samples import (
     ISO_LEVELS,
     add_camera_noise,
     demosaic_bilinear,

@@ -25,7 +25,10 @@ runner = CliRunner()
 
 def test_package_import_is_light_and_api_resolves() -> None:
     code = "import sys, bsgd_cli, bsgd_cli.io, bsgd_cli.benchmark; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
     import bsgd_cli
 
     assert callable(bsgd_cli.load_model) and callable(bsgd_cli.denoise_array) and callable(bsgd_cli.denoise_paths)

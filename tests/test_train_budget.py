@@ -45,12 +45,16 @@ def test_time_schedule_warms_up_by_steps_then_follows_the_clock() -> None:
     assert warmup_cosine_by_time(400, 1.0, peak=1.0, warmup=4) == pytest.approx(FLOOR)
     assert warmup_cosine_by_time(400, 3.0, peak=1.0, warmup=4) == pytest.approx(FLOOR)  # past the end: floor
     # the step schedule is the same curve over steps
-    assert warmup_cosine(54, peak=1.0, warmup=4, total=104) == pytest.approx(warmup_cosine_by_time(54, 0.5, peak=1.0, warmup=4))
+    assert warmup_cosine(54, peak=1.0, warmup=4, total=104) == pytest.approx(
+        warmup_cosine_by_time(54, 0.5, peak=1.0, warmup=4)
+    )
     with pytest.raises(ValueError, match="positive"):
         WallClock.start(0)
 
 
-def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(noisy_folder: Path, tmp_path: Path, monkeypatch) -> None:
+def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(
+    noisy_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
     clock = {"now": 1000.0}  # a fake clock: each training step takes one second
     monkeypatch.setattr("bsgd_cli.training.optim.time.monotonic", lambda: clock["now"])
     real_step = Trainer.train_step
@@ -94,8 +98,13 @@ def test_compact_state_is_small_and_resumes_from_the_ema(noisy_folder: Path, tmp
     moments = next(iter(compact["optimizer"]["state"].values()))
     assert moments["exp_avg"].dtype == torch.bfloat16 and moments["exp_avg_sq"].dtype == torch.bfloat16
 
-    trainer = Trainer(noisy_folder, tmp_path / "again", model_config=PRESETS["tiny"], config=TrainConfig(steps=5, **TINY),
-                      device="cpu")
+    trainer = Trainer(
+        noisy_folder,
+        tmp_path / "again",
+        model_config=PRESETS["tiny"],
+        config=TrainConfig(steps=5, **TINY),
+        device="cpu",
+    )
     trainer.apply_state(compact)
     assert trainer.step == 3
     for name, tensor in trainer.model.state_dict().items():  # continues from the EMA weights, in float32
@@ -121,7 +130,12 @@ def test_gpu_preset_compact_state_fits_one_returned_file() -> None:
         parameter.grad = torch.ones_like(parameter)
     optimizer.step()
     weights = model.state_dict()
-    full = {"model": weights, "ema": {k: v.clone() for k, v in weights.items()}, "optimizer": optimizer.state_dict(), "step": 1}
+    full = {
+        "model": weights,
+        "ema": {k: v.clone() for k, v in weights.items()},
+        "optimizer": optimizer.state_dict(),
+        "step": 1,
+    }
     parameters = sum(p.numel() for p in model.parameters())
     size = len(state_bytes(compact_state(full)))
     assert size < 6 * parameters + 200_000
@@ -151,7 +165,13 @@ def test_resume_with_a_new_config_and_a_foreign_noise_generator(noisy_folder: Pa
 def test_channels_last_trains_the_same_model(noisy_folder: Path, tmp_path: Path) -> None:
     config = TrainConfig(steps=2, **TINY)
     train(noisy_folder, tmp_path / "a", model_config=PRESETS["tiny"], config=config, device="cpu")
-    train(noisy_folder, tmp_path / "b", model_config=PRESETS["tiny"], config=replace(config, channels_last=True), device="cpu")
+    train(
+        noisy_folder,
+        tmp_path / "b",
+        model_config=PRESETS["tiny"],
+        config=replace(config, channels_last=True),
+        device="cpu",
+    )
     for a, b in zip(_log(tmp_path / "a"), _log(tmp_path / "b"), strict=True):
         assert b["loss_bsn"] == pytest.approx(a["loss_bsn"], rel=1e-4)
         assert b["loss_diffusion"] == pytest.approx(a["loss_diffusion"], rel=1e-4)
@@ -192,8 +212,13 @@ def test_a_failing_prefetch_thread_raises_in_the_trainer(noisy_folder: Path, tmp
 
     monkeypatch.setattr("bsgd_cli.training.data.sample_patches", broken)
     with pytest.raises(OSError, match="disk gone"):
-        train(noisy_folder, tmp_path / "run", model_config=PRESETS["tiny"], config=TrainConfig(steps=3, prefetch=1, **TINY),
-              device="cpu")
+        train(
+            noisy_folder,
+            tmp_path / "run",
+            model_config=PRESETS["tiny"],
+            config=TrainConfig(steps=3, prefetch=1, **TINY),
+            device="cpu",
+        )
 
 
 @pytest.mark.gpu

@@ -115,7 +115,10 @@ def test_noise_estimate_follows_correlated_noise_spectrum() -> None:
     assert estimate is not None
     # R, G, B independent with one spectrum: the same in the opponent planes, at either block size.
     # The oracle, on 256 blocks of 32x32, is itself noisy: hence the wider spread there.
-    for spectrum, oracle, spread in ((estimate[0], _dct_power(correlated)[:1], 0.3), (estimate[1], _dct_power(correlated, 32)[1:], 0.6)):
+    for spectrum, oracle, spread in (
+        (estimate[0], _dct_power(correlated)[:1], 0.3),
+        (estimate[1], _dct_power(correlated, 32)[1:], 0.6),
+    ):
         assert bool((oracle[:, 1] > 5 * oracle[:, -1]).all())  # the test's premise: a strongly coloured spectrum
         relative = spectrum / oracle
         assert abs(float(relative.mean()) - 1) < 0.05
@@ -192,7 +195,9 @@ def test_rgb_setting_filters_each_channel_alone() -> None:
     ],
     ids=["luminance-detail-defaults", "colour-detail-plain-colour-planes", "colour-detail-defaults"],
 )
-def test_refinement_beats_both_a_blurred_pilot_and_the_input(colour: bool, settings: WienerConfig, versus_pilot: float) -> None:
+def test_refinement_beats_both_a_blurred_pilot_and_the_input(
+    colour: bool, settings: WienerConfig, versus_pilot: float
+) -> None:
     # Like a blind-spot output: smooth, the stripes weakened but not gone, some noise left.
     rng = np.random.default_rng(3)
     clean = _textured(160, 192, colour=colour)
@@ -272,8 +277,23 @@ def test_cli_wiener_switch(tmp_path: Path, tiny_model_file: Path) -> None:
     model = load_model(tiny_model_file)
     pixels = np.asarray(Image.open(source / "a.png"), dtype=np.float32) / 255
     for flag, refine in (("--wiener", "wiener"), ("--no-wiener", "none")):
-        result = CliRunner().invoke(app, ["denoise", str(source), "-o", str(tmp_path / flag), "--model", str(tiny_model_file),
-                                          "--mode", "bsn", "--device", "cpu", flag, "-q"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "denoise",
+                str(source),
+                "-o",
+                str(tmp_path / flag),
+                "--model",
+                str(tiny_model_file),
+                "--mode",
+                "bsn",
+                "--device",
+                "cpu",
+                flag,
+                "-q",
+            ],
+        )
         assert result.exit_code == 0, result.output
         written = np.asarray(Image.open(tmp_path / flag / "a.png"), dtype=np.int16)
         sampler = SamplerOverrides(mode="bsn", refine=refine)  # type: ignore[arg-type]

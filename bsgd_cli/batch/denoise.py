@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,9 +24,14 @@ from ..config import Domain, OutputExt, RawOutput, SamplerOverrides, TilingConfi
 from ..engine.denoise import MIN_SIDE, denoise_array, resolve_sampler
 from ..engine.model import LoadedModel
 from ..engine.runtime import Runtime, resolve_runtime
-from ..errors import BatchInterrupted, BsgdError
+from ..errors import BatchInterrupted, BsgdError, ImageWriteError
 from ..events import Progress, ProgressFn, ignore
-from .planning import COMPARE_TAIL, Batch, Job, Naming, collect_jobs
+from ..io import ImageData, read_image, write_image
+from ..io._atomic import remove_stale_temps
+from ..io.imagedata import special_kind
+from ..raw.domain import RawInput, load_fallback_model, read_raw_input, resolve_domain, write_raw_result
+from ..viz.compare import before_after
+from .planning import COMPARE_TAIL, Batch, Job, Naming, claims, collect_jobs
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -93,27 +99,18 @@ def naming_for(options: DenoiseOptions) -> Naming:
     return Naming(ext=options.ext, suffix=options.suffix, raw_output=options.raw_output, compare=options.compare)
 
 
-def _read(source: Path, options: DenoiseOptions):  # noqa: ANN202 - ImageData (RawInput in the RAW domain)
-    from ..io import read_image
-
+def _read(source: Path, options: DenoiseOptions) -> ImageData | RawInput:
     if options.domain == "raw":
-        from ..raw.domain import read_raw_input
-
         return read_raw_input(source, max_megapixels=options.max_megapixels)
     return read_image(source, max_megapixels=options.max_megapixels)
 
 
-def _write(target: Path, pixels: np.ndarray, image, options: DenoiseOptions) -> None:  # noqa: ANN001
-    from ..io import write_image
-
+def _write(target: Path, pixels: np.ndarray, image: ImageData, options: DenoiseOptions) -> None:
     # write_image creates missing folders itself, with an error that says what to do
     write_image(target, pixels, like=image, bit_depth=options.bit_depth, quality=options.quality)
 
 
 def _write_compare(target: Path, noisy: np.ndarray, denoised: np.ndarray) -> Path:
-    from ..io import write_image
-    from ..viz.compare import before_after
-
     path = target.with_name(f"{target.stem}{COMPARE_TAIL}")
     write_image(path, before_after(noisy, denoised), bit_depth=8)
     return path
@@ -135,9 +132,6 @@ def _batch_notes(batch: Batch, options: DenoiseOptions) -> list[str]:
 def _remove_stale_temps(jobs: list[Job], options: DenoiseOptions) -> None:
     """A run killed mid-write (SIGKILL) can leave a hidden ``.NAME.XXXX.partial.ext``; remove those of
     this run's outputs (and only this shard's), so reruns leave no litter."""
-    from ..io._atomic import remove_stale_temps
-    from .planning import claims
-
     remove_stale_temps([path for job in jobs for path in claims(job.target, job.source, naming_for(options))])
 
 
@@ -148,7 +142,7 @@ class _Prefetch:
         self.jobs, self.options, self.pool = jobs, options, pool
         self.pending: list[tuple[Job, Future | None]] = []
 
-    def __iter__(self):  # noqa: ANN204 - Iterator[tuple[Job, Future | None]]
+    def __iter__(self) -> Iterator[tuple[Job, Future | None]]:
         ahead = max(1, self.options.workers)
         for job in self.jobs:
             # Only a file counts as an earlier output: a folder or a pipe of that name is not one.
@@ -165,13 +159,12 @@ class _Prefetch:
                 future.cancel()
 
 
-def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, fallback: dict, emit: ProgressFn):  # noqa: ANN001, ANN202
+def _denoise_one(job: Job, image: ImageData | RawInput, model: LoadedModel, options: DenoiseOptions,
+                 fallback: dict[str, LoadedModel], emit: ProgressFn) -> tuple[np.ndarray, Path]:
     """(denoised pixels, target): the model's output for one decoded image."""
     target = job.target
     model_used = model
     if getattr(image, "fallback", False):  # RAW domain, no Bayer mosaic: sRGB model, TIFF
-        from ..raw.domain import load_fallback_model
-
         if "model" not in fallback:  # loaded once per run (setdefault would load it every time)
             fallback["model"] = load_fallback_model(job.source)
         model_used = fallback["model"]
@@ -184,7 +177,7 @@ def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, f
     return denoised, target
 
 
-def _file_notes(job: Job, image, denoised: np.ndarray) -> list[str]:  # noqa: ANN001
+def _file_notes(job: Job, image: ImageData | RawInput, denoised: np.ndarray) -> list[str]:
     notes = list(job.notes) + list(getattr(image, "warnings", []))
     height, width = image.pixels.shape[:2]
     small = min(height, width) < MIN_SIDE
@@ -217,7 +210,6 @@ def denoise_paths(
     writes in flight are finished, and :class:`~bsgd_cli.errors.BatchInterrupted` carries the results.
     """
     check_options(options, model)
-    from ..raw.domain import resolve_domain
 
     domain = resolve_domain(model.model.config, options.domain, options.raw_output, str(model.path or "the model"))
     options = replace(options, domain=domain, runtime=options.runtime or resolve_runtime())
@@ -232,7 +224,9 @@ def denoise_paths(
                   data={"warnings": batch.notes, "notes": _batch_notes(batch, options)}))
     results: list[FileResult] = []
     for folder, reason in batch.unlisted:
-        results.append(FileResult(str(folder), None, "failed", error=f"{folder}: {reason}; the images in it were not processed"))
+        results.append(
+            FileResult(str(folder), None, "failed", error=f"{folder}: {reason}; the images in it were not processed")
+        )
         emit(Progress("result", data={"result": results[-1]}))
     try:
         results += _run_jobs(batch.jobs, model, options, emit)
@@ -259,12 +253,16 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
                 try:
                     _check_target(job.target)
                     image = decoded.result()
-                    megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
+                    megapixels = (
+                        getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
+                    )
                     emit(Progress("file", done=job.index, name=str(job.source), data={"megapixels": megapixels}))
                     denoised, target = _denoise_one(job, image, model, options, fallback, emit)
                 except (BsgdError, MemoryError, RuntimeError, ValueError, OSError) as exc:
                     message = _failure(job.source, exc)
-                    results.append(FileResult(str(job.source), None, "failed", time.perf_counter() - started, error=message))
+                    results.append(
+                        FileResult(str(job.source), None, "failed", time.perf_counter() - started, error=message)
+                    )
                     emit(Progress("result", data={"result": results[-1]}))
                     continue
                 result = FileResult(str(job.source), str(target), "done", 0.0, megapixels,
@@ -285,9 +283,6 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
 
 def _check_target(target: Path) -> None:
     """Refuse an output name taken by something that is not a file, before the work is done."""
-    from ..errors import ImageWriteError
-    from ..io.imagedata import special_kind
-
     try:
         mode = os.stat(target).st_mode
     except OSError:
@@ -308,11 +303,12 @@ def _in_order(results: list[FileResult], jobs: list[Job]) -> list[FileResult]:
     return sorted(results, key=lambda r: order.get(r.input, 0))
 
 
-def _finish(target: Path, denoised: np.ndarray, image, options: DenoiseOptions, started: float) -> float:  # noqa: ANN001
-    if options.domain == "raw":
-        from ..raw.domain import write_raw_result
-
-        write_raw_result(target, denoised, image, bit_depth=options.bit_depth, quality=options.quality, compare=options.compare)
+def _finish(target: Path, denoised: np.ndarray, image: ImageData | RawInput, options: DenoiseOptions,
+            started: float) -> float:
+    if isinstance(image, RawInput):
+        write_raw_result(
+            target, denoised, image, bit_depth=options.bit_depth, quality=options.quality, compare=options.compare
+        )
         return time.perf_counter() - started
     _write(target, denoised, image, options)
     if options.compare:
@@ -327,7 +323,12 @@ TONAL_FLOOR = 0.001
 
 
 def tonal_warning(
-    noisy: np.ndarray, denoised: np.ndarray, *, tolerance: float = TONAL_TOLERANCE, floor: float = TONAL_FLOOR, small: bool = False
+    noisy: np.ndarray,
+    denoised: np.ndarray,
+    *,
+    tolerance: float = TONAL_TOLERANCE,
+    floor: float = TONAL_FLOOR,
+    small: bool = False,
 ) -> str | None:
     """A warning when the output's brightness drifted from the input's, else None.
 

@@ -245,8 +245,10 @@ def _sidd_medium(root: Path) -> Dataset:
             elif noisy or clean:
                 unmatched.append(noisy or clean)
     if unmatched:
-        raise DatasetError(f"{data}: {len(unmatched)} file(s) without a partner: {_listing([p for p in unmatched if p is not None])}; "
-                           "each NOISY_SRGB_0XX.PNG needs the GT_SRGB_0XX.PNG of the same scene")
+        raise DatasetError(
+            f"{data}: {len(unmatched)} file(s) without a partner: {_listing([p for p in unmatched if p is not None])}; "
+            "each NOISY_SRGB_0XX.PNG needs the GT_SRGB_0XX.PNG of the same scene"
+        )
     if not pairs:
         raise DatasetError(f"{data}: no <scene>/NOISY_SRGB_010.PNG + GT_SRGB_010.PNG found; give the "
                            "SIDD_Medium_Srgb folder (the one holding Data/)")

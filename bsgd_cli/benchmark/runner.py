@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,6 @@ class PeakRss:
 
 def collect_environment(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Python, library versions, platform and CPU facts, and the metric conventions; ``extra`` wins on clashes."""
-    from importlib import metadata
-
     versions = {}
     for dist in ("numpy", "scipy", "scikit-image", "opencv-python-headless", "pillow", "h5py", "bm3d", "torch"):
         try:
@@ -232,8 +231,8 @@ def run_benchmark(
 
     ``crops``: how many images (the first ones) get a before/after strip. ``environment``: facts the caller
     knows (seed, model hash, device, threads ...), merged over those collected here. ``ssim=False`` leaves
-    both SSIMs out (None): on a GPU they cost more than the denoising (0.5 s a 512 x 512 image on one core). Returns the means per
-    method sorted by PSNR (highest first; by speed when there is no reference) and the per-image rows.
+    both SSIMs out (None): on a GPU they cost more than the denoising. Returns the means per method sorted
+    by PSNR (highest first; by speed when there is no reference) and the per-image rows.
     Only the current sample is held, except SIDD benchmark outputs (uint8, ~250 MB per method for the full set)
     and one DND image's 20 crops per method, kept until their submission file is written.
     """
@@ -269,7 +268,9 @@ def run_benchmark(
                 denoised_u8 = to_uint8(output)
                 row.update(psnr=psnr_uint8(reference, denoised_u8))
                 if ssim:
-                    row.update(ssim=ssim_skimage(reference, denoised_u8), ssim_gaussian=ssim_gaussian(reference, denoised_u8))
+                    row.update(
+                        ssim=ssim_skimage(reference, denoised_u8), ssim_gaussian=ssim_gaussian(reference, denoised_u8)
+                    )
             result.per_image.append(row)
             if index < crops:
                 tiles[method_name] = to_uint8(output[window])

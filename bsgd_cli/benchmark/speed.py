@@ -17,6 +17,7 @@ import torch
 from ..checks import MEGAPIXELS
 from ..errors import ConfigError
 from ..events import Progress, ProgressFn
+from .runner import PeakRss
 
 
 def synthetic_photo(megapixels: float, seed: int = 0) -> np.ndarray:
@@ -56,8 +57,6 @@ class SpeedRow:
 
 def time_method(name: str, method: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> SpeedRow:
     """Run ``method`` once on ``image``; wall time, process peak RSS and (CUDA) peak GPU memory."""
-    from .runner import PeakRss
-
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()

@@ -158,7 +158,9 @@ def interrupt_word(interrupt: KeyboardInterrupt) -> str:
 
 
 @contextlib.contextmanager
-def user_errors(on_interrupt: str = "finished files are complete; rerun the same command to continue") -> Iterator[None]:
+def user_errors(
+    on_interrupt: str = "finished files are complete; rerun the same command to continue",
+) -> Iterator[None]:
     """Library errors become one line and exit code 2; Ctrl-C exit code 130, SIGTERM 143."""
     try:
         yield

@@ -58,11 +58,13 @@ def denoise(
                                            help=f"Output format: {opt.choices(OUTPUT_EXTS)}; keep: the input's "
                                            "(RAW gives a 16-bit TIFF).")] = "keep",
     suffix: Annotated[str, typer.Option(metavar="TEXT", rich_help_panel=opt.OUTPUT,
-                                        help="Appended to output file names, e.g. _denoised (no path separators).")] = "",
+                                        help="Appended to output file names, e.g. _denoised (no path "
+                                        "separators).")] = "",
     bit_depth: Annotated[opt.BitDepth | None, typer.Option(metavar="BITS", rich_help_panel=opt.OUTPUT,
                                                            show_default=False,
-                                                           help="8 or 16 bits per channel (default: the input's; RAW "
-                                                           "gives 16). 16 needs --ext png or tif (heic keeps 12).")] = None,
+                                                           help="8 or 16 bits per channel (default: the input's; "
+                                                           "RAW gives 16). 16 needs --ext png or tif (heic keeps "
+                                                           "12).")] = None,
     quality: Annotated[int, typer.Option(parser=number(bounds.QUALITY), metavar="Q", rich_help_panel=opt.OUTPUT,
                                          help="JPEG, WebP, HEIC, AVIF and JPEG XL quality, 1 to 100 "
                                          "(100: lossless JPEG XL).")] = 95,

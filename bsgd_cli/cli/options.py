@@ -44,8 +44,9 @@ ModelName = Annotated[
 ]
 ModeChoice = Annotated[
     Mode | None,
-    typer.Option(metavar="MODE", rich_help_panel=SAMPLER, show_default=False, help="bsgd (guided diffusion), bsn (blind-spot branch), bsn-r3, or fast "
-                 "(distilled student). Default: fast on a CPU when the model has a student, else the model's."),
+    typer.Option(metavar="MODE", rich_help_panel=SAMPLER, show_default=False,
+                 help="bsgd (guided diffusion), bsn (blind-spot branch), bsn-r3, or fast (distilled student). "
+                 "Default: fast on a CPU when the model has a student, else the model's."),
 ]
 Steps = Annotated[
     int | None, typer.Option(parser=number(bounds.STEPS), metavar="K", rich_help_panel=SAMPLER,
@@ -80,7 +81,8 @@ PrecisionChoice = Annotated[
                                    "bf16 and fp16 run under autocast.")]
 Tile = Annotated[int, typer.Option(parser=number(bounds.TILE), metavar="PX", rich_help_panel=DEVICE,
                                    help="Tile side in pixels (halved automatically on out-of-memory).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, help="No progress display (a long job still prints a line a minute).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG,
+                                     help="No progress display (a long job still prints a line a minute).")]
 
 
 def refine(wiener: bool | None) -> Literal["wiener", "none"] | None:

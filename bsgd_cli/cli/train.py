@@ -16,7 +16,8 @@ from .progress import TrainDisplay, progress_bars
 
 def train(
     noisy_dir: Annotated[Path, typer.Option(metavar="DIR", rich_help_panel=opt.DATA,
-                                            help="Folder of noisy photos (any size, sRGB or RAW, searched recursively).")],
+                                            help="Folder of noisy photos (any size, sRGB or RAW, searched "
+                                            "recursively).")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", rich_help_panel=opt.OUTPUT,
                                          help="Run folder: model.safetensors, best.safetensors, state.pt, log.jsonl.")],
     preset: Annotated[PresetName, typer.Option(metavar="PRESET", rich_help_panel=opt.TRAINING,
@@ -38,12 +39,16 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", metavar=opt.FLAG, rich_help_panel=opt.TRAINING,
                                          help="Continue the run in --output from its state.pt.")] = False,
     domain: Annotated[Domain, typer.Option(metavar="DOMAIN", rich_help_panel=opt.DATA,
-                                           help=f"{opt.choices(DOMAINS)}; raw: train on the Bayer mosaic of RAW files (4 packed planes; "
-                                           "--patch in half-size pixels).")] = "srgb",
-    pd_train: Annotated[int | None, typer.Option(parser=number(bounds.PD_STRIDE), metavar="N", rich_help_panel=opt.DATA,
-                                                 help="PD stride while training (default: 5 for srgb, 1 for raw).")] = None,
-    pd_infer: Annotated[int | None, typer.Option(parser=number(bounds.PD_STRIDE), metavar="N", rich_help_panel=opt.DATA,
-                                                 help="PD stride when denoising (default: 2 for srgb, 1 for raw).")] = None,
+                                           help=f"{opt.choices(DOMAINS)}; raw: train on the Bayer mosaic of RAW "
+                                           "files (4 packed planes; --patch in half-size pixels).")] = "srgb",
+    pd_train: Annotated[int | None, typer.Option(parser=number(bounds.PD_STRIDE), metavar="N",
+                                                 rich_help_panel=opt.DATA,
+                                                 help="PD stride while training (default: 5 for srgb, 1 for "
+                                                 "raw).")] = None,
+    pd_infer: Annotated[int | None, typer.Option(parser=number(bounds.PD_STRIDE), metavar="N",
+                                                 rich_help_panel=opt.DATA,
+                                                 help="PD stride when denoising (default: 2 for srgb, 1 for "
+                                                 "raw).")] = None,
     val_pairs: Annotated[Path | None, typer.Option(metavar="DIR", rich_help_panel=opt.DATA,
                                                    help="Noisy/clean pairs: report PSNR (bsn mode) and keep the best "
                                                    "checkpoint by it.")] = None,

@@ -106,7 +106,9 @@ def denoise_tensor(
     return ((out.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def resolve_sampler(model: LoadedModel, sampler: SamplerConfig | SamplerOverrides | None, device: torch.device) -> SamplerConfig:
+def resolve_sampler(
+    model: LoadedModel, sampler: SamplerConfig | SamplerOverrides | None, device: torch.device
+) -> SamplerConfig:
     """The sampler settings a run uses: ``sampler`` itself when whole, else the model's stored defaults
     with the overrides. With no mode asked for, a CPU run of a model with a distilled student uses
     ``fast`` (measured within 0.3 dB of the stored default mode at 30 times its speed, docs/BENCHMARKS.md).
@@ -175,7 +177,9 @@ def wiener_pass(image: np.ndarray, pilot: np.ndarray, wiener: WienerConfig, *, n
         for noisy_tile, tile in zip(stack, tiles, strict=True):  # one call per tile: each has its block offset
             pilot_tile = pilot[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
             with torch.inference_mode():
-                refined = wiener_refine(to_tensor(noisy_tile), to_tensor(pilot_tile), wiener, noise, offset=(tile.y, tile.x))
+                refined = wiener_refine(
+                    to_tensor(noisy_tile), to_tensor(pilot_tile), wiener, noise, offset=(tile.y, tile.x)
+                )
                 results.append(refined.clamp_(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy())
         return blend(np.stack(results), stack, strength)
 

@@ -35,7 +35,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise ConfigError(f"--device {name} was asked for, but no CUDA GPU is visible; use --device cpu or auto")
         if index and int(index) >= torch.cuda.device_count():
             raise ConfigError(
-                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0; use cuda:0 or auto"
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0; "
+                "use cuda:0 or auto"
             )
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("--device mps was asked for, but MPS is not available; use --device cpu or auto")

@@ -69,7 +69,9 @@ def _groups(channels: int, settings: WienerConfig) -> list[_Group]:
     if channels == 3 and settings.opponent:
         return [
             _Group(slice(0, 1), settings.patch, settings.stride, settings.noise_scale),
-            _Group(slice(1, 3), settings.chroma_patch, settings.chroma_stride, settings.noise_scale * settings.chroma_scale),
+            _Group(
+                slice(1, 3), settings.chroma_patch, settings.chroma_stride, settings.noise_scale * settings.chroma_scale
+            ),
         ]
     return [_Group(slice(0, channels), settings.patch, settings.stride, settings.noise_scale)]
 
@@ -112,7 +114,9 @@ def _block_idct_sum(coefficients: torch.Tensor, size: int, stride: int) -> torch
     q = -(-size // stride)
     blocks = blocks.reshape(m, size, size, rows, cols)
     if q * stride > size:
-        blocks = F.pad(blocks.permute(0, 3, 4, 1, 2), (0, q * stride - size, 0, q * stride - size)).permute(0, 3, 4, 1, 2)
+        blocks = F.pad(blocks.permute(0, 3, 4, 1, 2), (0, q * stride - size, 0, q * stride - size)).permute(
+            0, 3, 4, 1, 2
+        )
     # (M, x cell, x within, y cell, y within, rows, cols) -> (M, y cell, x cell, rows, y within, cols, x within)
     cells = blocks.reshape(m, q, stride, q, stride, rows, cols).permute(0, 3, 1, 5, 4, 6, 2)
     out = torch.zeros(m, rows + q - 1, stride, cols + q - 1, stride, device=coefficients.device)
@@ -125,7 +129,11 @@ def _block_idct_sum(coefficients: torch.Tensor, size: int, stride: int) -> torch
 
 # Rows: luminance, red - blue, green - (red + blue) / 2; orthonormal, so its inverse is its transpose.
 _OPPONENT = torch.tensor(
-    [[1 / math.sqrt(3)] * 3, [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)], [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)]]
+    [
+        [1 / math.sqrt(3)] * 3,
+        [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+        [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+    ]
 )
 
 
@@ -133,14 +141,18 @@ def _to_planes(image: torch.Tensor, channel_dim: int, opponent: bool = True) -> 
     """RGB to opponent planes along ``channel_dim``; any other channel count passes unchanged."""
     if image.shape[channel_dim] != 3 or not opponent:
         return image
-    return torch.tensordot(_OPPONENT.to(image.device, image.dtype), image.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
+    return torch.tensordot(_OPPONENT.to(image.device, image.dtype), image.movedim(channel_dim, 0), dims=1).movedim(
+        0, channel_dim
+    )
 
 
 def _from_planes(planes: torch.Tensor, channel_dim: int, opponent: bool = True) -> torch.Tensor:
     """The inverse of :func:`_to_planes`."""
     if planes.shape[channel_dim] != 3 or not opponent:
         return planes
-    return torch.tensordot(_OPPONENT.T.to(planes.device, planes.dtype), planes.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
+    return torch.tensordot(_OPPONENT.T.to(planes.device, planes.dtype), planes.movedim(channel_dim, 0), dims=1).movedim(
+        0, channel_dim
+    )
 
 
 def _padding(length: int, patch: int, stride: int, offset: int = 0) -> tuple[int, int]:
@@ -163,7 +175,9 @@ def _noise_power(residual: torch.Tensor) -> torch.Tensor:
     return residual.square().median(dim=-1).values / _MEDIAN_OF_CHI2_1
 
 
-def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig = WienerConfig()) -> list[torch.Tensor] | None:
+def estimate_noise(
+    noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig = WienerConfig()
+) -> list[torch.Tensor] | None:
     """The noise power of every plane and DCT frequency of one whole image.
 
     ``noisy`` and ``pilot`` are (H, W, C) float arrays in the value range the refinement will see.
@@ -188,7 +202,9 @@ def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig 
         parts = []
         for first in range(0, len(starts), per_band):
             top, last = starts[first], starts[min(first + per_band, len(starts)) - 1]
-            band = torch.from_numpy(np.ascontiguousarray(noisy[top : last + size] - pilot[top : last + size], dtype=np.float32))
+            band = torch.from_numpy(
+                np.ascontiguousarray(noisy[top : last + size] - pilot[top : last + size], dtype=np.float32)
+            )
             planes = _to_planes(band.permute(2, 0, 1), 0, settings.opponent)[group.planes, None]  # (P, 1, rows, W)
             coefficients = _block_dct(planes, size, step)  # (P, F, band blocks, blocks across)
             parts.append(coefficients.flatten(2))
@@ -260,7 +276,9 @@ def wiener_refine(
     filtered in opponent planes and returned in RGB.
     """
     if noisy.shape != pilot.shape or noisy.ndim != 4:
-        raise ConfigError(f"noisy and pilot must both be (N, C, H, W) of one shape, got {tuple(noisy.shape)} and {tuple(pilot.shape)}")
+        raise ConfigError(
+            f"noisy and pilot must both be (N, C, H, W) of one shape, got {tuple(noisy.shape)} and {tuple(pilot.shape)}"
+        )
     groups = _groups(noisy.shape[1], settings)
     if noise is not None and len(noise) != len(groups):
         raise ConfigError(f"the noise estimate has {len(noise)} plane groups, these settings filter {len(groups)}")
@@ -268,7 +286,14 @@ def wiener_refine(
         y_planes = _to_planes(noisy.float(), 1, settings.opponent)
         pilot_planes = _to_planes(pilot.float(), 1, settings.opponent)
         filtered = [
-            _filter_planes(y_planes[:, g.planes], pilot_planes[:, g.planes], g, settings.passes, None if noise is None else noise[i], offset)
+            _filter_planes(
+                y_planes[:, g.planes],
+                pilot_planes[:, g.planes],
+                g,
+                settings.passes,
+                None if noise is None else noise[i],
+                offset,
+            )
             for i, g in enumerate(groups)
         ]
         return _from_planes(torch.cat(filtered, dim=1), 1, settings.opponent).to(noisy.dtype)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError
+from ._meta import read_metadata
 from .imagedata import ImageData, check_input_file, check_megapixels
 
 BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
@@ -98,7 +99,9 @@ def develop(raw: Any, path: Path, mosaic: np.ndarray | None = None) -> np.ndarra
             if visible.shape != mosaic.shape:
                 raise ImageReadError(f"{path}: the mosaic is {mosaic.shape}, the file's is {visible.shape}")
             visible[...] = mosaic
-        rgb = raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16, output_color=rawpy.ColorSpace.sRGB)
+        rgb = raw.postprocess(
+            use_camera_wb=True, no_auto_bright=True, output_bps=16, output_color=rawpy.ColorSpace.sRGB
+        )
     except ImageReadError:
         raise
     except Exception as exc:
@@ -115,8 +118,6 @@ def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     are read by exiv2 (orientation reset to 1: LibRaw turns the pixels). Raises ImageReadError with
     what to do when LibRaw cannot read the file.
     """
-    from ._meta import read_metadata
-
     path = Path(path)
     check_input_file(path)
     raw = _open(path)

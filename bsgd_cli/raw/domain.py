@@ -32,9 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import load_model
 from ..config import Domain, ModelConfig
-from ..errors import ConfigError, ImageReadError
-from ..io.raw import BayerData, read_bayer
+from ..engine.model import LoadedModel
+from ..errors import ConfigError, ImageReadError, ModelFileError
+from ..io import is_raw_path, read_raw, write_dng, write_image
+from ..io._meta import read_metadata
+from ..io.imagedata import ImageData
+from ..io.raw import RAW_COLOUR_SPACE, BayerData, _open, develop, read_bayer
+from ..viz.compare import before_after
 from .bayer import PLANES, NotBayerError, normalise_planes, plane_levels, unpack_bayer
 
 RAW_PD_STRIDE = 1
@@ -52,7 +58,9 @@ def raw_model_config(base: ModelConfig, *, pd_train: int | None = None, pd_infer
     return replace(base, domain="raw", channels=len(PLANES), blind_spot=blind_spot)
 
 
-def resolve_domain(config: ModelConfig, requested: str | None, raw_output: str = "tiff", model_name: str = "the model") -> Domain:
+def resolve_domain(
+    config: ModelConfig, requested: str | None, raw_output: str = "tiff", model_name: str = "the model"
+) -> Domain:
     """The domain to denoise in: ``requested``, or the model's own when None.
 
     Raises ConfigError when the model cannot work in the requested domain, or for a DNG output
@@ -74,7 +82,9 @@ def resolve_domain(config: ModelConfig, requested: str | None, raw_output: str =
     if raw_output not in ("tiff", "dng"):
         raise ConfigError(f"--raw-output must be tiff or dng, got {raw_output!r}")
     if raw_output == "dng" and domain != "raw":
-        raise ConfigError("--raw-output dng writes the denoised Bayer mosaic and needs --domain raw and a RAW-domain model")
+        raise ConfigError(
+            "--raw-output dng writes the denoised Bayer mosaic and needs --domain raw and a RAW-domain model"
+        )
     return "raw" if domain == "raw" else "srgb"
 
 
@@ -109,8 +119,6 @@ def read_planes(path: str | Path, *, max_megapixels: float = 200.0) -> RawInput:
     Raises ImageReadError for files that are not RAW, and NotBayerError (a subclass) for RAW files
     without a 2x2 Bayer mosaic.
     """
-    from ..io import is_raw_path
-
     path = Path(path)
     if not is_raw_path(path):
         raise ImageReadError(
@@ -133,8 +141,6 @@ def read_training_planes(path: Path) -> np.ndarray:
 
 def fallback_input(path: Path, *, max_megapixels: float = 200.0) -> RawInput:
     """A non-Bayer RAW file developed to sRGB, flagged to be denoised by an sRGB model instead."""
-    from ..io import read_raw
-
     image = read_raw(path, max_megapixels=max_megapixels)
     note = (
         "no 2x2 Bayer mosaic (X-Trans or similar): denoised the developed sRGB image with the default "
@@ -151,11 +157,8 @@ def read_raw_input(path: str | Path, *, max_megapixels: float = 200.0) -> RawInp
         return fallback_input(Path(path), max_megapixels=max_megapixels)
 
 
-def load_fallback_model(source: Path):  # noqa: ANN201 - LoadedModel
+def load_fallback_model(source: Path) -> LoadedModel:
     """The default (embedded) sRGB model for non-Bayer files; a clear error when there is none."""
-    from ..checkpoint import load_model
-    from ..errors import ModelFileError
-
     try:
         loaded = load_model(None)
     except ModelFileError as exc:
@@ -188,8 +191,6 @@ def develop_mosaic(source: Path, mosaic: np.ndarray) -> np.ndarray:
     The mosaic replaces LibRaw's sensor data, then :func:`bsgd_cli.io.raw.develop` demosaics it exactly
     as :func:`bsgd_cli.io.read_raw` develops a file. Returns float32 (H, W, 3) in [0, 1], upright.
     """
-    from ..io.raw import _open, develop
-
     raw = _open(source)
     try:
         return develop(raw, source, mosaic)
@@ -213,8 +214,6 @@ def write_raw_dng(target: Path, mosaic: np.ndarray, raw_input: RawInput) -> None
     DNG inputs are the template for every camera tag. Other RAW formats give their make, model and
     orientation (when TIFF-structured), and LibRaw's colour matrix and as-shot white balance.
     """
-    from ..io import write_dng
-
     bayer = raw_input.bayer
     assert bayer is not None
     source = raw_input.source
@@ -254,8 +253,6 @@ def write_raw_result(
     ``denoised`` is the model's output: planes, or for a fallback input the sRGB image. With
     ``compare`` a NAME_compare.png of the developed input and output is written beside it.
     """
-    from ..io import read_raw, write_image
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     developed: np.ndarray | None = None
@@ -273,19 +270,13 @@ def write_raw_result(
             like = read_raw_metadata(raw_input.source, developed)
             write_image(target, developed, like=like, bit_depth=bit_depth, quality=quality)
     if compare and developed is not None:
-        from ..viz.compare import before_after
-
         noisy = raw_input.pixels if raw_input.fallback else read_raw(raw_input.source).pixels
         write_image(target.with_name(f"{target.stem}_compare.png"), before_after(noisy, developed), bit_depth=8)
     return target
 
 
-def read_raw_metadata(source: Path, pixels: np.ndarray):  # noqa: ANN201 - ImageData
+def read_raw_metadata(source: Path, pixels: np.ndarray) -> ImageData:
     """An ImageData for ``pixels`` developed from ``source`` (metadata carried over, 16-bit, sRGB)."""
-    from ..io._meta import read_metadata
-    from ..io.imagedata import ImageData
-    from ..io.raw import RAW_COLOUR_SPACE
-
     return ImageData(
         pixels=pixels, alpha=None, channels_in=3, bit_depth=16, format="raw", icc_profile=None, source=source,
         is_raw=True, colour_space=RAW_COLOUR_SPACE, metadata=read_metadata(source)[0],

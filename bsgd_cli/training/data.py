@@ -6,6 +6,9 @@ resumed with the generator's saved state continues exactly as an uninterrupted o
 
 from __future__ import annotations
 
+import copy
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BsgdError, TrainingError
+from ..io import find_images, read_image
+from ..raw.bayer import augment_bayer
+from ..raw.domain import read_training_planes
 
 Reader = Callable[[Path], np.ndarray]
 
@@ -32,8 +38,6 @@ class Augmentation:
 
 def read_rgb(path: Path) -> np.ndarray:
     """Read one image (sRGB or RAW) as float32 H x W x 3 in [0, 1]."""
-    from ..io import read_image
-
     return read_image(path).pixels
 
 
@@ -55,8 +59,6 @@ class NoisyImagePool:
         augmentation: Augmentation | None = None,
     ) -> NoisyImagePool:
         """Every readable image under ``folder`` (recursive) with both sides >= ``min_side``."""
-        from ..io import find_images
-
         folder = Path(folder)
         if not folder.is_dir():
             raise TrainingError(f"{folder}: not a folder; give --noisy-dir a folder of noisy photos")
@@ -71,7 +73,9 @@ class NoisyImagePool:
                 pool.skipped.append(str(exc))
                 continue
             if min(image.shape[:2]) < min_side:
-                pool.skipped.append(f"{path}: {image.shape[1]}x{image.shape[0]} is smaller than the {min_side}-pixel patch")
+                pool.skipped.append(
+                    f"{path}: {image.shape[1]}x{image.shape[0]} is smaller than the {min_side}-pixel patch"
+                )
                 continue
             index = len(pool.paths)
             pool.paths.append(path)
@@ -188,9 +192,6 @@ class PatchPrefetcher:
 
     def __init__(self, pool: NoisyImagePool, rng: np.random.Generator, batch: int, size: int, *,
                  photometric_augment: bool, depth: int = 2) -> None:
-        import queue
-        import threading
-
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._args = (pool, rng, batch, size, photometric_augment)
@@ -198,15 +199,12 @@ class PatchPrefetcher:
         self._thread.start()
 
     def _produce(self) -> None:
-        import copy
-        import queue
-
         pool, rng, batch, size, photometric_augment = self._args
         while not self._stop.is_set():
             try:
                 item: object = (sample_patches(pool, rng, batch, size, photometric_augment=photometric_augment),
                                 copy.deepcopy(rng.bit_generator.state))
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            except BaseException as exc:  # handed to the consumer, raised there
                 item = exc
             while not self._stop.is_set():
                 try:
@@ -242,9 +240,6 @@ def raw_pool(folder: Path, *, patch: int, cache_megabytes: int = 2048) -> NoisyI
     ``pool.skipped`` with the reason. Patches are flipped without breaking the Bayer geometry
     (:func:`bsgd_cli.raw.bayer.augment_bayer`), which needs one extra packed pixel around each patch.
     """
-    from ..raw.bayer import augment_bayer
-    from ..raw.domain import read_training_planes
-
     try:
         return NoisyImagePool.from_folder(
             Path(folder), min_side=patch + 1, reader=read_training_planes, cache_megabytes=cache_megabytes,

@@ -101,8 +101,13 @@ class Pairs:
                 count = sum(1 for key in stored.files if key.startswith("noisy_"))
                 pairs = cls([stored[f"noisy_{i}"] for i in range(count)], [stored[f"target_{i}"] for i in range(count)])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
-            raise TrainingError(f"{path}: damaged or not bsgd teacher outputs ({type(exc).__name__}: {exc}); {remedy}") from exc
-        shapes_ok = all(n.dtype == np.uint16 and n.shape == t.shape and n.ndim == 3 for n, t in zip(pairs.noisy, pairs.target, strict=True))
+            raise TrainingError(
+                f"{path}: damaged or not bsgd teacher outputs ({type(exc).__name__}: {exc}); {remedy}"
+            ) from exc
+        shapes_ok = all(
+            n.dtype == np.uint16 and n.shape == t.shape and n.ndim == 3
+            for n, t in zip(pairs.noisy, pairs.target, strict=True)
+        )
         if not pairs.noisy or not shapes_ok:
             raise TrainingError(f"{path}: does not hold bsgd teacher outputs; {remedy}")
         if min(min(n.shape[:2]) for n in pairs.noisy) < patch:

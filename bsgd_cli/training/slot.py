@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PRESETS, ModelConfig, PresetName, StudentConfig, TrainConfig
+from ..engine.model import BsgdModel
 from ..errors import ConfigError
 from .distill import DistillConfig
 
@@ -188,9 +189,15 @@ def shortened(plan: SlotPlan, hard_seconds: float) -> SlotPlan:
     if hard_seconds <= 0:
         raise ConfigError(f"the hard stop must be positive, got {hard_seconds} s")
     scale = hard_seconds / plan.hard_seconds
-    return replace(plan, train_until=plan.train_until * scale, distill_until=plan.distill_until * scale,
-                   benchmark_until=plan.benchmark_until * scale, speed_until=plan.speed_until * scale,
-                   hard_seconds=hard_seconds, notes=[*plan.notes, f"marks scaled by {scale:.3f} to stop at {hard_seconds:g} s"])
+    return replace(
+        plan,
+        train_until=plan.train_until * scale,
+        distill_until=plan.distill_until * scale,
+        benchmark_until=plan.benchmark_until * scale,
+        speed_until=plan.speed_until * scale,
+        hard_seconds=hard_seconds,
+        notes=[*plan.notes, f"marks scaled by {scale:.3f} to stop at {hard_seconds:g} s"],
+    )
 
 
 def predicted_slot_files(preset: PresetName = GPU_PRESET) -> dict[str, int]:
@@ -198,8 +205,6 @@ def predicted_slot_files(preset: PresetName = GPU_PRESET) -> dict[str, int]:
 
     Used to keep room in the travelling tree for what a slot adds to the repository.
     """
-    from ..engine.model import BsgdModel
-
     model = BsgdModel(PRESETS[preset])
     trained = sum(parameter.numel() for parameter in model.parameters())
     model.add_student(StudentConfig())

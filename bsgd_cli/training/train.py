@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__, checks
 from ..checkpoint import save_model
@@ -160,7 +161,9 @@ class Trainer:
                 raise TrainingError("--val-pairs holds sRGB pairs and cannot validate a RAW-domain model; leave it out")
             pool = raw_pool(Path(noisy_dir), patch=config.patch, cache_megabytes=config.cache_megabytes)
         else:
-            pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes)
+            pool = NoisyImagePool.from_folder(
+                Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes
+            )
         self.skipped = pool.skipped
         split_rng = np.random.default_rng([config.seed, 1])
         self.pool, held_out = pool.split(config.val_fraction if val_pairs is None else 0.0, split_rng)
@@ -170,7 +173,9 @@ class Trainer:
         # With a prefetcher the generator itself is already a batch or two further on.
         self.rng_state_consumed: Mapping[str, Any] = self.rng.bit_generator.state
         self.prefetcher: PatchPrefetcher | None = None
-        self.generator = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(config.seed + 3)
+        self.generator = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(
+            config.seed + 3
+        )
         self.step = 0
         self.best_value: float | None = None
         self.best_step = 0
@@ -189,7 +194,6 @@ class Trainer:
         """
         if self.world == 1:
             return losses
-        from torch.nn.parallel import DistributedDataParallel
 
         trained = {id(parameter) for parameter in self._parameters()}
         for parameter in self.model.parameters():
@@ -260,7 +264,12 @@ class Trainer:
             self.info["noise_reseeded_at_step"] = self.step
 
     def _info(self) -> dict[str, Any]:
-        info = {**self.info, "train_config": to_dict(self.config), "steps_done": self.step, "train_seconds": round(self.seconds, 1)}
+        info = {
+            **self.info,
+            "train_config": to_dict(self.config),
+            "steps_done": self.step,
+            "train_seconds": round(self.seconds, 1),
+        }
         if self.world > 1:
             info["world_size"] = self.world
         return info
@@ -281,7 +290,9 @@ class Trainer:
         if self.prefetcher is not None:
             patches, self.rng_state_consumed = self.prefetcher.next()
         else:
-            patches = sample_patches(self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric)
+            patches = sample_patches(
+                self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric
+            )
             self.rng_state_consumed = self.rng.bit_generator.state
         data_seconds = time.perf_counter() - data_started
         noisy = torch.from_numpy(patches[lo:hi] if self.world > 1 else patches).to(self.device) * 2.0 - 1.0
@@ -307,7 +318,9 @@ class Trainer:
         else:
             reported, check = losses, total
         if not torch.isfinite(check):
-            raise TrainingError(f"the loss became {check.item()} at step {self.step}; lower --lr or use --precision fp32")
+            raise TrainingError(
+                f"the loss became {check.item()} at step {self.step}; lower --lr or use --precision fp32"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(self._parameters(), config.grad_clip)
@@ -342,7 +355,9 @@ class Trainer:
                 if budget is None:
                     lr = learning_rate(self.step, config)
                 else:
-                    lr = warmup_cosine_by_time(self.step - first_step, budget.fraction(), peak=config.lr, warmup=config.warmup)
+                    lr = warmup_cosine_by_time(
+                        self.step - first_step, budget.fraction(), peak=config.lr, warmup=config.warmup
+                    )
                 started = time.perf_counter()
                 window.append(self.train_step(lr))
                 self.seconds += time.perf_counter() - started
@@ -440,7 +455,9 @@ def train(
                 stored = from_dict(TrainConfig, json.loads(state["train_config"]))
                 config = replace(stored, steps=config.steps)
         except (TypeError, ValueError, BsgdError) as exc:
-            raise TrainingError(f"{out_dir / STATE_FILE}: its stored config is damaged ({exc}); start a fresh run") from exc
+            raise TrainingError(
+                f"{out_dir / STATE_FILE}: its stored config is damaged ({exc}); start a fresh run"
+            ) from exc
     trainer = Trainer(
         noisy_dir, out_dir, model_config=model_config, config=config, val_pairs=val_pairs, device=device, info=info
     )
@@ -449,7 +466,9 @@ def train(
             trainer.apply_state(state)
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-            raise TrainingError(f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run") from exc
+            raise TrainingError(
+                f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run"
+            ) from exc
     return trainer.run(callback, budget)
 
 

@@ -64,7 +64,7 @@ def read_state(path: Path) -> dict[str, Any]:
         raise TrainingError(f"{path}: {special_kind(mode) or 'a folder'}, not a training state; start without --resume")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a damaged or foreign file
+    except Exception as exc:  # any failure here means a damaged or foreign file
         raise TrainingError(
             f"{path}: not a bsgd training state, or damaged (torch cannot load it: {type(exc).__name__}); "
             "start a fresh run without --resume, or in another -o folder"
