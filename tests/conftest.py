@@ -41,6 +41,32 @@ def tiny_model_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny(tiny_model_file: Path):
+    """The tiny model, loaded once for the session (tests must not change it)."""
+    from bsgd_cli.checkpoint import load_model
+
+    return load_model(tiny_model_file)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded default model, loaded once for the session."""
+    from bsgd_cli.checkpoint import load_model
+
+    return load_model()
+
+
+def write_noisy_pngs(folder: Path, count: int, size: int) -> Path:
+    """``count`` 8-bit PNGs ``0.png`` ... of :func:`noisy_image` (size x size, seeds 0, 1 ...) in ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.fromarray((noisy_image(size, size, index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
+    return folder
+
+
 def noisy_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth colour image plus Gaussian noise, float32 HxWx3 in [0, 1]."""
     rng = np.random.default_rng(seed)

@@ -141,6 +141,7 @@ def test_missing_model_and_input_are_one_line_errors(photos: Path, tmp_path: Pat
     assert result.exit_code == 2 and "not found" in result.output
 
 
+@pytest.mark.slow
 def test_bsgd_mode_through_cli_is_deterministic(photos: Path, tmp_path: Path, tiny_model_file: Path) -> None:
     outputs = []
     for name in ("one", "two"):

@@ -58,6 +58,7 @@ def _travel(repo: Path) -> int:
     return sum((repo / name).stat().st_size for name in listed if name) + data
 
 
+@pytest.mark.slow
 def test_fills_the_budget_losslessly_with_a_stable_prefix(setting: tuple[Path, Path]) -> None:
     repo, shared = setting
     done = _run(repo, shared, 1.8)
@@ -91,6 +92,7 @@ def test_fills_the_budget_losslessly_with_a_stable_prefix(setting: tuple[Path, P
     assert _travel(repo) <= 1.7 * 2**20
 
 
+@pytest.mark.slow
 def test_refuses_a_folder_git_would_commit_and_a_budget_with_no_room(setting: tuple[Path, Path]) -> None:
     repo, shared = setting
     (repo / ".gitignore").write_text("")

@@ -91,6 +91,7 @@ def check_returned_files(out: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> None:
     data = make_slot_data(tmp_path / "data")
     shim, marker = rawpy_blocker(tmp_path / "shim")
@@ -151,6 +152,7 @@ def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> 
     check_returned_files(second)
 
 
+@pytest.mark.slow
 def test_device_train_needs_an_empty_out_and_the_data(tmp_path: Path) -> None:
     shim, _marker = rawpy_blocker(tmp_path / "shim")
     out = tmp_path / "out"
@@ -181,6 +183,7 @@ def test_out_problems_names_each_broken_rule(tmp_path: Path) -> None:
     assert any("at most 8 come back" in problem for problem in out_problems(out))
 
 
+@pytest.mark.slow
 def test_stages_past_their_deadline_return_cut_off(tmp_path: Path, tiny_model_file: Path) -> None:
     data = SlotData(make_slot_data(tmp_path / "data"))
     plan = dry_run_plan()
@@ -216,6 +219,7 @@ class ExpiresAfter:
         return self.left < 0
 
 
+@pytest.mark.slow
 def test_hard_deadline_ends_the_command_and_says_so(tmp_path: Path) -> None:
     data = make_slot_data(tmp_path / "data")
     shim, _marker = rawpy_blocker(tmp_path / "shim")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from bsgd_cli.checkpoint import load_model
@@ -12,7 +13,9 @@ from bsgd_cli.config import SamplerOverrides, StudentConfig
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.training.distill import DistillConfig, distill
 
-from .conftest import CPU, noisy_image
+from .conftest import CPU, noisy_image, write_noisy_pngs
+
+pytestmark = pytest.mark.slow  # training runs
 
 
 def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path) -> None:
@@ -42,11 +45,7 @@ def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path)
 
 
 def _noisy_folder(tmp_path: Path, count: int = 2, size: int = 64) -> Path:
-    folder = tmp_path / "noisy"
-    folder.mkdir()
-    for index in range(count):
-        Image.fromarray((noisy_image(size, size, index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
-    return folder
+    return write_noisy_pngs(tmp_path / "noisy", count, size)
 
 
 def test_self_distillation_on_the_pipeline_lowers_the_student_loss(tmp_path: Path, tiny_model_file: Path) -> None:

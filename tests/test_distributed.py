@@ -21,6 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # subprocesses under torchrun (DDP)
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6  # the 2-process run
 RESUMED_STEPS = 8  # the 1-process resume continues it to here

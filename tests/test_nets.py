@@ -19,6 +19,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stride", [1, 2, 5])
 @pytest.mark.parametrize("t_value", [0.0, 0.3, 0.9])
 def test_blind_spot_gradient_is_zero_at_centre(stride: int, t_value: float) -> None:

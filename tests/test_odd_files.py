@@ -39,6 +39,7 @@ def _lines(stderr: bytes, start: str) -> list[str]:
     return [line for line in stderr.decode("utf-8", "replace").splitlines() if line.startswith(start)]
 
 
+@pytest.mark.slow
 def test_pipes_and_device_links_are_named_and_never_read(tmp_path: Path, tiny_model_file: Path) -> None:  # U5
     folder = tmp_path / "in"
     folder.mkdir()
@@ -89,6 +90,7 @@ def test_a_tree_deeper_than_path_max_fails_the_run_with_the_right_advice(
     assert "the images in it were not processed" in deep["error"]
 
 
+@pytest.mark.slow
 def test_control_characters_and_markup_in_names_stay_on_one_line(tmp_path: Path, tiny_model_file: Path) -> None:  # U4
     folder = tmp_path / "in"
     folder.mkdir()
@@ -150,13 +152,6 @@ def test_in_place_reruns_say_which_files_are_earlier_outputs(tmp_path: Path, tin
     [note] = report["skipped"]
     assert "2 file(s) are outputs of the other inputs" in note and "a_dn.png" in note
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_dn.png", "b_dn.png", "b_dn_dn.png"]
-
-
-@pytest.fixture(scope="module")
-def default_model():
-    from bsgd_cli import load_model
-
-    return load_model()
 
 
 @pytest.mark.parametrize(("height", "width"), [(1, 40), (40, 1), (3, 3), (1, 1), (5, 7)])

@@ -188,6 +188,7 @@ def _make_corpus(folder: Path, with_unreadable: bool) -> None:
         (folder / "locked.png").chmod(0)
 
 
+@pytest.mark.slow
 def test_bad_input_corpus_in_one_batch(tmp_path: Path, tiny_model_file: Path) -> None:
     prefix = _unreadable_prefix(tmp_path)
     corpus, out = tmp_path / "corpus", tmp_path / "out"
@@ -320,6 +321,7 @@ def test_read_only_output_folder(tmp_path: Path, tiny_model_file: Path, monkeypa
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
 
 
+@pytest.mark.slow
 def test_disk_full(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -415,6 +417,7 @@ SIDE = 64
 SLOW = ["--mode", "bsgd", "--steps", "2", "--runs", "1", "--device", "cpu", "--workers", "1", "-q"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_rerun_does_only_the_rest(tmp_path: Path, tiny_model_file: Path) -> None:
     names = _twelve_images(tmp_path / "in")
     before = _fingerprints(tmp_path / "in")
@@ -441,6 +444,7 @@ def test_sigkill_mid_batch_then_rerun_does_only_the_rest(tmp_path: Path, tiny_mo
     assert _fingerprints(tmp_path / "in") == before
 
 
+@pytest.mark.slow
 def test_sigint_mid_batch_exits_130_cleanly(tmp_path: Path, tiny_model_file: Path) -> None:
     names = _twelve_images(tmp_path / "in")
     out = tmp_path / "out"
@@ -458,6 +462,7 @@ def test_sigint_mid_batch_exits_130_cleanly(tmp_path: Path, tiny_model_file: Pat
     assert _partials(out) == []  # writes in flight were finished, not abandoned
 
 
+@pytest.mark.slow
 def test_train_sigkill_then_resume_loses_at_most_one_checkpoint_interval(tmp_path: Path) -> None:
     noisy = tmp_path / "noisy"
     noisy.mkdir()
@@ -554,11 +559,6 @@ def test_hostile_model_file_through_cli(tmp_path: Path, kind: str, words: str) -
 # ------------------------------------------------------------------ 5. properties over image kinds
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_file: Path):
-    return load_model(tiny_model_file)
-
-
 def _write_input(path: Path, samples: np.ndarray) -> None:
     """PNG: Pillow for 8-bit, our encoder for 16-bit (Pillow cannot); TIFF: tifffile."""
     if path.suffix == ".tif":
@@ -582,6 +582,7 @@ def _stored(path: Path) -> np.ndarray:
     return array.reshape(*array.shape[:2], -1)
 
 
+@pytest.mark.slow
 # No shrinking: one example costs about a second here, and shrinking a failure would take minutes.
 @settings(max_examples=25, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -630,6 +631,7 @@ def test_output_keeps_size_layout_depth_and_tiles_leave_no_seams(
 # ------------------------------------------------------------- 6. second round (issue 22): signals
 
 
+@pytest.mark.slow
 def test_sigterm_mid_batch_is_a_clean_stop_with_summary_and_exit_143(tmp_path: Path, tiny_model_file: Path) -> None:
     """U10: what timeout, docker stop and systemd send. Before: exit 143 (killed), no message, a .partial left."""
     names = _twelve_images(tmp_path / "in")
@@ -650,6 +652,7 @@ def test_sigterm_mid_batch_is_a_clean_stop_with_summary_and_exit_143(tmp_path: P
     assert _partials(out) == []  # the write in flight was finished, the file being denoised dropped
 
 
+@pytest.mark.slow
 def test_sigterm_during_training_saves_the_state(tmp_path: Path) -> None:
     noisy = tmp_path / "noisy"
     noisy.mkdir()

@@ -23,6 +23,7 @@ from .conftest import CPU
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_package_import_is_light_and_api_resolves() -> None:
     code = "import sys, bsgd_cli, bsgd_cli.io, bsgd_cli.benchmark; print('torch' in sys.modules)"
     assert (

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import SamplerOverrides, TilingConfig
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.runtime import resolve_runtime
@@ -119,11 +118,7 @@ def test_bad_plans_are_refused() -> None:
         plan_tiles(100, 100, 64, 40)
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_file):
-    return load_model(tiny_model_file)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["bsn", "bsgd"])
 def test_tiled_and_untiled_agree_away_from_borders(tiny, mode: str) -> None:
     image = noisy_image(96, 112)
@@ -135,6 +130,7 @@ def test_tiled_and_untiled_agree_away_from_borders(tiny, mode: str) -> None:
     assert whole.shape == image.shape
 
 
+@pytest.mark.slow
 def test_result_does_not_depend_on_tile_batch(tiny) -> None:
     image = noisy_image(80, 80)
     kwargs = dict(sampler=SamplerOverrides(mode="bsgd", steps=2, runs=2, t_start=0.3), seed=11, runtime=CPU)

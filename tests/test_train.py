@@ -20,6 +20,8 @@ from bsgd_cli.training.train import learning_rate, train
 
 from .conftest import noisy_image
 
+pytestmark = pytest.mark.slow  # training runs
+
 TINY_TRAIN = dict(batch=2, patch=40, warmup=2, log_every=2, val_every=3, checkpoint_every=3, lr=1e-3, precision="fp32")
 
 

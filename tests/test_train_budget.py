@@ -20,18 +20,16 @@ from bsgd_cli.training.optim import FLOOR, WallClock, warmup_cosine, warmup_cosi
 from bsgd_cli.training.train import Trainer, read_state, train
 from bsgd_cli.training.train_state import compact_state, state_bytes
 
-from .conftest import noisy_image
+from .conftest import noisy_image, write_noisy_pngs
+
+pytestmark = pytest.mark.slow  # training runs
 
 TINY = dict(batch=2, patch=40, warmup=2, log_every=1, val_every=1000, checkpoint_every=1000, lr=1e-3, precision="fp32")
 
 
 @pytest.fixture
 def noisy_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "captures"
-    folder.mkdir()
-    for index in range(3):
-        Image.fromarray((noisy_image(64, 64, seed=index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
-    return folder
+    return write_noisy_pngs(tmp_path / "captures", 3, 64)
 
 
 def _log(run: Path) -> list[dict]:

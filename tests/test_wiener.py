@@ -254,6 +254,7 @@ def test_settings_and_config_validation() -> None:
     assert from_dict(SamplerConfig, old).refine == SamplerConfig().refine
 
 
+@pytest.mark.slow
 def test_tiles_agree_with_one_pass_and_refine_none_is_the_network_alone(tiny_model_file: Path) -> None:
     model = load_model(tiny_model_file)
     image = noisy_image(521, 451, seed=5)  # odd sides: tiles start at odd offsets; the Wiener tiles are 384 px
