@@ -3,11 +3,16 @@
 Public API (imported lazily, so ``bsgd_cli.io`` and ``bsgd_cli.benchmark`` stay free of torch)::
 
     load_model(path_or_name=None)            -> LoadedModel   (embedded default when None)
-    denoise_array(model, image, *, mode, steps, guidance, runs, seed, tile, overlap, device, precision)
+    denoise_array(model, image, *, sampler, tiling, runtime, seed, image_index, progress)
                                              -> float32 H x W x 3 in [0, 1]
-    denoise_paths(inputs, out_dir, model, options) -> list[FileResult]
+    denoise_paths(inputs, out_dir, model, options, *, on_event) -> list[FileResult]
     train(noisy_dir, out_dir, *, model_config, config, ...) -> TrainSummary
-    run_benchmark(dataset, root, methods, settings, *, out_dir) -> BenchmarkResult
+    run_benchmark(dataset, root, methods, *, out_dir, model, sampler, tiling, runtime, seed) -> BenchmarkResult
+
+``sampler`` is a :class:`~bsgd_cli.config.SamplerOverrides` (changes to the model's stored defaults) or
+a whole :class:`~bsgd_cli.config.SamplerConfig`; ``tiling`` a :class:`~bsgd_cli.config.TilingConfig`;
+``runtime`` from :func:`bsgd_cli.engine.runtime.resolve_runtime`. The README's "Architecture" maps
+the packages.
 """
 
 from __future__ import annotations

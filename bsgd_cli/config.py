@@ -383,7 +383,7 @@ def replace(config: T, **changes: Any) -> T:
 
 
 PRESETS: dict[PresetName, ModelConfig] = {
-    # Trains at a useful rate on 2 CPU cores; measured numbers are in the README.
+    # Trains at a useful rate on 2 CPU cores (the README has the rate).
     "small": ModelConfig(
         blind_spot=BlindSpotConfig(width=32, mults=(1, 1, 2), head_width=64),
         unet=UNetConfig(width=32, mults=(1, 2, 2)),
@@ -394,9 +394,9 @@ PRESETS: dict[PresetName, ModelConfig] = {
         unet=UNetConfig(width=64, mults=(1, 2, 2, 4), blocks_per_level=2),
     ),
     # For short GPU slots (docs/GPU.md): a wider, deeper blind-spot branch (the weaker one) and a
-    # deeper diffusion branch, 1.44 M trained parameters. Sized by the slot's file limits, not yet by
-    # a measured rate: its compact state (6 bytes a parameter, 8.6 MB) must come back in one 16 MiB
-    # file and stay small enough to commit. Patch sides: multiples of 20 (PD stride 5, then 4).
+    # deeper diffusion branch. Sized by the slot's file limits, not yet by a measured rate: its
+    # compact state must come back in one 16 MiB file and stay small enough to commit (docs/NOTES.md).
+    # Patch sides: multiples of 20 (PD stride 5, then 4).
     "gpu": ModelConfig(
         blind_spot=BlindSpotConfig(width=48, mults=(1, 1, 2), blocks_per_level=2, head_width=96),
         unet=UNetConfig(width=32, mults=(1, 2, 2), blocks_per_level=2),

@@ -24,7 +24,7 @@ import torch
 from bsgd_cli.benchmark.datasets import load_dataset
 from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.config import SamplerConfig, WienerConfig
+from bsgd_cli.config import SamplerConfig
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.runtime import resolve_runtime
 
@@ -33,7 +33,8 @@ CHOSEN = replace(BASE, guidance=0.5)  # the first pass's best bsgd row (w=0.5), 
 
 
 def wiener(sampler: SamplerConfig, passes: int, noise: float, stride: int = 2) -> SamplerConfig:
-    return replace(sampler, refine="wiener", wiener=WienerConfig(passes=passes, noise_scale=noise, stride=stride))
+    settings = replace(sampler.wiener, passes=passes, noise_scale=noise, stride=stride)
+    return replace(sampler, refine="wiener", wiener=settings)
 
 
 BSN, FAST = replace(BASE, mode="bsn"), replace(BASE, mode="fast")

@@ -357,7 +357,7 @@ def test_sniff_brands() -> None:
 
 
 def test_denoise_keeps_phone_formats_and_their_metadata(tmp_path: Path, tiny_model_file: Path) -> None:
-    """The issue's acceptance folder: an iPhone-style HEIC (EXIF + ICC), an AVIF, a JPEG with IPTC and
+    """The acceptance folder of the formats work: an iPhone-style HEIC (EXIF + ICC), an AVIF, a JPEG with IPTC and
     XMP, and a 16-bit TIFF with GPS come out denoised, in their own formats, every field intact."""
     import tifffile
 

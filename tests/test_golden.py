@@ -1,4 +1,4 @@
-"""Same seed, same output, bit for bit: outputs recorded before the redesign of issue 21 (and kept since).
+"""Same seed, same output, bit for bit: outputs recorded before the package was reorganised.
 
 ``tests/golden/outputs.json`` holds a SHA-256 of the float32 bytes of each case's output (and a few float
 checksums), made by this module's :func:`compute` on the code *before* the package was reorganised

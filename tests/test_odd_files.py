@@ -1,4 +1,6 @@
-"""Odd files and names in a batch (issue 22: U1, U2, U4, U5, U6, U13): say what each is, never hang.
+"""Odd files and names in a batch: say what each is, never hang.
+
+Cases U1, U2, U4, U5, U6 and U13 of docs/RELIABILITY.md (second round).
 
 Pipes, device links and trees deeper than PATH_MAX are made for real; every run has a timeout, so
 a hang fails the test instead of stalling the suite.

@@ -1,6 +1,8 @@
-"""Output planning (issue 22, B1-B3, U13): every input its own output, all inside -o, the same on a rerun.
+"""Output planning: every input its own output, all inside -o, the same on a rerun.
 
-The unit tests pin the cases the issue found; the property test builds random trees of names,
+Cases B1-B3 and U13 of docs/RELIABILITY.md (second round).
+
+The unit tests pin the cases the second round found; the property test builds random trees of names,
 extensions, folders and suffixes on disk and checks the guarantees of bsgd_cli/planning.py over them.
 """
 

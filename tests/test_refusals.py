@@ -1,4 +1,6 @@
-"""Bad option values are refused before any work: exit 2, one `error:` line (issue 22, B4, B5, B8, U3, U7-U9).
+"""Bad option values are refused before any work: exit 2, one `error:` line.
+
+Cases B4, B5, B8, U3 and U7-U9 of docs/RELIABILITY.md (second round).
 
 Every command's numeric options are tried with non-finite and out-of-range values; device, precision,
 output folder and format mismatches are tried too. Each refusal must come before the model is loaded

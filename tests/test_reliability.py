@@ -1,4 +1,4 @@
-"""Reliability (issue 8): bad inputs, output failures, interruption, hostile model files, properties.
+"""Reliability (docs/RELIABILITY.md): bad inputs, output failures, interruption, hostile model files, properties.
 
 Every case is tried for real where the machine allows it: the bad-input corpus is generated here and
 run as one batch through the installed ``bsgd`` script; an unreadable file is made unreadable even as
@@ -628,7 +628,7 @@ def test_output_keeps_size_layout_depth_and_tiles_leave_no_seams(
     assert np.abs(written - expected).max() <= 0.5 / top + 1e-6  # the file holds what the model made
 
 
-# ------------------------------------------------------------- 6. second round (issue 22): signals
+# ------------------------------------------------------------- 6. second round: signals
 
 
 @pytest.mark.slow
@@ -697,7 +697,7 @@ def test_sigterm_during_training_saves_the_state(tmp_path: Path) -> None:
     assert int(read_state(run)["step"]) >= 1  # saved on the way out, though no checkpoint was due
 
 
-# ---------------------------------------------------------- 7. second round (issue 22): model files
+# ---------------------------------------------------------- 7. second round: model files
 
 
 def _model_with_metadata(path: Path, source: Path, **changes: str) -> None:

@@ -60,7 +60,7 @@ def train(
                                            help="Log every N steps.")] = 25,
     precision: Annotated[RuntimePrecision, typer.Option(metavar="NAME", rich_help_panel=opt.DEVICE,
                                                         help=f"{opt.choices(RUNTIME_PRECISIONS)}; bf16 autocast is "
-                                                        "about 3x faster than fp32 on a CPU; auto: bf16.")] = "bf16",
+                                                        "much faster than fp32 on a CPU; auto: bf16.")] = "bf16",
     device: Annotated[str, typer.Option(metavar="NAME", rich_help_panel=opt.DEVICE,
                                         help="auto, cpu, cuda, cuda:N.")] = "auto",
     quiet: opt.Quiet = False,

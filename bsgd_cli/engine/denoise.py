@@ -29,8 +29,7 @@ _MIN_TILE = 64
 MIN_SIDE = 32
 """Images with a side under this many pixels are denoised with their mirror image around them
 (:func:`mirror_pad`): alone they give the networks too little context and the Wiener step no block to
-measure the noise on, and their result drifted in brightness by up to 26% (3x3, 1x1) with the
-embedded model; padded, the drift stays under 1% (docs/RELIABILITY.md)."""
+measure the noise on, and their brightness drifts; padded, it does not (docs/NOTES.md)."""
 
 
 def mirror_pad(image: np.ndarray, side: int) -> tuple[np.ndarray, tuple[slice, slice]]:
@@ -111,7 +110,7 @@ def resolve_sampler(
 ) -> SamplerConfig:
     """The sampler settings a run uses: ``sampler`` itself when whole, else the model's stored defaults
     with the overrides. With no mode asked for, a CPU run of a model with a distilled student uses
-    ``fast`` (measured within 0.3 dB of the stored default mode at 30 times its speed, docs/BENCHMARKS.md).
+    ``fast``: as good as the stored default mode at many times its speed (docs/NOTES.md).
     """
     if isinstance(sampler, SamplerConfig):
         return sampler

@@ -67,8 +67,8 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
 
 
 def resolve_precision(precision: str, mode: str, device: torch.device) -> str:
-    """"auto": bf16 for the single-pass ``fast`` mode on CPU and CUDA (measured 3.9x faster on 2 CPU
-    cores, PolyU PSNR 36.51 vs 36.53 dB in fp32, docs/BENCHMARKS.md), fp32 for the other modes."""
+    """"auto": bf16 for the single-pass ``fast`` mode on CPU and CUDA (much faster at the same PSNR,
+    docs/NOTES.md), fp32 for the other modes."""
     if precision != "auto":
         return precision
     return "bf16" if mode == "fast" and device.type in ("cpu", "cuda") else "fp32"

@@ -92,7 +92,7 @@ def _ramp(size: int, overlap: int, at_start: bool, at_end: bool, cut: bool = Fal
             ramp = (np.arange(overlap) >= overlap // 2).astype(np.float64)
         else:
             # Cubed: a tile's outermost pixels, computed without their outer context, weigh little
-            # (a linear ramp left seams of up to 4/255 along tile edges; tests/test_reliability.py).
+            # (a linear ramp left visible seams along tile edges; docs/NOTES.md).
             ramp = ((np.arange(overlap, dtype=np.float64) + 0.5) / overlap) ** 3
         if not at_start:
             weights[:overlap] = np.minimum(weights[:overlap], ramp)

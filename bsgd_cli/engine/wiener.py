@@ -10,8 +10,8 @@ with the noise. This stage is BM3D's second (Wiener) step without block matching
 2. Cut the noisy input y and the pilot into overlapping ``patch`` x ``patch`` blocks (every
    ``stride`` pixels) and take each block's 2-D DCT, per plane. The colour planes use larger blocks
    (``chroma_patch`` every ``chroma_stride``, 32 every 8 by default: each pixel in as many blocks as
-   16 every 4, about 6 % more time in all, scripts/wiener_cost.py): colour noise is blotchy, its
-   power sits at frequencies too low for the luminance's 16x16 blocks to reach.
+   16 every 4, for little more time; docs/NOTES.md): colour noise is blotchy, its power sits at
+   frequencies too low for the luminance's 16x16 blocks to reach.
 3. Estimate the noise power of every DCT frequency (and plane) from the residual y - x_p alone:
    ``median(c^2) / 0.4549`` over all blocks (the median of a squared zero-mean Gaussian is 0.4549
    of its variance), times ``noise_scale`` (times ``noise_scale * chroma_scale`` on the colour
@@ -21,8 +21,8 @@ with the noise. This stage is BM3D's second (Wiener) step without block matching
 4. Shrink each coefficient of y by the empirical Wiener gain ``P^2 / (P^2 + sigma^2)``, with P the
    pilot's coefficient, invert the DCT, average the overlapping blocks and return to RGB. The block
    mean (DC) is kept as it is in y: shrinking it would darken shadows (the gain depends on the
-   value offset), and the pilot's own mean can be biased (the shipped student's by +0.5/255);
-   keeping it measured 0.07 dB better than either on PolyU and Nam, with no change of the image mean.
+   value offset), and the pilot's own mean can be biased; keeping it measured better than either
+   (docs/NOTES.md), and the image mean cannot change.
 5. With ``passes`` > 1, the result becomes the next pilot (the noise estimate is kept).
 
 No clean image and no per-set tuning of sigma: the noise is measured on each image. The scales
@@ -103,8 +103,8 @@ def _block_idct_sum(coefficients: torch.Tensor, size: int, stride: int) -> torch
 
     The inverse DCT of every block is two matrix products; the overlap-add then splits each block into
     q x q cells of stride x stride pixels (q = ceil(size / stride), the block zero-padded to q * stride)
-    and adds each cell's grid shifted into place. In a one-off timing on 2 CPU cores, 1.6x faster for 32x32
-    blocks every 8 px than the separable conv_transpose2d it replaced (same within 2e-5), and no slower at 16/4.
+    and adds each cell's grid shifted into place: faster than a separable conv_transpose2d for the colour
+    planes' large blocks (docs/NOTES.md).
     """
     m, _, rows, cols = coefficients.shape
     basis_t = _dct_basis(size).to(coefficients.device).t().contiguous()  # (position, frequency)

@@ -133,8 +133,8 @@ def gpu_plan() -> SlotPlan:
     Settings chosen without a GPU to measure on (the first slot's results.json records the rate and
     memory): batch 64 of 160 x 160 keeps 6,400 sub-images of 32 x 32 in every blind-spot convolution,
     enough to fill the chip without more memory than the rate needs; bf16 autocast and channels_last
-    for the tensor cores; patches cut two batches ahead in a thread (the CPU took 0.1 s for a batch
-    of 64 here); cuDNN autotuning while training; torch.compile stays off until a slot shows it pays
+    for the tensor cores; patches cut two batches ahead in a thread (cutting takes a noticeable share
+    of a step, docs/NOTES.md); cuDNN autotuning while training; torch.compile stays off until a slot shows it pays
     back its compile time.
     """
     return SlotPlan(

@@ -15,14 +15,10 @@ bit-reproducible; runs by steps alone still are.
 On CUDA the diffusion times and noise are drawn on the GPU from a CUDA generator (drawing them on the
 CPU would cost more than the step); on other devices from a CPU generator, as before.
 
-Under torchrun (a process group joined by :func:`bsgd_cli.training.distributed.distributed_context`) the
-model is wrapped in DistributedDataParallel. ``config.batch`` stays the *global* batch: every rank
-draws the patches, times and noise of the whole global batch from the same generators (so the
-generator states are identical on all ranks) and trains on its own slice of ``batch // world``
-items; DDP averages the gradients. A step therefore sees exactly the samples of a single-process
-step; only the float summation order differs. Rank 0 alone validates and writes files. The state
-holds the unwrapped model, EMA, optimizer and the (shared) generator states, so a run can resume
-with any number of processes; see docs/SCALING.md for what "identical" means then.
+Under torchrun (:func:`bsgd_cli.training.distributed.distributed_context`) the model is wrapped in
+DistributedDataParallel and ``config.batch`` stays the *global* batch: every rank draws the whole
+batch from the same generators and trains on its own slice; rank 0 alone validates and writes files.
+docs/SCALING.md says why a step then sees exactly the samples of a single-process step.
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__, checks
 from ..checkpoint import save_model
@@ -46,10 +41,10 @@ from ..config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
 from ..engine.model import BsgdModel
 from ..engine.runtime import autocast_context, resolve_device
 from ..errors import BsgdError, TrainingError
-from ..events import Progress, ProgressFn
+from ..events import Progress, ProgressFn, ignore
 from .data import NoisyImagePool, PatchPrefetcher, raw_pool, sample_patches
-from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
-from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
+from .distributed import all_reduce_mean, barrier, broadcast_object, on_rank0, rank_and_world, wrap_for_processes
+from .losses import BranchLosses, draw_noise
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 from .train_state import STATE_FILE, read_state, state_bytes, write_atomic
 from .validation import Validator, make_validator
@@ -69,6 +64,22 @@ class TrainSummary:
     skipped: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Window:
+    """The steps since the last log line: their losses, and when the first of them began."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def line(self, step: int, lr: float, batch: int) -> dict[str, Any]:
+        """The log line of the window (mean losses, patches per second), and a new window begins."""
+        elapsed = time.perf_counter() - self.started
+        line = {"step": step, "lr": lr, "patches_per_s": len(self.rows) * batch / max(elapsed, 1e-9),
+                **{key: float(np.mean([row[key] for row in self.rows])) for key in self.rows[0]}}
+        self.rows, self.started = [], time.perf_counter()
+        return line
+
+
 def learning_rate(step: int, config: TrainConfig) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to 5% of ``lr`` at ``steps``."""
     return warmup_cosine(step, peak=config.lr, warmup=config.warmup, total=config.steps)
@@ -86,35 +97,6 @@ def _check(model_config: ModelConfig, config: TrainConfig) -> None:
     checks.SEED.check("--seed", config.seed)
     for name in ("checkpoint_every", "log_every", "val_every"):
         checks.EVERY.check(f"--{name.replace('_', '-')}", getattr(config, name))
-
-
-class BranchLosses(torch.nn.Module):
-    """The training forward pass as one module, so DistributedDataParallel can wrap it.
-
-    ``forward(noisy, bsn_t, bsn_eps, diffusion_t, diffusion_eps)`` returns ``{"loss_bsn": ...,
-    "loss_diffusion": ...}`` for the branches ``config.branch`` trains (t and eps drawn beforehand by
-    :func:`bsgd_cli.training.losses.draw_noise`; pass None for an untrained branch's).
-    """
-
-    def __init__(self, model: BsgdModel, config: TrainConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.config = config
-
-    def forward(
-        self,
-        noisy: torch.Tensor,
-        bsn_t: torch.Tensor | None,
-        bsn_eps: torch.Tensor | None,
-        diffusion_t: torch.Tensor | None,
-        diffusion_eps: torch.Tensor | None,
-    ) -> dict[str, torch.Tensor]:
-        losses: dict[str, torch.Tensor] = {}
-        if bsn_t is not None and bsn_eps is not None:
-            losses["loss_bsn"] = blind_spot_loss_given(self.model, noisy, bsn_t, bsn_eps, self.config)
-        if diffusion_t is not None and diffusion_eps is not None:
-            losses["loss_diffusion"] = diffusion_loss_given(self.model, noisy, diffusion_t, diffusion_eps)
-        return losses
 
 
 class Trainer:
@@ -155,7 +137,7 @@ class Trainer:
         for parameter in self.ema.parameters():
             parameter.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self._parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.loss_module: torch.nn.Module = self._wrap(BranchLosses(self.model, config))
+        self.loss_module = wrap_for_processes(BranchLosses(self.model, config), self._parameters(), self.device)
         if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw)
             if val_pairs is not None:
                 raise TrainingError("--val-pairs holds sRGB pairs and cannot validate a RAW-domain model; leave it out")
@@ -184,23 +166,6 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    def _wrap(self, losses: BranchLosses) -> torch.nn.Module:
-        """DDP around the loss module when several processes train; the module itself otherwise.
-
-        Parameters this run does not train (the other branch with ``--branch bsn|diffusion``, a
-        student) are frozen, so DDP neither waits for their gradients nor needs
-        ``find_unused_parameters``. DDP broadcasts rank 0's weights when it is built.
-        """
-        if self.world == 1:
-            return losses
-
-        trained = {id(parameter) for parameter in self._parameters()}
-        for parameter in self.model.parameters():
-            if id(parameter) not in trained:
-                parameter.requires_grad_(False)
-        device_ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
-        return DistributedDataParallel(losses, device_ids=device_ids)
 
     def _parameters(self) -> list[torch.nn.Parameter]:
         branch = self.config.branch
@@ -339,12 +304,10 @@ class Trainer:
 
     def run(self, callback: ProgressFn | None = None, budget: WallClock | None = None) -> TrainSummary:
         """Train until ``config.steps`` or, with ``budget``, until it is used up (module docstring)."""
-        config = self.config
+        config, emit = self.config, callback or ignore
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.out_dir / LOG_FILE
-        window: list[dict[str, float]] = []
-        window_start = time.perf_counter()
+        window = _Window()
         first_step = self.step
         last = self.step >= config.steps or self._out_of_time(budget)
         if config.prefetch and not last:
@@ -352,44 +315,12 @@ class Trainer:
                                               photometric_augment=config.photometric, depth=config.prefetch)
         try:
             while not last:
-                if budget is None:
-                    lr = learning_rate(self.step, config)
-                else:
-                    lr = warmup_cosine_by_time(
-                        self.step - first_step, budget.fraction(), peak=config.lr, warmup=config.warmup
-                    )
+                lr = self._learning_rate(first_step, budget)
                 started = time.perf_counter()
-                window.append(self.train_step(lr))
+                window.rows.append(self.train_step(lr))
                 self.seconds += time.perf_counter() - started
                 last = self.step >= config.steps or self._out_of_time(budget)
-                event: dict[str, Any] | None = None
-                if self.step % config.log_every == 0 or last:
-                    elapsed = time.perf_counter() - window_start
-                    event = {
-                        "step": self.step,
-                        "lr": lr,
-                        "patches_per_s": len(window) * config.batch / max(elapsed, 1e-9),
-                        **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
-                    }
-                    window, window_start = [], time.perf_counter()
-                if self.step % config.val_every == 0 or last:
-                    event = event or {"step": self.step}
-                    self._validate(event)
-                if self.step % config.checkpoint_every == 0 or last:
-                    self.save_state()
-                    if callback is not None:
-                        callback(Progress("checkpoint", done=self.step, total=config.steps))
-                if event is not None:
-                    event["seconds"] = round(self.seconds, 2)
-                    if budget is not None:
-                        event["budget_fraction"] = round(budget.fraction(), 4)
-                    if self.is_main:
-                        with log_path.open("a") as handle:
-                            handle.write(json.dumps(event) + "\n")
-                    if callback is not None:
-                        callback(Progress("log", done=self.step, total=config.steps, data=event))
-                elif callback is not None:
-                    callback(Progress("step", done=self.step, total=config.steps))
+                self._after_step(lr, window, last, budget, emit)
         except KeyboardInterrupt:
             self.save_state()
             raise
@@ -406,6 +337,34 @@ class Trainer:
         return TrainSummary(
             self.out_dir, self.step, self.seconds, self.best_step, self.best_value, self.validator.metric, self.skipped
         )
+
+    def _learning_rate(self, first_step: int, budget: WallClock | None) -> float:
+        """By steps; with a budget, warm-up from this call's first step, then a cosine over the time."""
+        config = self.config
+        if budget is None:
+            return learning_rate(self.step, config)
+        return warmup_cosine_by_time(self.step - first_step, budget.fraction(), peak=config.lr, warmup=config.warmup)
+
+    def _after_step(self, lr: float, window: _Window, last: bool, budget: WallClock | None, emit: ProgressFn) -> None:
+        """The log line, validation and checkpoint a step is due for, and its progress event."""
+        config = self.config
+        event = window.line(self.step, lr, config.batch) if self.step % config.log_every == 0 or last else None
+        if self.step % config.val_every == 0 or last:
+            event = event or {"step": self.step}
+            self._validate(event)
+        if self.step % config.checkpoint_every == 0 or last:
+            self.save_state()
+            emit(Progress("checkpoint", done=self.step, total=config.steps))
+        if event is None:
+            emit(Progress("step", done=self.step, total=config.steps))
+            return
+        event["seconds"] = round(self.seconds, 2)
+        if budget is not None:
+            event["budget_fraction"] = round(budget.fraction(), 4)
+        if self.is_main:
+            with (self.out_dir / LOG_FILE).open("a") as handle:
+                handle.write(json.dumps(event) + "\n")
+        emit(Progress("log", done=self.step, total=config.steps, data=event))
 
     def _validate(self, event: dict[str, Any]) -> None:
         """Rank 0 only (the EMA is the same on every rank); the others wait at the next collective."""
@@ -448,7 +407,7 @@ def train(
     out_dir = Path(out_dir)
     state: dict[str, Any] = {}
     if resume:
-        state = _read_state_on_rank0(out_dir)
+        state = on_rank0(lambda: read_state(out_dir), TrainingError)
         try:
             model_config = from_dict(ModelConfig, json.loads(state["model_config"]))
             if stored_config:
@@ -470,20 +429,3 @@ def train(
                 f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run"
             ) from exc
     return trainer.run(callback, budget)
-
-
-def _read_state_on_rank0(out_dir: Path) -> dict[str, Any]:
-    """:func:`read_state` on rank 0, broadcast to every rank; a failure raises on every rank."""
-    rank, world = rank_and_world()
-    if world == 1:
-        return read_state(out_dir)
-    answer: tuple[str, Any] | None = None
-    if rank == 0:
-        try:
-            answer = ("ok", read_state(out_dir))
-        except TrainingError as exc:
-            answer = ("error", str(exc))
-    kind, payload = broadcast_object(answer)
-    if kind == "error":
-        raise TrainingError(payload)
-    return payload
