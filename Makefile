@@ -15,7 +15,7 @@ DEVICE_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 DEVICE_DATA_ARGS ?=
 STATE_DIR ?= training/gpu
 
-.PHONY: install test lint demo clean device-data device-train
+.PHONY: install test test-fast lint demo clean device-data device-train
 
 install: $(STAMP)
 
@@ -29,11 +29,16 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest -q
 
+# The inner loop: everything but the tests marked slow (subprocesses, kills, DDP, training runs).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
 DEVICE_SCRIPTS := scripts/device_data.py scripts/device_train.py scripts/device_unpack.py
 
 lint: install
 	$(BIN)/ruff check bsgd_cli tests $(DEVICE_SCRIPTS)
 	$(BIN)/mypy bsgd_cli $(DEVICE_SCRIPTS)
+	$(BIN)/lint-imports
 
 demo: install
 	$(BIN)/bsgd samples $(DEMO_DIR)/noisy --count 4

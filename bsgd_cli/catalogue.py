@@ -28,9 +28,10 @@ def describe(path: Path) -> dict[str, Any]:
     except BsgdError as exc:
         raise ModelFileError(f"{path}: {exc}") from exc
     if settings.refine == "wiener":
+        wiener = settings.wiener
         sampler_text += (
-            f" + wiener n={settings.wiener_noise} chroma x{settings.wiener_chroma} "
-            f"{settings.wiener_patch}/{settings.wiener_stride} colour {settings.wiener_chroma_patch}/{settings.wiener_chroma_stride}"
+            f" + wiener n={wiener.noise_scale} chroma x{wiener.chroma_scale} "
+            f"{wiener.patch}/{wiener.stride} colour {wiener.chroma_patch}/{wiener.chroma_stride}"
         )
     if settings.strength != 1.0:
         sampler_text += f" strength={settings.strength}"

@@ -13,33 +13,23 @@ import math
 import os
 import stat
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .config import ModelConfig, SamplerConfig, from_dict, to_dict
+from .engine.model import BsgdModel, LoadedModel
 from .errors import BsgdError, ModelFileError
 from .io.imagedata import special_kind
-from .model import BsgdModel
 
 FORMAT = "bsgd-model"
 FORMAT_VERSION = 1
 EMBEDDED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for inference, with the sampler defaults measured for it and its provenance."""
-
-    model: BsgdModel
-    sampler: SamplerConfig
-    info: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-    sha256: str = ""
 
 
 def user_model_dir() -> Path:
@@ -49,7 +39,9 @@ def user_model_dir() -> Path:
 
 def _model_folder_error(folder: Path) -> ModelFileError:
     inside = sorted(p.name for p in folder.glob("*.safetensors") if p.is_file())[:3]
-    hint = f"give one of the model files in it ({', '.join(inside)})" if inside else "it holds no .safetensors model file"
+    hint = (
+        f"give one of the model files in it ({', '.join(inside)})" if inside else "it holds no .safetensors model file"
+    )
     return ModelFileError(f"{folder}: is a folder, not a model file; {hint}")
 
 
@@ -76,7 +68,9 @@ def resolve_model_path(path_or_name: str | Path | None) -> Path:
             return candidate / "model.safetensors"
         raise _model_folder_error(candidate)
     if mode is not None:
-        raise ModelFileError(f"{candidate}: {special_kind(mode) or 'not a regular file'}, not a model file; give a .safetensors file")
+        raise ModelFileError(
+            f"{candidate}: {special_kind(mode) or 'not a regular file'}, not a model file; give a .safetensors file"
+        )
     if candidate.is_symlink():
         raise ModelFileError(f"{candidate}: broken symbolic link; fix the link or give the model file itself")
     raise ModelFileError(
@@ -93,8 +87,6 @@ def save_model(
     info: dict[str, Any] | None = None,
 ) -> None:
     """Write weights and metadata atomically (temp file in the same folder, then rename)."""
-    from safetensors.torch import save_file
-
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -103,7 +95,9 @@ def save_model(
         "sampler": json.dumps(to_dict(sampler or SamplerConfig())),
         "info": json.dumps(info or {}),
     }
-    tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
+    tensors = {
+        name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.partial")
@@ -123,10 +117,14 @@ def _check_entries(path: Path, header: dict[str, Any]) -> None:
     for key, entry in header.items():
         if key == "__metadata__":
             if entry is not None and not (isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())):
-                raise ModelFileError(f"{path}: malformed safetensors header (metadata is not text); the file is damaged")
+                raise ModelFileError(
+                    f"{path}: malformed safetensors header (metadata is not text); the file is damaged"
+                )
             continue
         if not _entry_ok(entry):
-            raise ModelFileError(f"{path}: malformed safetensors header (tensor {key!r}); the file is damaged or not a bsgd model")
+            raise ModelFileError(
+                f"{path}: malformed safetensors header (tensor {key!r}); the file is damaged or not a bsgd model"
+            )
 
 
 def _entry_ok(entry: Any) -> bool:
@@ -201,7 +199,9 @@ def _metadata(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     try:
         version = int(metadata.get("format_version", "0"))
     except ValueError:
-        raise ModelFileError(f"{path}: bsgd metadata is damaged (format_version {metadata['format_version']!r})") from None
+        raise ModelFileError(
+            f"{path}: bsgd metadata is damaged (format_version {metadata['format_version']!r})"
+        ) from None
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: made by bsgd {metadata.get('bsgd_version', '?')} (model format {version}); "
@@ -241,9 +241,6 @@ def _check_shapes(path: Path, header: dict[str, Any], config: ModelConfig) -> No
 
 def load_model(path_or_name: str | Path | None = None, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a model from one file (see :func:`resolve_model_path`)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = resolve_model_path(path_or_name)
     header = _read_header(path)
     meta = _metadata(path, header)

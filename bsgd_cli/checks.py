@@ -2,7 +2,7 @@
 
 The command line attaches a :class:`Bounds` to each numeric option (a parser that refuses a bad value
 with one line before any work starts), and the library checks the same bounds where a value enters
-it (:class:`bsgd_cli.config.SamplerConfig`, :func:`bsgd_cli.denoise.denoise_paths`, ...), so API
+it (:class:`bsgd_cli.config.SamplerConfig`, :func:`bsgd_cli.batch.denoise.denoise_paths`, ...), so API
 users get the same refusals. Non-finite values (nan, inf) are never in range.
 """
 

@@ -2,24 +2,50 @@
 
 A model file stores :class:`ModelConfig` (and the sampler defaults measured for it) as JSON in its
 safetensors metadata, so one file rebuilds its model. Unknown keys in a stored config are an error
-(a newer, incompatible file), missing keys take the defaults below.
+(a newer, incompatible file), missing keys take the defaults below. Files written before the Wiener
+settings were nested in :class:`SamplerConfig` (flat ``wiener_*`` keys) are read as they were.
+
+The names of the modes, precisions, domains, output formats and benchmark data sets are defined here
+once (``Mode`` and ``MODES`` ...); the command line and the library take their choices from these.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
+from . import checks
 from .errors import ConfigError
 
 Prediction = Literal["eps", "v"]
 Mode = Literal["bsgd", "bsn", "bsn-r3", "fast"]
+"""bsgd: guided diffusion sampling; bsn: the blind-spot branch alone; bsn-r3: with AP-BSN's random
+replacing refinement; fast: the distilled single-pass student."""
 MaskKind = Literal["iid", "complementary"]
 Refine = Literal["none", "wiener"]
 Precision = Literal["fp32", "bf16", "fp16"]
+RuntimePrecision = Literal["auto", Precision]
+"""What a user may ask for: "auto" is bf16 for the ``fast`` mode on CPU and CUDA, else fp32."""
 Domain = Literal["srgb", "raw"]
-MODES: tuple[str, ...] = ("bsgd", "bsn", "bsn-r3", "fast")
+TrainedBranch = Literal["both", "bsn", "diffusion"]
+Branch = Literal[TrainedBranch, "student"]
+StudentInit = Literal["teacher", "fresh"]
+PresetName = Literal["small", "gpu", "paper", "tiny"]
+OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
+"""``--ext``: keep the input's format (RAW: 16-bit TIFF), or one of these."""
+RawOutput = Literal["tiff", "dng"]
+"""RAW domain: the developed image as a TIFF, or the denoised mosaic as a DNG."""
+DatasetKind = Literal["sidd", "sidd-medium", "dnd", "polyu", "cc", "pairs", "sidd-pair", "noisy"]
+"""Benchmark data sets in their official layouts (:mod:`bsgd_cli.benchmark.datasets`)."""
+MODES: tuple[Mode, ...] = get_args(Mode)
+REFINES: tuple[Refine, ...] = get_args(Refine)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+RUNTIME_PRECISIONS: tuple[RuntimePrecision, ...] = get_args(RuntimePrecision)
+OUTPUT_EXTS: tuple[OutputExt, ...] = get_args(OutputExt)
+RAW_OUTPUTS: tuple[RawOutput, ...] = get_args(RawOutput)
+DATASET_KINDS: tuple[DatasetKind, ...] = get_args(DatasetKind)
+DOMAINS: tuple[Domain, ...] = get_args(Domain)
 MAX_WIDTH = 4096
 """Widest network a config may ask for (the paper preset uses 256 channels at its deepest level)."""
 
@@ -46,7 +72,7 @@ class BlindSpotConfig:
     ``variance``: the head also predicts, per pixel and channel, the log-variance of the noisy value
     given its neighbours (trained by Gaussian likelihood), so the ``bsn`` mode can fuse the neighbours'
     prediction with the pixel's own value (Laine et al. 2019's Bayesian step; see
-    :func:`bsgd_cli.model.BsgdModel.blind_spot_posterior`).
+    :func:`bsgd_cli.engine.model.BsgdModel.blind_spot_posterior`).
     """
 
     width: int = 32
@@ -62,7 +88,10 @@ class BlindSpotConfig:
         _check_widths("blind_spot", self.width, self.mults, self.blocks_per_level)
         strides_ok = all(isinstance(v, int) and 1 <= v <= 16 for v in (self.pd_train, self.pd_infer))
         if not strides_ok or not isinstance(self.head_width, int) or not 1 <= self.head_width <= MAX_WIDTH:
-            raise ConfigError(f"blind_spot: head_width {self.head_width!r} or PD strides {self.pd_train!r}/{self.pd_infer!r} out of range")
+            raise ConfigError(
+                f"blind_spot: head_width {self.head_width!r} or PD strides {self.pd_train!r}/{self.pd_infer!r} "
+                "out of range"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,17 +133,53 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WienerConfig:
+    """The Wiener refinement (:mod:`bsgd_cli.engine.wiener`): a DCT-domain empirical Wiener filter in
+    opponent colour planes, with the noise measured on each image.
+
+    passes: Wiener passes (each result is the next pilot); noise_scale: multiplies the measured noise
+    power; chroma_scale: a further factor on an RGB image's two colour planes; patch/stride: block
+    side and step in pixels (chroma_patch/chroma_stride: the same for the colour planes); opponent:
+    False filters R, G and B as they are, each with patch/stride (kept for ablations).
+    """
+
+    passes: int = 1
+    noise_scale: float = 3.0
+    chroma_scale: float = 6.0
+    patch: int = 16
+    stride: int = 4
+    chroma_patch: int = 32
+    chroma_stride: int = 8
+    opponent: bool = True
+
+    def __post_init__(self) -> None:
+        checks.WIENER_PASSES.check("Wiener passes", self.passes)
+        checks.WIENER_NOISE.check("the Wiener noise scale", self.noise_scale)
+        checks.WIENER_NOISE.check("the Wiener colour noise scale", self.chroma_scale)
+        for patch, stride in ((self.patch, self.stride), (self.chroma_patch, self.chroma_stride)):
+            if not 2 <= patch <= 64 or not 1 <= stride <= patch:
+                raise ConfigError(
+                    f"Wiener block sides must lie in 2..64 and their strides in 1..side, got {patch} and {stride}"
+                )
+
+
+LEGACY_WIENER_KEYS = {
+    "wiener_passes": "passes", "wiener_noise": "noise_scale", "wiener_chroma": "chroma_scale",
+    "wiener_patch": "patch", "wiener_stride": "stride", "wiener_chroma_patch": "chroma_patch",
+    "wiener_chroma_stride": "chroma_stride",
+}
+"""Flat keys of model files written before the Wiener settings were nested, and their new names."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SamplerConfig:
     """Settings of :func:`bsgd_cli.diffusion.sampling.sample_bsgd` and the baseline modes.
 
     guidance: w in ``x0 = x_c + w (x_b - x_c)``; 1 is the blind-spot branch alone, 0 the diffusion
     branch alone, > 1 extrapolates. steps: K DDIM steps from ``t_start`` to 0. runs: R averaged runs.
     replace_prob: p, the probability a pixel/channel is re-injected from the noisy input per step.
-    refine: "wiener" runs :mod:`bsgd_cli.wiener` on the mode's output (the pilot): a DCT-domain
-    empirical Wiener filter in opponent colour planes with the noise measured on each image;
-    wiener_passes, wiener_noise (scale of the measured noise power), wiener_chroma (a further
-    factor on the colour planes), wiener_patch and wiener_stride (block side and step in pixels),
-    wiener_chroma_patch and wiener_chroma_stride (the same for the colour planes).
+    refine: "wiener" runs :mod:`bsgd_cli.engine.wiener` on the mode's output (the pilot) with the
+    settings in ``wiener`` (:class:`WienerConfig`); "none" returns the pilot.
     bsn_noise_quantile: for a blind-spot branch with a variance head, the quantile of its predicted
     variance taken as the image's noise variance in the ``bsn`` mode's fusion.
     strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
@@ -132,20 +197,12 @@ class SamplerConfig:
     r3_prob: float = 0.16
     bsn_noise_quantile: float = 0.1
     refine: Refine = "wiener"
-    wiener_passes: int = 1
-    wiener_noise: float = 3.0
-    wiener_chroma: float = 6.0
-    wiener_patch: int = 16
-    wiener_stride: int = 4
-    wiener_chroma_patch: int = 32
-    wiener_chroma_stride: int = 8
+    wiener: WienerConfig = field(default_factory=WienerConfig)
     strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        from . import checks
-
         checks.GUIDANCE.check("guidance", self.guidance)
         checks.STEPS.check("steps", self.steps)
         checks.RUNS.check("runs", self.runs)
@@ -156,25 +213,58 @@ class SamplerConfig:
         checks.PROBABILITY.check("r3_prob", self.r3_prob)
         if not 0.0 < self.bsn_noise_quantile < 1.0:
             raise ConfigError(f"bsn_noise_quantile must lie in (0, 1), got {self.bsn_noise_quantile}")
-        if self.refine not in ("none", "wiener"):
+        if self.refine not in REFINES:
             raise ConfigError(f"refine must be 'none' or 'wiener', got {self.refine!r}")
-        checks.WIENER_PASSES.check("wiener_passes", self.wiener_passes)
-        for patch, stride in ((self.wiener_patch, self.wiener_stride), (self.wiener_chroma_patch, self.wiener_chroma_stride)):
-            if not 2 <= patch <= 64 or not 1 <= stride <= patch:
-                raise ConfigError(f"Wiener block sides must lie in 2..64 and their strides in 1..side, got {patch} and {stride}")
-        checks.WIENER_NOISE.check("wiener_noise", self.wiener_noise)
-        checks.WIENER_NOISE.check("wiener_chroma", self.wiener_chroma)
+        if not isinstance(self.wiener, WienerConfig):
+            raise ConfigError(f"wiener must be a WienerConfig, got {type(self.wiener).__name__}")
         if self.mask not in ("iid", "complementary"):
             raise ConfigError(f"mask must be 'iid' or 'complementary', got {self.mask!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
+class SamplerOverrides:
+    """Changes to a model's stored sampler defaults, as a user asks for them (None keeps the stored value).
+
+    Kept apart from the :class:`SamplerConfig` they change because the model is not known yet where
+    they are parsed (the command line), and one batch may use two models (a RAW-domain model and the
+    sRGB model for files without a Bayer mosaic). ``wiener_noise`` is the Wiener step's noise scale.
+    """
+
+    mode: Mode | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    runs: int | None = None
+    t_start: float | None = None
+    strength: float | None = None
+    refine: Refine | None = None
+    wiener_noise: float | None = None
+
+    def apply(self, base: SamplerConfig) -> SamplerConfig:
+        """``base`` with these changes (checked like any SamplerConfig)."""
+        wiener = (
+            base.wiener
+            if self.wiener_noise is None
+            else dataclasses.replace(base.wiener, noise_scale=self.wiener_noise)
+        )
+        return replace(base, mode=self.mode, steps=self.steps, guidance=self.guidance, runs=self.runs,
+                       t_start=self.t_start, strength=self.strength, refine=self.refine, wiener=wiener)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TilingConfig:
-    """Tile side and overlap in pixels, and how many tiles go through the networks at once."""
+    """Tile side and overlap in pixels, and how many tiles go through the networks at once.
+
+    On out-of-memory the engine halves ``tile`` and retries (down to 64 pixels).
+    """
 
     tile: int = 512
     overlap: int = 32
     batch: int = 1
+
+    def __post_init__(self) -> None:
+        checks.TILE.check("--tile", self.tile)
+        checks.OVERLAP.check("--overlap", self.overlap)
+        checks.TILE_BATCH.check("--batch", self.batch)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,7 +280,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.domain not in ("srgb", "raw") or self.channels not in (3, 4):
-            raise ConfigError(f"domain {self.domain!r} with {self.channels!r} channels: expected srgb or raw, 3 or 4 channels")
+            raise ConfigError(
+                f"domain {self.domain!r} with {self.channels!r} channels: expected srgb or raw, 3 or 4 channels"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,7 +291,7 @@ class TrainConfig:
 
     t_max: both branches are trained on t in [0, t_max] (the sampler starts at t_start <= t_max);
     t_zero_prob: share of blind-spot samples at t = 0 exactly (plain AP-BSN training).
-    photometric: random darkening and channel order (see :func:`bsgd_cli.data.photometric`).
+    photometric: random darkening and channel order (see :func:`bsgd_cli.training.data.photometric`).
     channels_last: keep weights and batches in NHWC memory order (faster convolutions on tensor-core
     GPUs; the same numbers up to float rounding).
     prefetch: cut this many batches ahead in a background thread (0: none), so the CPU's work
@@ -218,7 +310,7 @@ class TrainConfig:
     t_max: float = 0.5
     photometric: bool = True
     bsn_loss: Literal["l1", "l2"] = "l1"
-    branch: Literal["bsn", "diffusion", "both", "student"] = "both"
+    branch: Branch = "both"
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 25
@@ -237,6 +329,7 @@ _NESTED: dict[str, type] = {
     "unet": UNetConfig,
     "schedule": ScheduleConfig,
     "student": StudentConfig,
+    "wiener": WienerConfig,
 }
 
 
@@ -249,6 +342,8 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild ``cls`` from :func:`to_dict` output; unknown keys raise :class:`ConfigError`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    if cls is SamplerConfig:
+        data = _nest_legacy_wiener(data)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -269,13 +364,26 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
 
 
+def _nest_legacy_wiener(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored sampler with the flat ``wiener_*`` keys of older model files moved into ``wiener``."""
+    legacy = {key: value for key, value in data.items() if key in LEGACY_WIENER_KEYS}
+    if not legacy:
+        return data
+    nested = data.get("wiener") or {}
+    if not isinstance(nested, dict):
+        raise ConfigError(f"SamplerConfig: wiener must be a mapping, got {type(nested).__name__}")
+    moved = {LEGACY_WIENER_KEYS[key]: value for key, value in legacy.items()}
+    rest = {key: value for key, value in data.items() if key not in LEGACY_WIENER_KEYS}
+    return {**rest, "wiener": {**moved, **nested}}
+
+
 def replace(config: T, **changes: Any) -> T:
     """``dataclasses.replace`` that skips ``None`` values (handy for CLI overrides)."""
     return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]
 
 
-PRESETS: dict[str, ModelConfig] = {
-    # Trains at a useful rate on 2 CPU cores; measured numbers are in the README.
+PRESETS: dict[PresetName, ModelConfig] = {
+    # Trains at a useful rate on 2 CPU cores (the README has the rate).
     "small": ModelConfig(
         blind_spot=BlindSpotConfig(width=32, mults=(1, 1, 2), head_width=64),
         unet=UNetConfig(width=32, mults=(1, 2, 2)),
@@ -286,9 +394,9 @@ PRESETS: dict[str, ModelConfig] = {
         unet=UNetConfig(width=64, mults=(1, 2, 2, 4), blocks_per_level=2),
     ),
     # For short GPU slots (docs/GPU.md): a wider, deeper blind-spot branch (the weaker one) and a
-    # deeper diffusion branch, 1.44 M trained parameters. Sized by the slot's file limits, not yet by
-    # a measured rate: its compact state (6 bytes a parameter, 8.6 MB) must come back in one 16 MiB
-    # file and stay small enough to commit. Patch sides: multiples of 20 (PD stride 5, then 4).
+    # deeper diffusion branch. Sized by the slot's file limits, not yet by a measured rate: its
+    # compact state must come back in one 16 MiB file and stay small enough to commit (docs/NOTES.md).
+    # Patch sides: multiples of 20 (PD stride 5, then 4).
     "gpu": ModelConfig(
         blind_spot=BlindSpotConfig(width=48, mults=(1, 1, 2), blocks_per_level=2, head_width=96),
         unet=UNetConfig(width=32, mults=(1, 2, 2), blocks_per_level=2),
@@ -299,3 +407,4 @@ PRESETS: dict[str, ModelConfig] = {
         unet=UNetConfig(width=8, mults=(1, 1)),
     ),
 }
+assert set(PRESETS) == set(get_args(PresetName)), "PresetName names every preset"

@@ -22,17 +22,19 @@ import numpy as np
 import torch
 
 from bsgd_cli.benchmark.datasets import load_dataset
+from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import SamplerConfig
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.runtime import resolve_runtime
 
 BASE = SamplerConfig(mode="bsgd", guidance=0.8, steps=2, t_start=0.05, runs=2, replace_prob=0.16, mask="iid", refine="none")
 CHOSEN = replace(BASE, guidance=0.5)  # the first pass's best bsgd row (w=0.5), also the student's teacher
 
 
 def wiener(sampler: SamplerConfig, passes: int, noise: float, stride: int = 2) -> SamplerConfig:
-    return replace(sampler, refine="wiener", wiener_passes=passes, wiener_noise=noise, wiener_stride=stride)
+    settings = replace(sampler.wiener, passes=passes, noise_scale=noise, stride=stride)
+    return replace(sampler, refine="wiener", wiener=settings)
 
 
 BSN, FAST = replace(BASE, mode="bsn"), replace(BASE, mode="fast")
@@ -133,8 +135,8 @@ def main() -> None:
                 if label == "noisy":
                     out = noisy
                 else:
-                    out = denoise_array(loaded, noisy, sampler=sampler, seed=0, image_index=index, device="cpu",
-                                        precision=args.precision)
+                    out = denoise_array(loaded, noisy, sampler=sampler, seed=0, image_index=index,
+                                        runtime=resolve_runtime("cpu", args.precision))
                 seconds += time.perf_counter() - started
                 megapixels += noisy.shape[0] * noisy.shape[1] / 1e6
                 reference = clean if clean.dtype == np.uint8 else to_uint8(clean)

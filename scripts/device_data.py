@@ -13,7 +13,7 @@ travels (tracked files, untracked files git does not ignore, and the carried fol
   so a smaller budget takes a prefix of the same list;
 
 after keeping room for what the next slot adds to the repository (its compact state in training/gpu/
-and a larger package model; bsgd_cli.slot.predicted_slot_files), so the same images still fit after
+and a larger package model; bsgd_cli.training.slot.predicted_slot_files), so the same images still fit after
 a slot's files are committed. Files are copied byte for byte (checked by SHA-256): lossless. A
 MANIFEST.json in the folder lists them with the sizes measured.
 """
@@ -50,9 +50,9 @@ def tracked_size(repo: Path, relative: str) -> int:
 
 
 def reserve_bytes(repo: Path) -> int:
-    """Room for what a slot adds once its files are committed (bsgd_cli.slot.predicted_slot_files)."""
+    """Room for what a slot adds once its files are committed (bsgd_cli.training.slot.predicted_slot_files)."""
     sys.path.insert(0, str(REPO))
-    from bsgd_cli.slot import predicted_slot_files
+    from bsgd_cli.training.slot import predicted_slot_files
 
     predicted = predicted_slot_files()
     state = max(0, predicted["state"] - tracked_size(repo, "training/gpu/state.pt"))
@@ -81,7 +81,9 @@ def evaluation_files(shared: Path, nam: bool) -> list[tuple[Path, str]]:
         files += [(noisy, f"polyu/{noisy.name}"), (clean, f"polyu/{clean.name}")]
     if nam:
         for side in ("noisy", "clean"):
-            images = [path for path in sorted((shared / "pairs" / "nam25" / side).iterdir()) if path.suffix.lower() in IMAGES]
+            images = [
+                path for path in sorted((shared / "pairs" / "nam25" / side).iterdir()) if path.suffix.lower() in IMAGES
+            ]
             files += [(path, f"nam25/{side}/{path.name}") for path in images]
     files += [(shared / "pairs" / "sidd-danet" / name, f"sidd-danet/{name}") for name in ("noisy.mat", "gt.mat")]
     missing = [str(source) for source, _ in files if not source.is_file()]
@@ -120,17 +122,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--dest", type=Path, default=REPO / ".device-data")
-    parser.add_argument("--budget-mib", type=float, default=64.0, help="What may travel in all (the device tool's limit).")
-    parser.add_argument("--reserve-mib", type=float, default=None,
-                        help="Room kept for the files a slot adds to the repository (default: predicted from the gpu preset).")
-    parser.add_argument("--margin-mib", type=float, default=0.5, help="Further room for small changes to tracked files.")
-    parser.add_argument("--no-nam", action="store_true", help="Leave Nam out (13 MB: room for about 28 more training crops).")
+    parser.add_argument(
+        "--budget-mib", type=float, default=64.0, help="What may travel in all (the device tool's limit)."
+    )
+    parser.add_argument(
+        "--reserve-mib",
+        type=float,
+        default=None,
+        help="Room kept for the files a slot adds to the repository (default: predicted from the gpu preset).",
+    )
+    parser.add_argument(
+        "--margin-mib", type=float, default=0.5, help="Further room for small changes to tracked files."
+    )
+    parser.add_argument(
+        "--no-nam", action="store_true", help="Leave Nam out (13 MB: room for about 28 more training crops)."
+    )
     args = parser.parse_args()
 
     dest = args.dest.resolve()
     repo = Path(git("rev-parse", "--show-toplevel", cwd=dest.parent if dest.parent.is_dir() else REPO).strip())
     if subprocess.run(["git", "check-ignore", "-q", f"{dest}/MANIFEST.json"], cwd=repo).returncode != 0:
-        raise SystemExit(f"{dest} is not ignored by git: add /{dest.name}/ to .gitignore first (the data must never be committed)")
+        raise SystemExit(
+            f"{dest} is not ignored by git: add /{dest.name}/ to .gitignore first (the data must never be committed)"
+        )
     travelling = travelling_bytes(repo)
     reserve = int(args.reserve_mib * MIB) if args.reserve_mib is not None else reserve_bytes(repo)
     evaluation = evaluation_files(args.shared, nam=not args.no_nam)
@@ -139,8 +153,10 @@ def main() -> int:
     candidates = sorted((shared_file for shared_file in (args.shared / "train" / "dnd").glob("*.png")),
                         key=lambda path: training_order(path.name))
     if room <= 0 or not candidates:
-        raise SystemExit(f"no room for training images: {travelling / MIB:.1f} MiB travel already, {reserve / MIB:.1f} MiB "
-                         f"kept for a slot's files, {evaluation_bytes / MIB:.1f} MiB of evaluation pairs")
+        raise SystemExit(
+            f"no room for training images: {travelling / MIB:.1f} MiB travel already, {reserve / MIB:.1f} MiB "
+            f"kept for a slot's files, {evaluation_bytes / MIB:.1f} MiB of evaluation pairs"
+        )
     training: list[tuple[Path, str]] = []
     used = 0
     for path in candidates:
@@ -162,10 +178,14 @@ def main() -> int:
     (dest / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     data_bytes = sum(path.stat().st_size for path in dest.rglob("*") if path.is_file())
     total = travelling + data_bytes
-    print(f"{dest}: {len(training)} of {len(candidates)} training crops ({used / MIB:.1f} MiB), evaluation pairs "
-          f"{evaluation_bytes / MIB:.1f} MiB ({'PolyU 41-100, ' + ('Nam 25, ' if not args.no_nam else '') + 'SIDD pair'})")
-    print(f"travels: {travelling / MIB:.1f} MiB of repository + {data_bytes / MIB:.1f} MiB of data = {total / MIB:.1f} MiB "
-          f"of {args.budget_mib:g}; {reserve / MIB:.1f} MiB kept for the next slot's files")
+    print(
+        f"{dest}: {len(training)} of {len(candidates)} training crops ({used / MIB:.1f} MiB), evaluation pairs "
+        f"{evaluation_bytes / MIB:.1f} MiB ({'PolyU 41-100, ' + ('Nam 25, ' if not args.no_nam else '') + 'SIDD pair'})"
+    )
+    print(
+        f"travels: {travelling / MIB:.1f} MiB of repository + {data_bytes / MIB:.1f} MiB of data = "
+        f"{total / MIB:.1f} MiB of {args.budget_mib:g}; {reserve / MIB:.1f} MiB kept for the next slot's files"
+    )
     return 0
 
 

@@ -4,7 +4,7 @@
     PYTHONPATH=. python3 scripts/device_train.py --out "$OUT"              # on the GPU machine
     DRY_RUN=1 OUT=runs/dry make device-train                               # the same path on a CPU, ~1 minute
 
-Stages, each against its own deadline (bsgd_cli.slot.gpu_plan): train (resuming training/gpu/state.pt
+Stages, each against its own deadline (bsgd_cli.training.slot.gpu_plan): train (resuming training/gpu/state.pt
 when it is there), save the compact state and the model to $OUT, distil the fast student, benchmark
 on the report split in the data folder, time every mode on a 24 MP image. results.json is rewritten
 after every stage and log.txt after every line, so a run cut off anywhere still says what happened.
@@ -113,7 +113,9 @@ def environment(plan_device: str) -> dict[str, Any]:
 
     cuda = torch.cuda.is_available() and plan_device != "cpu"
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {
@@ -129,24 +131,36 @@ def environment(plan_device: str) -> dict[str, Any]:
 def run(args: argparse.Namespace, log: Log, results: Results) -> int:
     from bsgd_cli import __version__
     from bsgd_cli.checkpoint import resolve_model_path
-    from bsgd_cli.optim import WallClock
-    from bsgd_cli.slot import MODEL_NAME, SlotData, dry_run_plan, gpu_plan, out_problems, shortened
-    from bsgd_cli.slot_stages import benchmark_stage, distill_stage, speed_stage, train_stage
+    from bsgd_cli.training.optim import WallClock
+    from bsgd_cli.training.slot import MODEL_NAME, SlotData, dry_run_plan, gpu_plan, out_problems, shortened
+    from bsgd_cli.training.slot_stages import benchmark_stage, distill_stage, speed_stage, train_stage
 
     plan = dry_run_plan() if args.dry_run else gpu_plan()
     if args.hard_seconds is not None:
         plan = shortened(plan, args.hard_seconds)
-    results.data.update(bsgd_version=__version__, dry_run=plan.dry_run, device=environment(plan.device),
-                        plan={"preset": plan.preset, "train_until_s": plan.train_until, "distill_until_s": plan.distill_until,
-                              "benchmark_until_s": plan.benchmark_until, "speed_until_s": plan.speed_until,
-                              "hard_s": plan.hard_seconds, "notes": plan.notes})
+    results.data.update(
+        bsgd_version=__version__,
+        dry_run=plan.dry_run,
+        device=environment(plan.device),
+        plan={
+            "preset": plan.preset,
+            "train_until_s": plan.train_until,
+            "distill_until_s": plan.distill_until,
+            "benchmark_until_s": plan.benchmark_until,
+            "speed_until_s": plan.speed_until,
+            "hard_s": plan.hard_seconds,
+            "notes": plan.notes,
+        },
+    )
     watchdog = threading.Timer(max(0.0, plan.hard_seconds - (time.monotonic() - START)), _hard_stop, (log, results))
     watchdog.daemon = True
     watchdog.start()
     log(f"slot: {'DRY RUN on the CPU' if plan.dry_run else 'GPU'}; device {results.data['device']['name']}; "
         f"data {args.data}; out {args.out}")
     if not plan.dry_run and results.data["device"]["cuda"] is None:
-        log("slot: WARNING no CUDA GPU here: the GPU plan will run on the CPU for ten minutes; DRY_RUN=1 tests the path")
+        log(
+            "slot: WARNING no CUDA GPU here: the GPU plan will run on the CPU for ten minutes; DRY_RUN=1 tests the path"
+        )
     data = SlotData(args.data)
     data.check()
     work = args.work or Path(tempfile.mkdtemp(prefix="bsgd-slot-"))
@@ -161,7 +175,7 @@ def run(args: argparse.Namespace, log: Log, results: Results) -> int:
         model = work / "teacher.safetensors"
         shutil.copyfile(model, args.out / MODEL_NAME)  # a model comes back even if what follows is cut off
         log(f"train: state and model saved to {args.out}")
-    except Exception as exc:  # noqa: BLE001 - every stage fails soft: record, then go on with what exists
+    except Exception as exc:  # every stage fails soft: record, then go on with what exists
         _failed(results, "train", exc, log)
     if model is not None:
         try:
@@ -169,24 +183,41 @@ def run(args: argparse.Namespace, log: Log, results: Results) -> int:
             model = student_model
             shutil.copyfile(model, args.out / MODEL_NAME)
             results.stage("distill", facts)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _failed(results, "distill", exc, log)
         baseline = str(resolve_model_path(None))
         for name, stage in (
-            ("benchmark", lambda: benchmark_stage(plan, data, model, baseline, work, until["benchmark"], log,
-                                                  lambda facts: results.stage("benchmark", facts))),
-            ("speed", lambda: speed_stage(plan, model, until["speed"], log, lambda facts: results.stage("speed", facts))),
+            (
+                "benchmark",
+                lambda: benchmark_stage(
+                    plan,
+                    data,
+                    model,
+                    baseline,
+                    work,
+                    until["benchmark"],
+                    log,
+                    lambda facts: results.stage("benchmark", facts),
+                ),
+            ),
+            (
+                "speed",
+                lambda: speed_stage(plan, model, until["speed"], log, lambda facts: results.stage("speed", facts)),
+            ),
         ):
             try:
                 results.stage(name, stage())
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 _failed(results, name, exc, log)
     watchdog.cancel()
     problems = out_problems(args.out)
     rawpy = sys.modules.get("rawpy") is not None
     statuses = {name: facts.get("status") for name, facts in results.data.get("stages", {}).items()}
-    results.data.update(rawpy_imported=rawpy, out_problems=problems,
-                        status="done" if all(s == "done" for s in statuses.values()) and len(statuses) == 4 else "partial")
+    results.data.update(
+        rawpy_imported=rawpy,
+        out_problems=problems,
+        status="done" if all(s == "done" for s in statuses.values()) and len(statuses) == 4 else "partial",
+    )
     results.write()
     log(f"slot: {results.data['status']}; stages {statuses}; files {sorted(p.name for p in args.out.iterdir())}")
     for problem in problems:
@@ -224,7 +255,7 @@ def main() -> int:
     })
     try:
         return run(args, log, results)
-    except Exception as exc:  # noqa: BLE001 - say what happened in the files that come back
+    except Exception as exc:  # say what happened in the files that come back
         _failed(results, "slot", exc, log)
         results.data["status"] = "failed"
         results.write()

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from bsgd_cli.checkpoint import load_model  # noqa: E402
 from bsgd_cli.errors import BsgdError  # noqa: E402
-from bsgd_cli.slot import (  # noqa: E402
+from bsgd_cli.training.slot import (  # noqa: E402
     LOG_NAME,
     MODEL_NAME,
     RESULTS_NAME,
@@ -34,7 +34,7 @@ from bsgd_cli.slot import (  # noqa: E402
     measured_better,
     summary_row,
 )
-from bsgd_cli.train_state import COMPACT_KEY, read_state  # noqa: E402
+from bsgd_cli.training.train_state import COMPACT_KEY, read_state  # noqa: E402
 
 TABLE_COLUMNS = ("started_utc", "device", "steps", "steps_this_slot", "train_minutes", "patches_per_s", "polyu_fast",
                  "polyu_bsgd", "polyu_bsgd_alone", "baseline_fast", "baseline_bsgd", "fast_mp_per_s_24mp", "status")
@@ -46,7 +46,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=REPO / "training" / "gpu")
     parser.add_argument("--models-dir", type=Path, default=REPO / "runs" / "gpu-slots",
                         help="Where the returned model file is kept (ignored by git).")
-    parser.add_argument("--install", action="store_true", help="Install the model into the package if it measured better.")
+    parser.add_argument(
+        "--install", action="store_true", help="Install the model into the package if it measured better."
+    )
     parser.add_argument("--package-model", type=Path, default=REPO / "bsgd_cli" / "models" / "default.safetensors")
     parser.add_argument("--force", action="store_true", help="Install even if it did not measure better.")
     parser.add_argument("--allow-dry-run", action="store_true", help="Accept a dry run's files (for tests).")

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bsgd_cli.benchmark.metrics import psnr_uint8
 from bsgd_cli.config import PRESETS, ModelConfig, TrainConfig
-from bsgd_cli.data import NoisyImagePool, sample_patches
-from bsgd_cli.inference import autocast_context
-from bsgd_cli.losses import blind_spot_loss_given, draw_noise
-from bsgd_cli.metrics import psnr_uint8
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.optim import ema_update
+from bsgd_cli.engine.model import BsgdModel
+from bsgd_cli.engine.runtime import autocast_context
+from bsgd_cli.training.data import NoisyImagePool, sample_patches
+from bsgd_cli.training.losses import blind_spot_loss_given, draw_noise
+from bsgd_cli.training.optim import ema_update
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -31,10 +31,12 @@ import numpy as np
 import torch
 
 from bsgd_cli.benchmark.datasets import load_dataset
-from bsgd_cli.checkpoint import LoadedModel, load_model
-from bsgd_cli.inference import denoise_array, wiener_settings
-from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
-from bsgd_cli.wiener import estimate_noise, wiener_refine
+from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
+from bsgd_cli.checkpoint import load_model
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.model import LoadedModel
+from bsgd_cli.engine.runtime import resolve_runtime
+from bsgd_cli.engine.wiener import estimate_noise, wiener_refine
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # name -> (dataset kind, root, first image (0-based), end (exclusive) or None)
@@ -78,13 +80,13 @@ def pilot(model: LoadedModel, method: str, noisy: np.ndarray, index: int) -> np.
         sampler = replace(sampler, mode="bsgd", guidance=float(method[-1]))
     else:
         sampler = replace(sampler, mode=method)
-    return denoise_array(model, noisy, sampler=sampler, device="cpu", image_index=index)
+    return denoise_array(model, noisy, sampler=sampler, runtime=resolve_runtime("cpu"), image_index=index)
 
 
 def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overrides: float) -> np.ndarray:
-    """The model's stored Wiener step on a pilot (``overrides``: sampler fields such as wiener_noise),
+    """The model's stored Wiener step on a pilot (``overrides``: WienerConfig fields such as noise_scale),
     whole image, noise measured on the image."""
-    settings = wiener_settings(replace(model.sampler, refine="wiener", **overrides))
+    settings = replace(model.sampler.wiener, **overrides)
     noise = estimate_noise(noisy, estimate, settings)
     if noise is None:
         return estimate
@@ -164,7 +166,7 @@ def main() -> None:
     sets = args.sets.split(",") if args.sets else SPLITS[args.split]
     if args.split == "report" and not args.sets:
         print("report split: numbers only, choose nothing by them (docs/EVALUATION.md)", flush=True)
-    overrides = {k: v for k, v in (("wiener_noise", args.wiener_noise), ("wiener_chroma", args.wiener_chroma)) if v}
+    overrides = {k: v for k, v in (("noise_scale", args.wiener_noise), ("chroma_scale", args.wiener_chroma)) if v}
     rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit, **overrides)
     text = markdown(rows, model)
     print(text)

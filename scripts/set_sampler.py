@@ -1,7 +1,8 @@
 """Write a copy of a model file with some stored sampler defaults changed (chosen on the tuning split).
 
-    .venv/bin/python scripts/set_sampler.py runs/sd1/model.safetensors runs/sd1/tuned.safetensors wiener_noise=6
-Values are parsed as JSON where they can be (numbers, true/false), else kept as text.
+    .venv/bin/python scripts/set_sampler.py runs/sd1/model.safetensors runs/sd1/tuned.safetensors wiener.noise_scale=6
+Keys are SamplerConfig fields, ``wiener.FIELD`` for the Wiener settings (WienerConfig), or the old flat
+names (``wiener_noise=6``). Values are parsed as JSON where they can be (numbers, true/false), else kept as text.
 """
 
 from __future__ import annotations
@@ -10,8 +11,18 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from bsgd_cli.checkpoint import load_model, save_model
+from bsgd_cli.config import LEGACY_WIENER_KEYS
+
+
+def _value(text: str, current: Any) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return float(value) if isinstance(current, float) else value
 
 
 def main() -> None:
@@ -19,15 +30,17 @@ def main() -> None:
         raise SystemExit(__doc__)
     source, target, *pairs = sys.argv[1:]
     loaded = load_model(source)
-    changes = {}
+    top: dict[str, Any] = {}
+    wiener: dict[str, Any] = {}
     for pair in pairs:
         key, _, text = pair.partition("=")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        changes[key] = float(value) if isinstance(getattr(loaded.sampler, key), float) else value
-    sampler = replace(loaded.sampler, **changes)
+        field = LEGACY_WIENER_KEYS.get(key) or (key.removeprefix("wiener.") if key.startswith("wiener.") else None)
+        if field is not None:
+            wiener[field] = _value(text, getattr(loaded.sampler.wiener, field))
+        else:
+            top[key] = _value(text, getattr(loaded.sampler, key))
+    sampler = replace(loaded.sampler, **top, wiener=replace(loaded.sampler.wiener, **wiener))
+    changes = {**top, **{f"wiener.{key}": value for key, value in wiener.items()}}
     info = {**loaded.info, "sampler_changed": {**loaded.info.get("sampler_changed", {}), **changes}}
     save_model(Path(target), loaded.model, sampler=sampler, info=info)
     print(f"{target}: {sampler}")

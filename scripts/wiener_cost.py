@@ -12,11 +12,12 @@ import time
 import numpy as np
 import torch
 
-from bsgd_cli.wiener import WienerSettings, estimate_noise, wiener_refine
+from bsgd_cli.config import WienerConfig
+from bsgd_cli.engine.wiener import estimate_noise, wiener_refine
 
 SETTINGS = {
-    "colour 16/4 x4 (previous default)": WienerSettings(chroma_scale=4.0, chroma_patch=16, chroma_stride=4),
-    "colour 32/8 x6 (default)": WienerSettings(),
+    "colour 16/4 x4 (previous default)": WienerConfig(chroma_scale=4.0, chroma_patch=16, chroma_stride=4),
+    "colour 32/8 x6 (default)": WienerConfig(),
 }
 
 

@@ -25,37 +25,39 @@ import numpy as np
 import torch
 
 from bsgd_cli.benchmark.datasets import load_dataset
+from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.metrics import psnr_uint8, ssim_skimage, to_uint8
-from bsgd_cli.wiener import WienerSettings, estimate_noise, wiener_refine
+from bsgd_cli.config import SamplerOverrides, WienerConfig
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.runtime import resolve_runtime
+from bsgd_cli.engine.wiener import estimate_noise, wiener_refine
 
 RGB = dict(opponent=False, chroma_scale=1.0)
 SAME = dict(chroma_patch=16, chroma_stride=4)  # the colour planes in the luminance's blocks (third ablation)
 # (label, settings, run for every mode; False: only for the first mode given)
-Grid = list[tuple[str, WienerSettings | None, bool]]
+Grid = list[tuple[str, WienerConfig | None, bool]]
 GRIDS: dict[str, Grid] = {
     "third": [  # docs/ablation-colour.md: colour planes, block size, noise scales
         ("pilot alone (no refinement)", None, True),
-        ("RGB 8/2 n3 (previous default)", WienerSettings(noise_scale=3.0, patch=8, stride=2, **RGB), True),  # type: ignore[arg-type]
-        ("RGB 16/4 n3", WienerSettings(noise_scale=3.0, **RGB), False),  # type: ignore[arg-type]
-        ("opponent 16/4 n3 chroma x1", WienerSettings(chroma_scale=1.0, **SAME), False),
-        ("opponent 16/4 n3 chroma x2", WienerSettings(chroma_scale=2.0, **SAME), False),
-        ("opponent 16/4 n3 chroma x4 (chosen then)", WienerSettings(chroma_scale=4.0, **SAME), True),
-        ("opponent 16/4 n3 chroma x6", WienerSettings(chroma_scale=6.0, **SAME), False),
-        ("opponent 16/4 n4 chroma x3", WienerSettings(noise_scale=4.0, chroma_scale=3.0, **SAME), False),
-        ("opponent 16/2 n3 chroma x4", WienerSettings(chroma_scale=4.0, chroma_patch=16, chroma_stride=2, stride=2), False),
+        ("RGB 8/2 n3 (previous default)", WienerConfig(noise_scale=3.0, patch=8, stride=2, **RGB), True),  # type: ignore[arg-type]
+        ("RGB 16/4 n3", WienerConfig(noise_scale=3.0, **RGB), False),  # type: ignore[arg-type]
+        ("opponent 16/4 n3 chroma x1", WienerConfig(chroma_scale=1.0, **SAME), False),
+        ("opponent 16/4 n3 chroma x2", WienerConfig(chroma_scale=2.0, **SAME), False),
+        ("opponent 16/4 n3 chroma x4 (chosen then)", WienerConfig(chroma_scale=4.0, **SAME), True),
+        ("opponent 16/4 n3 chroma x6", WienerConfig(chroma_scale=6.0, **SAME), False),
+        ("opponent 16/4 n4 chroma x3", WienerConfig(noise_scale=4.0, chroma_scale=3.0, **SAME), False),
+        ("opponent 16/2 n3 chroma x4", WienerConfig(chroma_scale=4.0, chroma_patch=16, chroma_stride=2, stride=2), False),
     ],
     "fourth": [  # docs/ablation-chroma-blocks.md: larger blocks for the colour planes
-        ("luminance 16/4 n3, colour 16/4 x4 (third ablation's choice)", WienerSettings(chroma_scale=4.0, **SAME), True),
-        ("colour 32/8 x4", WienerSettings(chroma_scale=4.0), False),
-        ("colour 32/8 x6 (default)", WienerSettings(), True),
-        ("colour 32/8 x8", WienerSettings(chroma_scale=8.0), False),
-        ("colour 32/8 x10", WienerSettings(chroma_scale=10.0), False),
-        ("colour 32/4 x6", WienerSettings(chroma_stride=4), False),
-        ("colour 24/6 x6", WienerSettings(chroma_patch=24, chroma_stride=6), False),
-        ("colour 64/16 x8", WienerSettings(chroma_patch=64, chroma_stride=16, chroma_scale=8.0), False),
-        ("luminance 32/8, colour 32/8 x6", WienerSettings(patch=32, stride=8), False),
+        ("luminance 16/4 n3, colour 16/4 x4 (third ablation's choice)", WienerConfig(chroma_scale=4.0, **SAME), True),
+        ("colour 32/8 x4", WienerConfig(chroma_scale=4.0), False),
+        ("colour 32/8 x6 (default)", WienerConfig(), True),
+        ("colour 32/8 x8", WienerConfig(chroma_scale=8.0), False),
+        ("colour 32/8 x10", WienerConfig(chroma_scale=10.0), False),
+        ("colour 32/4 x6", WienerConfig(chroma_stride=4), False),
+        ("colour 24/6 x6", WienerConfig(chroma_patch=24, chroma_stride=6), False),
+        ("colour 64/16 x8", WienerConfig(chroma_patch=64, chroma_stride=16, chroma_scale=8.0), False),
+        ("luminance 32/8, colour 32/8 x6", WienerConfig(patch=32, stride=8), False),
     ],
 }
 
@@ -70,14 +72,15 @@ def cache_pilots(model_path: str | None, name: str, kind: str, root: Path, limit
         if Path(f"{stem}_{mode}.npy").exists():
             continue
         noisy = sample.noisy.astype(np.float32) / 255 if sample.noisy.dtype == np.uint8 else sample.noisy
-        pilot = denoise_array(model, noisy, mode=mode, refine="none", strength=1.0, device="cpu")
+        pilot = denoise_array(model, noisy, sampler=SamplerOverrides(mode=mode, refine="none", strength=1.0),
+                              runtime=resolve_runtime("cpu"))
         np.save(f"{stem}_noisy.npy", noisy)
         np.save(f"{stem}_clean.npy", sample.clean)
         np.save(f"{stem}_{mode}.npy", pilot)
     return count
 
 
-def refine(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSettings | None) -> np.ndarray:
+def refine(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig | None) -> np.ndarray:
     if settings is None:
         return pilot
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from bsgd_cli.engine.runtime import resolve_runtime
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CPU = resolve_runtime("cpu")
+"""The runtime of every test that runs a model: the CPU, precision auto."""
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +31,7 @@ def tiny_model_file(tmp_path_factory) -> Path:
     """A tiny untrained model with a student, saved the real way."""
     from bsgd_cli.checkpoint import save_model
     from bsgd_cli.config import PRESETS, StudentConfig
-    from bsgd_cli.model import BsgdModel
+    from bsgd_cli.engine.model import BsgdModel
 
     torch.manual_seed(0)
     model = BsgdModel(PRESETS["tiny"])
@@ -35,6 +39,32 @@ def tiny_model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
     save_model(path, model, info={"note": "test model"})
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_model_file: Path):
+    """The tiny model, loaded once for the session (tests must not change it)."""
+    from bsgd_cli.checkpoint import load_model
+
+    return load_model(tiny_model_file)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded default model, loaded once for the session."""
+    from bsgd_cli.checkpoint import load_model
+
+    return load_model()
+
+
+def write_noisy_pngs(folder: Path, count: int, size: int) -> Path:
+    """``count`` 8-bit PNGs ``0.png`` ... of :func:`noisy_image` (size x size, seeds 0, 1 ...) in ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.fromarray((noisy_image(size, size, index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
+    return folder
 
 
 def noisy_image(height: int, width: int, seed: int = 0) -> np.ndarray:

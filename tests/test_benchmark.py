@@ -21,9 +21,9 @@ from bsgd_cli.benchmark import (
     write_sidd_submission,
 )
 from bsgd_cli.benchmark.baselines import estimate_noise_sigma
+from bsgd_cli.benchmark.metrics import to_uint8
 from bsgd_cli.benchmark.runner import PeakRss
 from bsgd_cli.errors import BsgdError, DatasetError, ImageReadError
-from bsgd_cli.metrics import to_uint8
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MATLAB_73_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
@@ -261,7 +261,7 @@ def test_runner_measures_and_writes_results(tmp_path: Path) -> None:
     pairs = make_pair_folder(tmp_path / "data", [f"noisy/{i}.png" for i in "abc"], [f"clean/{i}.png" for i in "abc"])
     events: list[str] = []
     result = run_benchmark(load_dataset("pairs", tmp_path / "data", limit=None), {"blur": box_blur},
-                           out_dir=tmp_path / "out", crops=2, progress=lambda event, **info: events.append(event),
+                           out_dir=tmp_path / "out", crops=2, progress=lambda event: events.append(event.kind),
                            environment={"seed": 7, "model_hash": "abc123"})
     noisy_rows = [row for row in result.per_image if row["method"] == "noisy"]
     for row, (noisy, clean) in zip(noisy_rows, pairs, strict=True):

@@ -11,8 +11,8 @@ import torch
 
 from bsgd_cli.checkpoint import load_model, read_metadata, save_model
 from bsgd_cli.config import PRESETS, ModelConfig, SamplerConfig, from_dict, to_dict
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import ConfigError, ModelFileError
-from bsgd_cli.model import BsgdModel
 
 
 def test_round_trip_rebuilds_identical_model(tmp_path) -> None:
@@ -87,7 +87,9 @@ def test_newer_format_version_is_refused(tmp_path) -> None:
     from safetensors.torch import save_file
 
     path = tmp_path / "future.safetensors"
-    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "bsgd-model", "format_version": "99", "config": "{}"})
+    save_file(
+        {"x": torch.zeros(1)}, str(path), metadata={"format": "bsgd-model", "format_version": "99", "config": "{}"}
+    )
     with pytest.raises(ModelFileError, match="upgrade bsgd"):
         load_model(path)
 

@@ -49,12 +49,29 @@ def test_rerun_skips_existing_and_overwrite_redoes(photos: Path, tmp_path: Path,
     out = tmp_path / "clean"
     assert _denoise([str(photos / "a.png"), "-o", str(out)], tiny_model_file).exit_code == 0
     stamp = (out / "a.png").stat().st_mtime_ns
-    result = runner.invoke(app, ["denoise", str(photos / "a.png"), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"])
+    result = runner.invoke(
+        app,
+        ["denoise", str(photos / "a.png"), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"],
+    )
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert report["files"][0]["status"] == "skipped"
     assert (out / "a.png").stat().st_mtime_ns == stamp
-    result = runner.invoke(app, ["denoise", str(photos / "a.png"), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json", "--overwrite"])
+    result = runner.invoke(
+        app,
+        [
+            "denoise",
+            str(photos / "a.png"),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_model_file),
+            "--mode",
+            "bsn",
+            "--json",
+            "--overwrite",
+        ],
+    )
     assert json.loads(result.stdout)["files"][0]["status"] == "done"
 
 
@@ -62,7 +79,9 @@ def test_bad_file_in_batch_is_reported_and_rest_done(photos: Path, tmp_path: Pat
     (photos / "broken.jpg").write_bytes(b"this is not a jpeg")
     (photos / "empty.png").write_bytes(b"")
     out = tmp_path / "clean"
-    result = runner.invoke(app, ["denoise", str(photos), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"])
+    result = runner.invoke(
+        app, ["denoise", str(photos), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"]
+    )
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     status = {Path(f["input"]).name: f["status"] for f in report["files"]}
@@ -114,12 +133,15 @@ def test_compare_view_and_suffix(photos: Path, tmp_path: Path, tiny_model_file: 
 
 
 def test_missing_model_and_input_are_one_line_errors(photos: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["denoise", str(photos), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "none.safetensors")])
+    result = runner.invoke(
+        app, ["denoise", str(photos), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "none.safetensors")]
+    )
     assert result.exit_code == 2 and "not found" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["denoise", str(tmp_path / "nothing"), "-o", str(tmp_path / "o"), "--mode", "bsn"])
     assert result.exit_code == 2 and "not found" in result.output
 
 
+@pytest.mark.slow
 def test_bsgd_mode_through_cli_is_deterministic(photos: Path, tmp_path: Path, tiny_model_file: Path) -> None:
     outputs = []
     for name in ("one", "two"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bsgd_cli.data import NoisyImagePool, augment, photometric, sample_patches
+from bsgd_cli.training.data import NoisyImagePool, augment, photometric, sample_patches
 
 
 def _pool() -> NoisyImagePool:

@@ -58,6 +58,7 @@ def _travel(repo: Path) -> int:
     return sum((repo / name).stat().st_size for name in listed if name) + data
 
 
+@pytest.mark.slow
 def test_fills_the_budget_losslessly_with_a_stable_prefix(setting: tuple[Path, Path]) -> None:
     repo, shared = setting
     done = _run(repo, shared, 1.8)
@@ -78,7 +79,10 @@ def test_fills_the_budget_losslessly_with_a_stable_prefix(setting: tuple[Path, P
     assert manifest["training_images"] == len(taken)
     entry = next(e for e in manifest["files"] if e["file"] == f"train/{taken[0].name}")
     assert entry["sha256"] == hashlib.sha256(taken[0].read_bytes()).hexdigest()
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout.strip() == "A  .gitignore\nA  weights.bin"
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout.strip()
+        == "A  .gitignore\nA  weights.bin"
+    )
 
     smaller = _run(repo, shared, 1.7, "--no-nam")  # a smaller budget takes a prefix of the same list
     assert smaller.returncode == 0, smaller.stderr
@@ -88,6 +92,7 @@ def test_fills_the_budget_losslessly_with_a_stable_prefix(setting: tuple[Path, P
     assert _travel(repo) <= 1.7 * 2**20
 
 
+@pytest.mark.slow
 def test_refuses_a_folder_git_would_commit_and_a_budget_with_no_room(setting: tuple[Path, Path]) -> None:
     repo, shared = setting
     (repo / ".gitignore").write_text("")

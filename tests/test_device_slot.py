@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.cli import app
-from bsgd_cli.optim import WallClock
-from bsgd_cli.slot import SlotData, dry_run_plan, measured_better, out_problems
-from bsgd_cli.slot_stages import benchmark_stage, speed_stage
+from bsgd_cli.training.optim import WallClock
+from bsgd_cli.training.slot import SlotData, dry_run_plan, measured_better, out_problems
+from bsgd_cli.training.slot_stages import benchmark_stage, speed_stage
 
 from .conftest import noisy_image
 
@@ -33,17 +33,23 @@ def _u8(image: np.ndarray) -> np.ndarray:
 
 
 def make_slot_data(root: Path) -> Path:
-    """A small data folder in the layout `make device-data` writes (bsgd_cli.slot.SlotData)."""
+    """A small data folder in the layout `make device-data` writes (bsgd_cli.training.slot.SlotData)."""
     (root / "train").mkdir(parents=True)
     for index in range(3):
         Image.fromarray(_u8(noisy_image(64, 64, seed=index))).save(root / "train" / f"{index:04d}_1.png")
     (root / "polyu").mkdir()
     for index in range(2):
-        Image.fromarray(_u8(noisy_image(48, 48, seed=10 + index))).save(root / "polyu" / f"cam_{index}_real.JPG", quality=95)
-        Image.fromarray(_u8(noisy_image(48, 48, seed=20 + index))).save(root / "polyu" / f"cam_{index}_mean.JPG", quality=95)
+        Image.fromarray(_u8(noisy_image(48, 48, seed=10 + index))).save(
+            root / "polyu" / f"cam_{index}_real.JPG", quality=95
+        )
+        Image.fromarray(_u8(noisy_image(48, 48, seed=20 + index))).save(
+            root / "polyu" / f"cam_{index}_mean.JPG", quality=95
+        )
     for side, seed in (("noisy", 30), ("clean", 31)):
         (root / "nam25" / side).mkdir(parents=True)
-        Image.fromarray(_u8(noisy_image(48, 48, seed=seed))).save(root / "nam25" / side / f"01_{'noise' if side == 'noisy' else 'gt'}.png")
+        Image.fromarray(_u8(noisy_image(48, 48, seed=seed))).save(
+            root / "nam25" / side / f"01_{'noise' if side == 'noisy' else 'gt'}.png"
+        )
     (root / "sidd-danet").mkdir()
     scipy.io.savemat(root / "sidd-danet" / "noisy.mat", {"im_noisy": _u8(noisy_image(48, 48, seed=40))})
     scipy.io.savemat(root / "sidd-danet" / "gt.mat", {"im_gt": _u8(noisy_image(48, 48, seed=41))})
@@ -85,6 +91,7 @@ def check_returned_files(out: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> None:
     data = make_slot_data(tmp_path / "data")
     shim, marker = rawpy_blocker(tmp_path / "shim")
@@ -94,7 +101,13 @@ def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert not marker.exists(), "something on the slot's path imported rawpy"
     files = check_returned_files(first)
-    assert {path.name for path in files} == {"state.pt", "model.safetensors", "results.json", "log.txt", "train_log.jsonl"}
+    assert {path.name for path in files} == {
+        "state.pt",
+        "model.safetensors",
+        "results.json",
+        "log.txt",
+        "train_log.jsonl",
+    }
     results = json.loads((first / "results.json").read_text())
     assert results["status"] == "done" and results["dry_run"] is True and results["rawpy_imported"] is False
     stages = results["stages"]
@@ -124,7 +137,13 @@ def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> 
     assert refused.returncode == 2 and "dry run" in refused.stderr and not state.exists()
     unpacked = subprocess.run([*unpack, "--allow-dry-run"], capture_output=True, text=True)
     assert unpacked.returncode == 0, unpacked.stderr
-    assert {path.name for path in state.iterdir()} == {"state.pt", "results.json", "log.txt", "train_log.jsonl", "slots.jsonl"}
+    assert {path.name for path in state.iterdir()} == {
+        "state.pt",
+        "results.json",
+        "log.txt",
+        "train_log.jsonl",
+        "slots.jsonl",
+    }
     second = tmp_path / "out2"
     done = device_train(tmp_path, second, data, state, shim)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -133,6 +152,7 @@ def test_dry_run_returns_legal_files_that_denoise_and_resume(tmp_path: Path) -> 
     check_returned_files(second)
 
 
+@pytest.mark.slow
 def test_device_train_needs_an_empty_out_and_the_data(tmp_path: Path) -> None:
     shim, _marker = rawpy_blocker(tmp_path / "shim")
     out = tmp_path / "out"
@@ -163,18 +183,23 @@ def test_out_problems_names_each_broken_rule(tmp_path: Path) -> None:
     assert any("at most 8 come back" in problem for problem in out_problems(out))
 
 
+@pytest.mark.slow
 def test_stages_past_their_deadline_return_cut_off(tmp_path: Path, tiny_model_file: Path) -> None:
     data = SlotData(make_slot_data(tmp_path / "data"))
     plan = dry_run_plan()
     expired = WallClock(seconds=1.0, started=0.0)
     recorded: list[dict] = []
-    facts = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work", expired, lambda line: None, recorded.append)
+    facts = benchmark_stage(
+        plan, data, tiny_model_file, None, tmp_path / "work", expired, lambda line: None, recorded.append
+    )
     assert facts["status"] == "cut off" and "polyu_report" not in facts
     facts = speed_stage(plan, tiny_model_file, expired, lambda line: None, recorded.append)
     assert facts["status"] == "cut off" and facts["not_timed"] == ["fast", "bsgd", "bsn", "bsn-r3"]
     # with time left, every set is measured
     clock = WallClock.start(3600)
-    facts = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work2", clock, lambda line: None, recorded.append)
+    facts = benchmark_stage(
+        plan, data, tiny_model_file, None, tmp_path / "work2", clock, lambda line: None, recorded.append
+    )
     assert facts["status"] == "done" and set(facts) >= {"polyu_report", "sidd_pair", "nam25"}
     # a deadline passing inside a run stops it; the runs finished before it stay in the facts
     cut = benchmark_stage(plan, data, tiny_model_file, None, tmp_path / "work3", ExpiresAfter(calls=12),
@@ -194,6 +219,7 @@ class ExpiresAfter:
         return self.left < 0
 
 
+@pytest.mark.slow
 def test_hard_deadline_ends_the_command_and_says_so(tmp_path: Path) -> None:
     data = make_slot_data(tmp_path / "data")
     shim, _marker = rawpy_blocker(tmp_path / "shim")

@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.config import StudentConfig
-from bsgd_cli.distill import DistillConfig, distill
-from bsgd_cli.inference import denoise_array
+from bsgd_cli.config import SamplerOverrides, StudentConfig
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.training.distill import DistillConfig, distill
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image, write_noisy_pngs
+
+pytestmark = pytest.mark.slow  # training runs
 
 
 def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path) -> None:
@@ -21,12 +24,16 @@ def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path)
     for index in range(2):
         Image.fromarray((noisy_image(48, 48, index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
     teacher = load_model(tiny_model_file)
-    config = DistillConfig(crops_per_image=2, crop=32, patch=32, steps=30, batch=2, log_every=10, precision="fp32", warmup=5)
-    path = distill(teacher, folder, tmp_path / "out", student=StudentConfig(width=8, mults=(1, 1)), config=config, device="cpu")
+    config = DistillConfig(
+        crops_per_image=2, crop=32, patch=32, steps=30, batch=2, log_every=10, precision="fp32", warmup=5
+    )
+    path = distill(
+        teacher, folder, tmp_path / "out", student=StudentConfig(width=8, mults=(1, 1)), config=config, device="cpu"
+    )
     loaded = load_model(path)
     assert loaded.model.student is not None
     assert loaded.info["student"]["pairs"] == 4
-    out = denoise_array(loaded, noisy_image(40, 40), mode="fast", device="cpu")
+    out = denoise_array(loaded, noisy_image(40, 40), sampler=SamplerOverrides(mode="fast"), runtime=CPU)
     assert out.shape == (40, 40, 3)
     # the teacher's branches are unchanged
     for name, tensor in teacher.model.state_dict().items():
@@ -38,11 +45,7 @@ def test_distill_produces_fast_mode_model(tmp_path: Path, tiny_model_file: Path)
 
 
 def _noisy_folder(tmp_path: Path, count: int = 2, size: int = 64) -> Path:
-    folder = tmp_path / "noisy"
-    folder.mkdir()
-    for index in range(count):
-        Image.fromarray((noisy_image(size, size, index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
-    return folder
+    return write_noisy_pngs(tmp_path / "noisy", count, size)
 
 
 def test_self_distillation_on_the_pipeline_lowers_the_student_loss(tmp_path: Path, tiny_model_file: Path) -> None:
@@ -53,7 +56,9 @@ def test_self_distillation_on_the_pipeline_lowers_the_student_loss(tmp_path: Pat
     folder = _noisy_folder(tmp_path)
     teacher = load_model(tiny_model_file)
     sampler = replace(teacher.sampler, mode="bsn", refine="wiener")  # the tiny student starts as the identity
-    config = DistillConfig(patch=32, steps=80, batch=4, lr=3e-3, warmup=5, log_every=20, precision="fp32", photometric=False)
+    config = DistillConfig(
+        patch=32, steps=80, batch=4, lr=3e-3, warmup=5, log_every=20, precision="fp32", photometric=False
+    )
     path = distill(teacher, folder, tmp_path / "out", config=config, sampler=sampler, device="cpu")
     losses = [json.loads(line)["loss_student"] for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert len(losses) == 4
@@ -67,7 +72,7 @@ def test_self_distillation_on_the_pipeline_lowers_the_student_loss(tmp_path: Pat
 def test_targets_are_reused_only_for_the_same_teacher_settings(tmp_path: Path, tiny_model_file: Path) -> None:
     from dataclasses import replace
 
-    from bsgd_cli.distill import TARGETS_FILE
+    from bsgd_cli.training.distill import TARGETS_FILE
 
     folder = _noisy_folder(tmp_path, count=1)
     teacher = load_model(tiny_model_file)
@@ -77,14 +82,16 @@ def test_targets_are_reused_only_for_the_same_teacher_settings(tmp_path: Path, t
     first = (out / TARGETS_FILE).stat().st_mtime_ns
     distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="fast"), device="cpu")
     assert (out / TARGETS_FILE).stat().st_mtime_ns == first
-    loaded = load_model(distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="bsn"), device="cpu"))
+    loaded = load_model(
+        distill(teacher, folder, out, config=config, sampler=replace(teacher.sampler, mode="bsn"), device="cpu")
+    )
     assert (out / TARGETS_FILE).stat().st_mtime_ns != first
     assert loaded.info["student"]["started_from"] == "random weights"
 
 
 def test_pairs_share_their_augmentation() -> None:
     """Noisy patch and target get the same flip, darkening and channel order (a target = its noisy patch stays so)."""
-    from bsgd_cli.distill import Pairs, sample_pairs
+    from bsgd_cli.training.distill import Pairs, sample_pairs
 
     image = (np.random.default_rng(0).random((40, 40, 3)) * 65535).astype(np.uint16)
     pairs = Pairs([image], [image.copy()])
@@ -92,5 +99,5 @@ def test_pairs_share_their_augmentation() -> None:
     assert torch_equal(x, y)
 
 
-def torch_equal(a, b) -> bool:  # noqa: ANN001
+def torch_equal(a, b) -> bool:
     return bool((a == b).all())

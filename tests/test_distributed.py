@@ -21,6 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # subprocesses under torchrun (DDP)
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6  # the 2-process run
 RESUMED_STEPS = 8  # the 1-process resume continues it to here
@@ -42,7 +44,11 @@ def _free_port() -> int:
 
 def _torchrun(target: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m torch.distributed.run --nproc-per-node 2 TARGET`` on the loopback interface."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     if Path("/sys/class/net/lo").exists():
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     env.update(env_extra or {})
@@ -92,8 +98,8 @@ def test_two_ranks_match_one_rank_and_resume_on_one(noisy_dir: Path, tmp_path: P
     """
     from bsgd_cli.checkpoint import load_model
     from bsgd_cli.config import PRESETS, TrainConfig
-    from bsgd_cli.model import BsgdModel
-    from bsgd_cli.train import train
+    from bsgd_cli.engine.model import BsgdModel
+    from bsgd_cli.training.train import train
 
     torch.set_num_threads(1)  # the workers get one thread each; two here would fight them for 2 cores
     reference = tmp_path / "one_rank"
@@ -164,7 +170,7 @@ def test_denoise_two_ranks_each_file_once(tmp_path: Path) -> None:
     """6 images + 1 broken file (index 1, so rank 1's): every file once, rank 0 alone prints all 7."""
     from bsgd_cli.checkpoint import save_model
     from bsgd_cli.config import PRESETS
-    from bsgd_cli.model import BsgdModel
+    from bsgd_cli.engine.model import BsgdModel
 
     torch.manual_seed(0)
     model_path = tmp_path / "tiny.safetensors"
@@ -199,11 +205,11 @@ if __name__ == "__main__":
         with _open(_record, "a") as handle:
             handle.write(name + "\n")
 
-    def _recording_replace(source, target, *args, **kwargs):  # noqa: ANN001, ANN202
+    def _recording_replace(source, target, *args, **kwargs):
         _note(Path(target).name)
         return _replace(source, target, *args, **kwargs)
 
-    def _recording_open(self, mode="r", *args, **kwargs):  # noqa: ANN001, ANN202
+    def _recording_open(self, mode="r", *args, **kwargs):
         if any(flag in mode for flag in "wax+"):
             _note(self.name)
         return _open(self, mode, *args, **kwargs)

@@ -48,7 +48,9 @@ def icc_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-def tag(path: Path, *, make: str = "Canon", model: str = "Canon EOS R6", iptc: bool = True, orientation: int | None = None) -> None:
+def tag(
+    path: Path, *, make: str = "Canon", model: str = "Canon EOS R6", iptc: bool = True, orientation: int | None = None
+) -> None:
     """Write EXIF (with GPS, and a Canon maker note for a Canon), IPTC and XMP into ``path`` with exiv2."""
     image = exiv2.ImageFactory.open(str(path))
     image.readMetadata()
@@ -189,7 +191,9 @@ def read_back(path: Path) -> dict[str, object]:
             raw = im.info.get("Raw profile type iptc", "")
             iptc = iim_datasets(bytes.fromhex("".join(raw.split("\n")[3:])))
         else:
-            iptc = {k[1]: [v] if isinstance(v, bytes) else v for k, v in (IptcImagePlugin.getiptcinfo(im) or {}).items()}
+            iptc = {
+                k[1]: [v] if isinstance(v, bytes) else v for k, v in (IptcImagePlugin.getiptcinfo(im) or {}).items()
+            }
             iptc = {k: [x.decode() if isinstance(x, bytes) else x for x in v] for k, v in iptc.items()}
         xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp", "").encode()
     else:  # .heic (pillow-heif wrote it: exiv2 and Pillow read it) and .jxl (the plugin wrote it)
@@ -225,7 +229,15 @@ def read_back(path: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     ("ext", "depth", "has_icc"),
-    [("jpg", 8, True), ("png", 16, True), ("tif", 16, True), ("webp", 8, True), ("heic", 12, True), ("avif", 8, True), ("jxl", 8, False)],
+    [
+        ("jpg", 8, True),
+        ("png", 16, True),
+        ("tif", 16, True),
+        ("webp", 8, True),
+        ("heic", 12, True),
+        ("avif", 8, True),
+        ("jxl", 8, False),
+    ],
 )
 def test_metadata_survives_every_format(tmp_path: Path, ext: str, depth: int, has_icc: bool) -> None:
     like = read_image(jpeg_source(tmp_path, orientation=6))
@@ -247,7 +259,13 @@ def test_heic_10_bit_round_trip_keeps_depth(tmp_path: Path) -> None:
     src = tmp_path / "phone.heic"
     heif = pillow_heif.from_bytes(mode="RGB;16", size=(24, 16), data=(samples << 6).tobytes())
     heif.info["bit_depth"] = 10
-    heif.save(src, quality=-1, chroma=444, exif=exif_made_by_exiv2(make="Apple", model="iPhone 15 Pro"), icc_profile=icc_profile())
+    heif.save(
+        src,
+        quality=-1,
+        chroma=444,
+        exif=exif_made_by_exiv2(make="Apple", model="iPhone 15 Pro"),
+        icc_profile=icc_profile(),
+    )
     like = read_image(src)
     assert like.bit_depth == 10 and like.format == "heif" and like.icc_profile == icc_profile()
     reference = np.asarray(pillow_heif.open_heif(src, convert_hdr_to_8bit=False)) >> 6
@@ -305,8 +323,13 @@ def test_tiff_storage_tags_are_not_carried(tmp_path: Path) -> None:
     assert exif.get(0x010F) == "Canon" and 258 not in exif and 273 not in exif  # no BitsPerSample, StripOffsets
 
 
-@pytest.mark.parametrize(("ext", "module", "package", "extra"), [("heic", "pillow_heif", "pillow-heif", "heif"), ("jxl", "pillow_jxl", "pillow-jxl-plugin", "jxl")])
-def test_missing_plugin_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str, module: str, package: str, extra: str) -> None:
+@pytest.mark.parametrize(
+    ("ext", "module", "package", "extra"),
+    [("heic", "pillow_heif", "pillow-heif", "heif"), ("jxl", "pillow_jxl", "pillow-jxl-plugin", "jxl")],
+)
+def test_missing_plugin_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str, module: str, package: str, extra: str
+) -> None:
     path = tmp_path / f"photo.{ext}"
     write_image(path, pixels())
     monkeypatch.setitem(__import__("sys").modules, module, None)  # as if not installed
@@ -334,7 +357,7 @@ def test_sniff_brands() -> None:
 
 
 def test_denoise_keeps_phone_formats_and_their_metadata(tmp_path: Path, tiny_model_file: Path) -> None:
-    """The issue's acceptance folder: an iPhone-style HEIC (EXIF + ICC), an AVIF, a JPEG with IPTC and
+    """The acceptance folder of the formats work: an iPhone-style HEIC (EXIF + ICC), an AVIF, a JPEG with IPTC and
     XMP, and a 16-bit TIFF with GPS come out denoised, in their own formats, every field intact."""
     import tifffile
 
@@ -344,22 +367,62 @@ def test_denoise_keeps_phone_formats_and_their_metadata(tmp_path: Path, tiny_mod
     rgb8 = (pixels() * 255).astype(np.uint8)
     heif = pillow_heif.from_bytes(mode="RGB", size=(32, 24), data=rgb8.tobytes())
     heif.save(photos / "IMG_0001.HEIC", quality=90, exif=phone_exif, icc_profile=icc_profile())
-    Image.fromarray(rgb8).save(photos / "android.avif", quality=90, exif=phone_exif, icc_profile=icc_profile(),
-                               xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Label="bsgd-label"/></rdf:RDF></x:xmpmeta>')
+    Image.fromarray(rgb8).save(
+        photos / "android.avif",
+        quality=90,
+        exif=phone_exif,
+        icc_profile=icc_profile(),
+        xmp=(
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Label="bsgd-label"/></rdf:RDF></x:xmpmeta>'
+        ),
+    )
     jpeg_source(tmp_path).rename(photos / "agency.jpg")
-    tifffile.imwrite(photos / "scan.tif", (pixels() * 65535).astype(np.uint16), photometric="rgb", iccprofile=icc_profile(), metadata=None)
+    tifffile.imwrite(
+        photos / "scan.tif",
+        (pixels() * 65535).astype(np.uint16),
+        photometric="rgb",
+        iccprofile=icc_profile(),
+        metadata=None,
+    )
     tag(photos / "scan.tif")
 
-    result = CliRunner().invoke(app, ["denoise", str(photos), "-o", str(tmp_path / "clean"), "--model", str(tiny_model_file), "--mode", "bsn", "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "denoise",
+            str(photos),
+            "-o",
+            str(tmp_path / "clean"),
+            "--model",
+            str(tiny_model_file),
+            "--mode",
+            "bsn",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     outputs = sorted(p.name for p in (tmp_path / "clean").iterdir())
     assert outputs == ["IMG_0001.HEIC", "agency.jpg", "android.avif", "scan.tif"]
-    heic, avif, jpeg, tiff = (read_back(tmp_path / "clean" / name) for name in ("IMG_0001.HEIC", "android.avif", "agency.jpg", "scan.tif"))
+    heic, avif, jpeg, tiff = (
+        read_back(tmp_path / "clean" / name) for name in ("IMG_0001.HEIC", "android.avif", "agency.jpg", "scan.tif")
+    )
     for phone in (heic, avif):
-        assert (phone["make"], phone["model"], phone["gps"], phone["icc"]) == ("Apple", "iPhone 15 Pro", GPS_LAT, icc_profile())
+        assert (phone["make"], phone["model"], phone["gps"], phone["icc"]) == (
+            "Apple",
+            "iPhone 15 Pro",
+            GPS_LAT,
+            icc_profile(),
+        )
     assert avif["label"] == LABEL and heic["depth"] == 8
     assert (jpeg["caption"], jpeg["keywords"], jpeg["label"], jpeg["owner"]) == (CAPTION, KEYWORDS, LABEL, OWNER)
-    assert (tiff["gps"], tiff["depth"], tiff["icc"], tiff["caption"], tiff["owner"]) == (GPS_LAT, 16, icc_profile(), CAPTION, OWNER)
+    assert (tiff["gps"], tiff["depth"], tiff["icc"], tiff["caption"], tiff["owner"]) == (
+        GPS_LAT,
+        16,
+        icc_profile(),
+        CAPTION,
+        OWNER,
+    )
     clean = read_image(tmp_path / "clean" / "scan.tif").pixels
     assert not np.array_equal(clean, read_image(photos / "scan.tif").pixels)  # it was denoised, not copied
 
@@ -388,13 +451,33 @@ def test_damaged_files_are_one_clear_error(tmp_path: Path, ext: str) -> None:
     with pytest.raises(ImageReadError) as info:
         read_image(cut)
     message = str(info.value)
-    assert message.startswith(f"{cut}: cannot be decoded") and "damaged or incomplete" in message and "\n" not in message
+    assert (
+        message.startswith(f"{cut}: cannot be decoded") and "damaged or incomplete" in message and "\n" not in message
+    )
 
 
-def test_cli_prints_the_install_line_whole(tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_prints_the_install_line_whole(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Rich would read "[heif]" in the message as markup and drop it; the line must reach the user whole."""
     write_image(tmp_path / "in" / "IMG_0002.heic", pixels())
     monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
-    result = CliRunner().invoke(app, ["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--mode", "bsn", "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "denoise",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_model_file),
+            "--mode",
+            "bsn",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 1
-    assert "IMG_0002.heic: reading HEIC/HEIF needs the pillow-heif package; install it with: pip install 'bsgd-cli[heif]'" in result.output
+    assert (
+        "IMG_0002.heic: reading HEIC/HEIF needs the pillow-heif package; install it with: pip install 'bsgd-cli[heif]'"
+        in result.output
+    )

@@ -52,7 +52,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize(
     ("ext", "depth", "tol"),
-    [("png", 8, 0.5 / 255), ("png", 16, 0.5 / 65535), ("tif", 8, 0.5 / 255), ("tif", 16, 0.5 / 65535), ("tif", 32, 0.0)],
+    [
+        ("png", 8, 0.5 / 255),
+        ("png", 16, 0.5 / 65535),
+        ("tif", 8, 0.5 / 255),
+        ("tif", 16, 0.5 / 65535),
+        ("tif", 32, 0.0),
+    ],
 )
 def test_lossless_round_trip(tmp_path: Path, ext: str, depth: int, tol: float) -> None:
     px = np.random.default_rng(1).random((23, 31, 3)).astype(np.float32)
@@ -202,14 +208,20 @@ def _exif_bytes(orientation: int = 1) -> bytes:
     return exif.tobytes()
 
 
-XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="1" tiff:Make="bsgd-test"/></rdf:RDF></x:xmpmeta>'
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="1" tiff:Make="bsgd-test"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
 
 
 @pytest.mark.parametrize(("ext", "depth"), [("jpg", 8), ("png", 8), ("png", 16), ("tif", 16), ("tif", 32), ("webp", 8)])
 def test_metadata_is_carried_over(tmp_path: Path, ext: str, depth: int) -> None:
     icc = srgb_icc()
     src = tmp_path / "src.jpg"
-    Image.fromarray((smooth() * 255).astype(np.uint8)).save(src, quality=95, exif=_exif_bytes(), icc_profile=icc, xmp=XMP)
+    Image.fromarray((smooth() * 255).astype(np.uint8)).save(
+        src, quality=95, exif=_exif_bytes(), icc_profile=icc, xmp=XMP
+    )
     like = read_image(src)
     assert like.icc_profile == icc and like.exif and b"bsgd-test" in (like.xmp or b"")
     out = tmp_path / f"out.{ext}"
@@ -279,7 +291,7 @@ def test_failed_encoder_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_failed_write_keeps_existing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bsgd_cli.io._tiff as tiff_mod
+    import bsgd_cli.io.images as images
 
     target = tmp_path / "x.tif"
     write_image(target, smooth())
@@ -289,7 +301,7 @@ def test_failed_write_keeps_existing_file(tmp_path: Path, monkeypatch: pytest.Mo
         Path(path).write_bytes(b"II*\x00garbage")
         raise ValueError("encoder exploded")
 
-    monkeypatch.setattr(tiff_mod, "encode_tiff", half_written)
+    monkeypatch.setattr(images, "encode_tiff", half_written)
     with pytest.raises(ImageWriteError, match="encoder exploded"):
         write_image(target, smooth(seed=5))
     assert target.read_bytes() == before and no_partials(tmp_path)
@@ -344,7 +356,9 @@ def _png_with_ihdr(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_huge_header_is_refused_before_decoding(tmp_path: Path) -> None:
@@ -420,7 +434,15 @@ def _touch(path: Path) -> Path:
 
 def test_find_images(tmp_path: Path) -> None:
     root = tmp_path / "in"
-    for rel in ["b.jpg", "a.PNG", "sub/c.tif", "sub/deeper/d.nef", ".hidden.jpg", ".a.jpg.1234.partial.jpg", "notes.txt"]:
+    for rel in [
+        "b.jpg",
+        "a.PNG",
+        "sub/c.tif",
+        "sub/deeper/d.nef",
+        ".hidden.jpg",
+        ".a.jpg.1234.partial.jpg",
+        "notes.txt",
+    ]:
         _touch(root / rel)
     (root / "folder.jpg").mkdir()
     _touch(root / "folder.jpg" / "inside.webp")
@@ -464,7 +486,9 @@ def test_real_files_read() -> None:
         by_suffix.setdefault(file.suffix.lower(), file)
     for file in by_suffix.values():
         img = read_image(file)
-        assert img.pixels.dtype == np.float32 and img.pixels.ndim == 3 and 0 <= img.pixels.min() <= img.pixels.max() <= 1
+        assert (
+            img.pixels.dtype == np.float32 and img.pixels.ndim == 3 and 0 <= img.pixels.min() <= img.pixels.max() <= 1
+        )
     png16 = SHARED_DATA / "raw" / "halide_bayer_small_grbg_16bit.png"
     if png16.is_file():
         img = read_image(png16)

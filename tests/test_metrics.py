@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_gaussian, ssim_skimage, to_uint8
 from bsgd_cli.errors import BsgdError
-from bsgd_cli.metrics import psnr_uint8, ssim_gaussian, ssim_skimage, to_uint8
 
 
 def _pair(seed: int = 0, shape: tuple[int, int, int] = (48, 40, 3)) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bsgd_cli.config import PRESETS, BlindSpotConfig
-from bsgd_cli.model import BsgdModel
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.nets import BlindSpotNet, UNet
 from bsgd_cli.nets.common import pd_down, pd_up
 
@@ -19,6 +19,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stride", [1, 2, 5])
 @pytest.mark.parametrize("t_value", [0.0, 0.3, 0.9])
 def test_blind_spot_gradient_is_zero_at_centre(stride: int, t_value: float) -> None:
@@ -144,7 +145,7 @@ def test_posterior_keeps_what_the_neighbours_cannot_explain() -> None:
 
 
 def test_gaussian_nll_matches_torch() -> None:
-    from bsgd_cli.losses import gaussian_nll
+    from bsgd_cli.training.losses import gaussian_nll
 
     mean, target = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
     log_variance = torch.randn(2, 3, 8, 8) * 0.5

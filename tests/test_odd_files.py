@@ -1,4 +1,6 @@
-"""Odd files and names in a batch (issue 22: U1, U2, U4, U5, U6, U13): say what each is, never hang.
+"""Odd files and names in a batch: say what each is, never hang.
+
+Cases U1, U2, U4, U5, U6 and U13 of docs/RELIABILITY.md (second round).
 
 Pipes, device links and trees deeper than PATH_MAX are made for real; every run has a timeout, so
 a hang fails the test instead of stalling the suite.
@@ -22,7 +24,7 @@ from bsgd_cli.cli import EXIT_SOME_FAILED, app
 from bsgd_cli.cli._support import printable
 from bsgd_cli.io import write_image
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image
 
 runner = CliRunner()
 _BSGD = Path(sys.executable).with_name("bsgd")
@@ -39,6 +41,7 @@ def _lines(stderr: bytes, start: str) -> list[str]:
     return [line for line in stderr.decode("utf-8", "replace").splitlines() if line.startswith(start)]
 
 
+@pytest.mark.slow
 def test_pipes_and_device_links_are_named_and_never_read(tmp_path: Path, tiny_model_file: Path) -> None:  # U5
     folder = tmp_path / "in"
     folder.mkdir()
@@ -60,7 +63,9 @@ def test_pipes_and_device_links_are_named_and_never_read(tmp_path: Path, tiny_mo
     assert len(_lines(result.stderr, "failed")) == 3
 
 
-def test_a_tree_deeper_than_path_max_fails_the_run_with_the_right_advice(tmp_path: Path, tiny_model_file: Path) -> None:  # U6
+def test_a_tree_deeper_than_path_max_fails_the_run_with_the_right_advice(
+    tmp_path: Path, tiny_model_file: Path
+) -> None:  # U6
     top = tmp_path / "deep"
     top.mkdir()
     write_image(top / "shallow.png", noisy_image(8, 8))
@@ -87,6 +92,7 @@ def test_a_tree_deeper_than_path_max_fails_the_run_with_the_right_advice(tmp_pat
     assert "the images in it were not processed" in deep["error"]
 
 
+@pytest.mark.slow
 def test_control_characters_and_markup_in_names_stay_on_one_line(tmp_path: Path, tiny_model_file: Path) -> None:  # U4
     folder = tmp_path / "in"
     folder.mkdir()
@@ -150,21 +156,16 @@ def test_in_place_reruns_say_which_files_are_earlier_outputs(tmp_path: Path, tin
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_dn.png", "b_dn.png", "b_dn_dn.png"]
 
 
-@pytest.fixture(scope="module")
-def default_model():
-    from bsgd_cli import load_model
-
-    return load_model()
-
-
 @pytest.mark.parametrize(("height", "width"), [(1, 40), (40, 1), (3, 3), (1, 1), (5, 7)])
-def test_tiny_images_keep_their_brightness_with_the_embedded_model(tmp_path: Path, default_model, height: int, width: int) -> None:  # U2
-    from bsgd_cli.denoise import DenoiseOptions, denoise_paths
+def test_tiny_images_keep_their_brightness_with_the_embedded_model(
+    tmp_path: Path, default_model, height: int, width: int
+) -> None:  # U2
+    from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
 
     noisy = np.clip(0.4 + np.random.default_rng(height * 100 + width).normal(0, 0.05, (height, width, 3)), 0, 1)
     source = tmp_path / "tiny.png"
     write_image(source, noisy.astype(np.float32), bit_depth=16)
-    [result] = denoise_paths([source], tmp_path / "out", default_model, DenoiseOptions(device="cpu", workers=1))
+    [result] = denoise_paths([source], tmp_path / "out", default_model, DenoiseOptions(runtime=CPU, workers=1))
     assert result.status == "done", result.error
     from bsgd_cli.io import read_image
 
@@ -176,10 +177,12 @@ def test_tiny_images_keep_their_brightness_with_the_embedded_model(tmp_path: Pat
     assert any(f"only {width}x{height} pixels" in w for w in result.warnings), result.warnings
 
 
-def test_a_non_finite_result_fails_the_file_instead_of_writing_black(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:
+def test_a_non_finite_result_fails_the_file_instead_of_writing_black(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch
+) -> None:
     import torch
 
-    import bsgd_cli.inference as inference
+    import bsgd_cli.engine.denoise as inference
 
     monkeypatch.setattr(inference, "denoise_tensor", lambda net, noisy, *a, **k: torch.full_like(noisy, float("nan")))
     write_image(tmp_path / "a.png", noisy_image(40, 40))
@@ -200,7 +203,7 @@ def test_unreadable_folder_inside_a_tree_fails_the_run(tmp_path: Path, tiny_mode
     write_image(folder / "ok.png", noisy_image(8, 8))
     real = paths._listing
 
-    def listing(path: Path):  # noqa: ANN202
+    def listing(path: Path):
         if Path(path).name == "locked":
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path)
@@ -213,7 +216,9 @@ def test_unreadable_folder_inside_a_tree_fails_the_run(tmp_path: Path, tiny_mode
     assert len(failed) == 1 and "cannot be listed (Permission denied); check its permissions" in failed[0]["error"]
 
 
-def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(tmp_path: Path, tiny_model_file: Path) -> None:
+def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(
+    tmp_path: Path, tiny_model_file: Path
+) -> None:
     """Only a file counts as 'already there': a folder or pipe of that name was reported skipped before."""
     folder = tmp_path / "in"
     folder.mkdir()
@@ -222,8 +227,9 @@ def test_an_output_name_taken_by_a_folder_or_pipe_is_not_an_earlier_output(tmp_p
     out = tmp_path / "out"
     (out / "a.png").mkdir(parents=True)
     os.mkfifo(out / "b.png")
-    result = runner.invoke(app, ["denoise", str(folder), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn",
-                                 "--json"])
+    result = runner.invoke(
+        app, ["denoise", str(folder), "-o", str(out), "--model", str(tiny_model_file), "--mode", "bsn", "--json"]
+    )
     assert result.exit_code == EXIT_SOME_FAILED, result.output
     status = {Path(f["input"]).name: (f["status"], f["error"]) for f in json.loads(result.stdout)["files"]}
     assert status["a.png"][0] == "failed" and "taken by a folder" in status["a.png"][1]

@@ -1,6 +1,8 @@
-"""Output planning (issue 22, B1-B3, U13): every input its own output, all inside -o, the same on a rerun.
+"""Output planning: every input its own output, all inside -o, the same on a rerun.
 
-The unit tests pin the cases the issue found; the property test builds random trees of names,
+Cases B1-B3 and U13 of docs/RELIABILITY.md (second round).
+
+The unit tests pin the cases the second round found; the property test builds random trees of names,
 extensions, folders and suffixes on disk and checks the guarantees of bsgd_cli/planning.py over them.
 """
 
@@ -17,9 +19,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from bsgd_cli.batch.planning import Naming, check_suffix, claims, collect_jobs, name_key, plan_outputs
 from bsgd_cli.cli import EXIT_USAGE, app
 from bsgd_cli.errors import ConfigError
-from bsgd_cli.planning import Naming, check_suffix, claims, collect_jobs, name_key, plan_outputs
 
 runner = CliRunner()
 
@@ -136,7 +138,7 @@ SUFFIXES = ["", "_dn", "-x", "_png", "_2"]
 
 
 @st.composite
-def trees(draw):  # noqa: ANN201
+def trees(draw):
     files = draw(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(FOLDERS), st.sampled_from(STEMS),
                                     st.sampled_from(EXTENSIONS)), min_size=1, max_size=14, unique=True))
     naming = Naming(ext=draw(st.sampled_from(["keep", "png", "tif", "jpg"])),
@@ -145,7 +147,7 @@ def trees(draw):  # noqa: ANN201
     return files, naming, draw(st.randoms(use_true_random=False))
 
 
-def _build(root: Path, files) -> tuple[list[Path], int]:  # noqa: ANN001
+def _build(root: Path, files) -> tuple[list[Path], int]:
     roots = [root / f"in{index}" for index in range(3)]
     for folder in roots:
         folder.mkdir()
@@ -157,7 +159,7 @@ def _build(root: Path, files) -> tuple[list[Path], int]:  # noqa: ANN001
     return roots, len(made)
 
 
-def _mapping(jobs) -> dict[Path, Path]:  # noqa: ANN001
+def _mapping(jobs) -> dict[Path, Path]:
     return {job.source: job.target for job in jobs}
 
 

@@ -1,4 +1,4 @@
-"""RAW-domain training and denoising (bsgd_cli.raw_domain) on small generated DNGs."""
+"""RAW-domain training and denoising (bsgd_cli.raw.domain) on small generated DNGs."""
 
 from __future__ import annotations
 
@@ -10,27 +10,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from bsgd_cli.batch.denoise import tonal_warning
 from bsgd_cli.checkpoint import load_model, save_model
 from bsgd_cli.cli import app
-from bsgd_cli.config import PRESETS
-from bsgd_cli.data import NoisyImagePool, sample_patches
-from bsgd_cli.denoise import tonal_warning
+from bsgd_cli.config import PRESETS, SamplerOverrides, TilingConfig
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import ConfigError, ImageReadError, ModelFileError
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.io import pack_bayer, read_bayer, unpack_bayer, write_dng
+from bsgd_cli.io import read_bayer, write_dng
 from bsgd_cli.io.dng import XYZ_TO_SRGB, _srational
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.raw_domain import (
-    NotBayerError,
-    augment_bayer,
-    normalise_planes,
-    planes_to_mosaic,
-    raw_model_config,
-    raw_training_pool,
-    read_planes,
-    resolve_domain,
-    write_raw_dng,
-)
+from bsgd_cli.raw.bayer import NotBayerError, augment_bayer, normalise_planes, pack_bayer, unpack_bayer
+from bsgd_cli.raw.domain import planes_to_mosaic, raw_model_config, read_planes, resolve_domain, write_raw_dng
+from bsgd_cli.training.data import Augmentation, NoisyImagePool, raw_pool, sample_patches
+
+from .conftest import CPU
 
 runner = CliRunner()
 BLACK, WHITE = 512, 16000
@@ -140,7 +133,9 @@ def test_pack_denoise_unpack_dng_round_trip(tmp_path: Path, raw_model_file: Path
     source = write_scene(tmp_path / "in.dng", pattern)
     raw_input = read_planes(source)
     loaded = load_model(raw_model_file)
-    denoised = denoise_array(loaded, raw_input.pixels, mode="bsn", device="cpu", tile=64)
+    denoised = denoise_array(
+        loaded, raw_input.pixels, sampler=SamplerOverrides(mode="bsn"), tiling=TilingConfig(tile=64), runtime=CPU
+    )
     assert denoised.shape == raw_input.pixels.shape
     mosaic = planes_to_mosaic(denoised, raw_input)
     out = tmp_path / "out.dng"
@@ -154,7 +149,13 @@ def test_pack_denoise_unpack_dng_round_trip(tmp_path: Path, raw_model_file: Path
 
 def test_bsgd_mode_on_planes(tmp_path: Path, raw_model_file: Path) -> None:
     raw_input = read_planes(write_scene(tmp_path / "in.dng", "RGGB"))
-    out = denoise_array(load_model(raw_model_file), raw_input.pixels, mode="bsgd", steps=1, runs=1, device="cpu", tile=64)
+    out = denoise_array(
+        load_model(raw_model_file),
+        raw_input.pixels,
+        sampler=SamplerOverrides(mode="bsgd", steps=1, runs=1),
+        tiling=TilingConfig(tile=64),
+        runtime=CPU,
+    )
     assert out.shape == raw_input.pixels.shape and np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
 
 
@@ -165,7 +166,9 @@ def test_odd_sized_mosaic_keeps_last_row(tmp_path: Path) -> None:
     raw_input = read_planes(path)
     assert raw_input.pixels.shape == (16, 20, 4) and raw_input.warnings
     back = planes_to_mosaic(np.full_like(raw_input.pixels, 0.5), raw_input)
-    assert back.shape == (33, 41) and np.array_equal(back[-1], mosaic[-1]) and np.array_equal(back[:, -1], mosaic[:, -1])
+    assert (
+        back.shape == (33, 41) and np.array_equal(back[-1], mosaic[-1]) and np.array_equal(back[:, -1], mosaic[:, -1])
+    )
 
 
 def test_non_bayer_and_non_raw_are_refused(tmp_path: Path) -> None:
@@ -204,12 +207,13 @@ def test_augment_bayer_keeps_the_colour_layout(code: int) -> None:
 
 def test_sample_patches_with_four_channel_bayer_pool() -> None:
     images = [np.random.default_rng(i).random((20, 24, 4)).astype(np.float32) for i in range(2)]
-    pool = NoisyImagePool(paths=[Path("a"), Path("b")], reader=lambda p: images[0], bayer=True)
+    bayer = Augmentation(augment_bayer, margin=1)
+    pool = NoisyImagePool(paths=[Path("a"), Path("b")], reader=lambda p: images[0], augmentation=bayer)
     for i, image in enumerate(images):
         pool._cache[i], pool._sizes[i] = image, image.shape[:2]
     patches = sample_patches(pool, np.random.default_rng(0), 6, 19)
     assert patches.shape == (6, 4, 19, 19) and patches.dtype == np.float32
-    assert pool._subset([1]).bayer
+    assert pool._subset([1]).augmentation is bayer
 
 
 def test_training_pool_skips_non_bayer_and_non_raw(raw_folder: Path) -> None:
@@ -217,8 +221,8 @@ def test_training_pool_skips_non_bayer_and_non_raw(raw_folder: Path) -> None:
     from bsgd_cli.io import write_image
 
     write_image(raw_folder / "photo.png", np.zeros((64, 64, 3), np.float32))
-    pool = raw_training_pool(raw_folder, patch=16)
-    assert len(pool) == 2 and pool.bayer
+    pool = raw_pool(raw_folder, patch=16)
+    assert len(pool) == 2 and pool.augmentation is not None and pool.augmentation.margin == 1
     assert any("X-Trans" in line for line in pool.skipped)
     assert any("not a camera RAW file" in line for line in pool.skipped)
 
@@ -255,7 +259,9 @@ def test_cli_train_raw_pd_override_and_val_pairs_refused(raw_folder: Path, tmp_p
 
 
 def _denoise(args: list[str], model: Path):
-    return runner.invoke(app, ["denoise", *args, "--model", str(model), "--mode", "bsn", "--device", "cpu", "--quiet", "--json"])
+    return runner.invoke(
+        app, ["denoise", *args, "--model", str(model), "--mode", "bsn", "--device", "cpu", "--quiet", "--json"]
+    )
 
 
 def test_cli_denoise_raw_to_tiff_and_dng(raw_folder: Path, tmp_path: Path, raw_model_file: Path) -> None:
@@ -270,7 +276,9 @@ def test_cli_denoise_raw_to_tiff_and_dng(raw_folder: Path, tmp_path: Path, raw_m
     for name in ("a", "b"):
         pixels = tifffile.imread(out / f"{name}.tif")
         assert pixels.dtype == np.uint16 and pixels.shape == (64, 80, 3)
-    result = _denoise([str(raw_folder), "-o", str(tmp_path / "dng"), "--raw-output", "dng", "--compare"], raw_model_file)
+    result = _denoise(
+        [str(raw_folder), "-o", str(tmp_path / "dng"), "--raw-output", "dng", "--compare"], raw_model_file
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "dng" / "a_compare.png").is_file()
     for name, pattern in (("a", "RGGB"), ("b", "GRBG")):
@@ -298,7 +306,7 @@ def test_cli_denoise_non_bayer_falls_back_to_srgb(
     tmp_path: Path, raw_model_file: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import bsgd_cli.checkpoint
-    import bsgd_cli.io
+    import bsgd_cli.raw.domain as domain
     from bsgd_cli.io import ImageData
 
     folder = tmp_path / "xt"
@@ -306,7 +314,7 @@ def test_cli_denoise_non_bayer_falls_back_to_srgb(
     xtrans = write_xtrans(folder / "xt.dng")
     developed = ImageData(pixels=np.full((48, 48, 3), 0.4, np.float32), alpha=None, channels_in=3, bit_depth=16,
                           format="raw", icc_profile=None, source=xtrans, is_raw=True)
-    monkeypatch.setattr(bsgd_cli.io, "read_raw", lambda path, **kw: developed)  # LibRaw cannot develop this fake
+    monkeypatch.setattr(domain, "read_raw", lambda path, **kw: developed)  # LibRaw cannot develop this fake
     real_load = bsgd_cli.checkpoint.load_model
 
     def no_default(name=None, **kw):
@@ -315,9 +323,10 @@ def test_cli_denoise_non_bayer_falls_back_to_srgb(
         return real_load(name, **kw)
 
     monkeypatch.setattr(bsgd_cli.checkpoint, "load_model", no_default)
+    monkeypatch.setattr(domain, "load_model", no_default)  # the sRGB fallback's
     result = _denoise([str(folder), "-o", str(tmp_path / "o1"), "--raw-output", "dng"], raw_model_file)
     assert result.exit_code == 1 and "not a Bayer mosaic" in result.output
-    monkeypatch.setattr(bsgd_cli.checkpoint, "load_model", lambda name=None, **kw: real_load(name or tiny_model_file, **kw))
+    monkeypatch.setattr(domain, "load_model", lambda name=None, **kw: real_load(name or tiny_model_file, **kw))
     result = _denoise([str(folder), "-o", str(tmp_path / "o2"), "--raw-output", "dng"], raw_model_file)
     assert result.exit_code == 0, result.output
     entry = json.loads(result.stdout)["files"][0]

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bsgd_cli.errors import ImageReadError
-from bsgd_cli.io import pack_bayer, read_bayer, read_image, read_raw, unpack_bayer, write_dng
+from bsgd_cli.io import read_bayer, read_image, read_raw, write_dng
 from bsgd_cli.io.raw import BAYER_PATTERNS, RAW_COLOUR_SPACE
+from bsgd_cli.raw.bayer import pack_bayer, unpack_bayer
 
 SHARED_RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
 needs_shared = pytest.mark.skipif(not SHARED_RAW.is_dir(), reason="../shared/data is absent")

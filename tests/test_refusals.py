@@ -1,4 +1,6 @@
-"""Bad option values are refused before any work: exit 2, one `error:` line (issue 22, B4, B5, B8, U3, U7-U9).
+"""Bad option values are refused before any work: exit 2, one `error:` line.
+
+Cases B4, B5, B8, U3 and U7-U9 of docs/RELIABILITY.md (second round).
 
 Every command's numeric options are tried with non-finite and out-of-range values; device, precision,
 output folder and format mismatches are tried too. Each refusal must come before the model is loaded
@@ -18,7 +20,8 @@ from typer.testing import CliRunner
 
 from bsgd_cli.checks import Bounds
 from bsgd_cli.cli import EXIT_USAGE, app
-from bsgd_cli.config import SamplerConfig
+from bsgd_cli.config import SamplerConfig, SamplerOverrides, TilingConfig
+from bsgd_cli.engine.runtime import resolve_runtime
 from bsgd_cli.errors import ConfigError
 
 runner = CliRunner()
@@ -126,8 +129,8 @@ def test_cuda_without_a_gpu_is_refused(folder: Path) -> None:
 
 def test_the_library_refuses_the_same_values() -> None:
     """API users get the refusals too: the sampler config, the batch and the speed benchmark."""
-    from bsgd_cli.denoise import DenoiseOptions, check_options
-    from bsgd_cli.speed import run_speed_benchmark
+    from bsgd_cli.batch.denoise import DenoiseOptions, check_options
+    from bsgd_cli.benchmark.speed import run_speed_benchmark
 
     for bad in (math.nan, math.inf, -1.0, 10.0):
         with pytest.raises(ConfigError, match="guidance"):
@@ -139,10 +142,14 @@ def test_the_library_refuses_the_same_values() -> None:
         sampler = SamplerConfig()
 
     for options in (DenoiseOptions(max_megapixels=math.nan), DenoiseOptions(max_megapixels=-1.0),
-                    DenoiseOptions(guidance=math.nan), DenoiseOptions(device="tpu"),
+                    DenoiseOptions(sampler=SamplerOverrides(guidance=math.nan)),
                     DenoiseOptions(bit_depth=16, ext="jpg"), DenoiseOptions(workers=0)):
         with pytest.raises(ConfigError):
             check_options(options, _Model())  # type: ignore[arg-type]
+    for bad in (lambda: resolve_runtime("tpu"), lambda: resolve_runtime("cpu", "fp16"), lambda: TilingConfig(tile=8),
+                lambda: TilingConfig(overlap=-1), lambda: TilingConfig(batch=0)):
+        with pytest.raises(ConfigError):
+            bad()
     with pytest.raises(ConfigError, match="megapixels"):
         run_speed_benchmark({}, megapixels=math.nan)
 

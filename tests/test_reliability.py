@@ -1,4 +1,4 @@
-"""Reliability (issue 8): bad inputs, output failures, interruption, hostile model files, properties.
+"""Reliability (docs/RELIABILITY.md): bad inputs, output failures, interruption, hostile model files, properties.
 
 Every case is tried for real where the machine allows it: the bad-input corpus is generated here and
 run as one batch through the installed ``bsgd`` script; an unreadable file is made unreadable even as
@@ -34,24 +34,26 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from bsgd_cli.batch.denoise import DenoiseOptions, denoise_paths
 from bsgd_cli.checkpoint import load_model, read_metadata, save_model
 from bsgd_cli.cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE, app
-from bsgd_cli.config import PRESETS
-from bsgd_cli.denoise import DenoiseOptions, denoise_paths
-from bsgd_cli.inference import denoise_array
+from bsgd_cli.config import PRESETS, SamplerOverrides, TilingConfig
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.io import read_image, write_dng, write_image
 from bsgd_cli.io._png import encode_png
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.train import read_state
+from bsgd_cli.training.train import read_state
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image
 
 runner = CliRunner()
 _BSGD = Path(sys.executable).with_name("bsgd")
 BSGD_CMD = [str(_BSGD)] if _BSGD.is_file() else [sys.executable, "-m", "bsgd_cli"]
 # Start the child with SIGINT at its default even when the test runner ignores it (a background job):
 # Python then installs its KeyboardInterrupt handler, as it does for a user at a terminal.
-_SIGINT_DEFAULT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+_SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+)
 
 
 def _spawn(args: list[str], *, prefix: list[str] | None = None) -> subprocess.Popen:
@@ -90,7 +92,9 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _cut(path: Path, keep: float) -> bytes:
@@ -184,6 +188,7 @@ def _make_corpus(folder: Path, with_unreadable: bool) -> None:
         (folder / "locked.png").chmod(0)
 
 
+@pytest.mark.slow
 def test_bad_input_corpus_in_one_batch(tmp_path: Path, tiny_model_file: Path) -> None:
     prefix = _unreadable_prefix(tmp_path)
     corpus, out = tmp_path / "corpus", tmp_path / "out"
@@ -316,6 +321,7 @@ def test_read_only_output_folder(tmp_path: Path, tiny_model_file: Path, monkeypa
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
 
 
+@pytest.mark.slow
 def test_disk_full(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -411,11 +417,14 @@ SIDE = 64
 SLOW = ["--mode", "bsgd", "--steps", "2", "--runs", "1", "--device", "cpu", "--workers", "1", "-q"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_rerun_does_only_the_rest(tmp_path: Path, tiny_model_file: Path) -> None:
     names = _twelve_images(tmp_path / "in")
     before = _fingerprints(tmp_path / "in")
     out = tmp_path / "out"
-    process = _run_until_outputs(["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2)
+    process = _run_until_outputs(
+        ["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2
+    )
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     assert process.returncode == -signal.SIGKILL
@@ -435,10 +444,13 @@ def test_sigkill_mid_batch_then_rerun_does_only_the_rest(tmp_path: Path, tiny_mo
     assert _fingerprints(tmp_path / "in") == before
 
 
+@pytest.mark.slow
 def test_sigint_mid_batch_exits_130_cleanly(tmp_path: Path, tiny_model_file: Path) -> None:
     names = _twelve_images(tmp_path / "in")
     out = tmp_path / "out"
-    process = _run_until_outputs(["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2)
+    process = _run_until_outputs(
+        ["denoise", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), *SLOW], out, 2
+    )
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     message = stderr.decode(errors="replace")
@@ -450,6 +462,7 @@ def test_sigint_mid_batch_exits_130_cleanly(tmp_path: Path, tiny_model_file: Pat
     assert _partials(out) == []  # writes in flight were finished, not abandoned
 
 
+@pytest.mark.slow
 def test_train_sigkill_then_resume_loses_at_most_one_checkpoint_interval(tmp_path: Path) -> None:
     noisy = tmp_path / "noisy"
     noisy.mkdir()
@@ -546,11 +559,6 @@ def test_hostile_model_file_through_cli(tmp_path: Path, kind: str, words: str) -
 # ------------------------------------------------------------------ 5. properties over image kinds
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_file: Path):
-    return load_model(tiny_model_file)
-
-
 def _write_input(path: Path, samples: np.ndarray) -> None:
     """PNG: Pillow for 8-bit, our encoder for 16-bit (Pillow cannot); TIFF: tifffile."""
     if path.suffix == ".tif":
@@ -574,6 +582,7 @@ def _stored(path: Path) -> np.ndarray:
     return array.reshape(*array.shape[:2], -1)
 
 
+@pytest.mark.slow
 # No shrinking: one example costs about a second here, and shrinking a failure would take minutes.
 @settings(max_examples=25, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -599,7 +608,8 @@ def test_output_keeps_size_layout_depth_and_tiles_leave_no_seams(
     source = folder / f"in{ext}"
     _write_input(source, samples)
     # batch=8: all tiles of an image in one or two network calls (results do not depend on it)
-    options = DenoiseOptions(mode="bsn", device="cpu", tile=tile, overlap=overlap, batch=8, workers=1)
+    tiling = TilingConfig(tile=tile, overlap=overlap, batch=8)
+    options = DenoiseOptions(sampler=SamplerOverrides(mode="bsn"), runtime=CPU, tiling=tiling, workers=1)
     [result] = denoise_paths([source], folder / "out", tiny, options)
     assert result.status == "done", result.error
     output = Path(result.output)
@@ -609,17 +619,19 @@ def test_output_keeps_size_layout_depth_and_tiles_leave_no_seams(
         assert np.array_equal(stored_out[..., -1], stored_in[..., -1])  # alpha passes through untouched
     # Tiled (as the batch ran) against one whole-image pass: no seams, within 1/255.
     pixels = read_image(source).pixels
-    tiled = denoise_array(tiny, pixels, mode="bsn", tile=tile, overlap=overlap, batch=8, device="cpu")
-    whole = denoise_array(tiny, pixels, mode="bsn", tile=128, overlap=0, device="cpu")
+    tiled = denoise_array(tiny, pixels, sampler=SamplerOverrides(mode="bsn"), tiling=tiling, runtime=CPU)
+    whole = denoise_array(tiny, pixels, sampler=SamplerOverrides(mode="bsn"), tiling=TilingConfig(tile=128, overlap=0),
+                          runtime=CPU)
     assert np.abs(tiled - whole).max() <= 1 / 255
     written = stored_out[..., : 1 if channels <= 2 else 3].astype(np.float32) / top
     expected = tiled.mean(axis=2, keepdims=True) if channels <= 2 else tiled
     assert np.abs(written - expected).max() <= 0.5 / top + 1e-6  # the file holds what the model made
 
 
-# ------------------------------------------------------------- 6. second round (issue 22): signals
+# ------------------------------------------------------------- 6. second round: signals
 
 
+@pytest.mark.slow
 def test_sigterm_mid_batch_is_a_clean_stop_with_summary_and_exit_143(tmp_path: Path, tiny_model_file: Path) -> None:
     """U10: what timeout, docker stop and systemd send. Before: exit 143 (killed), no message, a .partial left."""
     names = _twelve_images(tmp_path / "in")
@@ -640,15 +652,41 @@ def test_sigterm_mid_batch_is_a_clean_stop_with_summary_and_exit_143(tmp_path: P
     assert _partials(out) == []  # the write in flight was finished, the file being denoised dropped
 
 
+@pytest.mark.slow
 def test_sigterm_during_training_saves_the_state(tmp_path: Path) -> None:
     noisy = tmp_path / "noisy"
     noisy.mkdir()
     for i in range(2):
         Image.fromarray(_u8(noisy_image(48, 48, seed=i))).save(noisy / f"n{i}.png")
     run = tmp_path / "run"
-    child = _spawn(["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--batch", "1", "--patch", "40",
-                    "--log-every", "1", "--val-every", "100000", "--checkpoint-every", "100000", "--precision", "fp32",
-                    "--device", "cpu", "-q", "--steps", "100000"])
+    child = _spawn(
+        [
+            "train",
+            "--noisy-dir",
+            str(noisy),
+            "-o",
+            str(run),
+            "--preset",
+            "tiny",
+            "--batch",
+            "1",
+            "--patch",
+            "40",
+            "--log-every",
+            "1",
+            "--val-every",
+            "100000",
+            "--checkpoint-every",
+            "100000",
+            "--precision",
+            "fp32",
+            "--device",
+            "cpu",
+            "-q",
+            "--steps",
+            "100000",
+        ]
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and child.poll() is None and not (run / "log.jsonl").is_file():
         time.sleep(0.02)
@@ -659,7 +697,7 @@ def test_sigterm_during_training_saves_the_state(tmp_path: Path) -> None:
     assert int(read_state(run)["step"]) >= 1  # saved on the way out, though no checkpoint was due
 
 
-# ---------------------------------------------------------- 7. second round (issue 22): model files
+# ---------------------------------------------------------- 7. second round: model files
 
 
 def _model_with_metadata(path: Path, source: Path, **changes: str) -> None:
@@ -673,7 +711,7 @@ def _model_with_metadata(path: Path, source: Path, **changes: str) -> None:
     save_file(tensors, str(path), metadata={**metadata, **changes})
 
 
-def _one_error(result) -> str:  # noqa: ANN001
+def _one_error(result) -> str:
     assert result.exit_code == EXIT_USAGE, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.stderr
@@ -688,7 +726,9 @@ def test_absurd_widths_in_metadata_are_refused_before_building(tmp_path: Path, t
         model = tmp_path / f"absurd_{where}.safetensors"
         _model_with_metadata(model, tiny_model_file, config=json.dumps(changed))
         write_image(tmp_path / "a.png", noisy_image(8, 8))
-        result = runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)])
+        result = runner.invoke(
+            app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)]
+        )
         line = _one_error(result)
         assert str(model) in line and "out of range" in line
     # Within range but not what the tensors hold: refused from the header, before the weights are read.
@@ -696,12 +736,16 @@ def test_absurd_widths_in_metadata_are_refused_before_building(tmp_path: Path, t
     changed["unet"]["width"] = 16
     model = tmp_path / "other_width.safetensors"
     _model_with_metadata(model, tiny_model_file, config=json.dumps(changed))
-    line = _one_error(runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)]))
+    line = _one_error(
+        runner.invoke(app, ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model)])
+    )
     assert "weights do not match the stored config" in line and "of another shape" in line
     assert not (tmp_path / "out").exists()
 
 
-def test_models_lists_a_broken_user_model_as_unreadable_and_goes_on(tmp_path: Path, tiny_model_file: Path, monkeypatch) -> None:  # B7
+def test_models_lists_a_broken_user_model_as_unreadable_and_goes_on(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch
+) -> None:  # B7
     folder = tmp_path / "models"
     folder.mkdir()
     shutil.copy(tiny_model_file, folder / "good.safetensors")
@@ -735,7 +779,9 @@ def test_random_bytes_state_is_one_line(tmp_path: Path) -> None:  # U11
     line = _one_error(result)
     assert "state.pt: not a bsgd training state" in line and "without --resume" in line
     torch.save({"step": 3}, run / "state.pt")  # torch's own format, another program's content
-    line = _one_error(runner.invoke(app, ["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--resume"]))
+    line = _one_error(
+        runner.invoke(app, ["train", "--noisy-dir", str(noisy), "-o", str(run), "--preset", "tiny", "--resume"])
+    )
     assert "not a bsgd training state (no model_config" in line
 
 
@@ -744,11 +790,15 @@ def test_model_path_that_is_a_folder_or_a_pipe(tmp_path: Path, tiny_model_file: 
     denoise = ["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model"]
     empty = tmp_path / "empty_run"
     empty.mkdir()
-    assert "is a folder, not a model file; it holds no .safetensors" in _one_error(runner.invoke(app, [*denoise, str(empty)]))
+    assert "is a folder, not a model file; it holds no .safetensors" in _one_error(
+        runner.invoke(app, [*denoise, str(empty)])
+    )
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(tiny_model_file, run / "best.safetensors")
-    assert "give one of the model files in it (best.safetensors)" in _one_error(runner.invoke(app, [*denoise, str(run)]))
+    assert "give one of the model files in it (best.safetensors)" in _one_error(
+        runner.invoke(app, [*denoise, str(run)])
+    )
     os.mkfifo(tmp_path / "pipe.safetensors")
     assert "named pipe" in _one_error(runner.invoke(app, [*denoise, str(tmp_path / "pipe.safetensors")]))
     shutil.copy(tiny_model_file, run / "model.safetensors")  # a training run's folder stands for its model

@@ -1,4 +1,4 @@
-"""Tests for bsgd_cli.samples: deterministic demo photos with realistic synthetic camera noise."""
+"""Tests for bsgd_cli.viz.samples: deterministic demo photos with realistic synthetic camera noise."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("skimage")
 
-from bsgd_cli.errors import BsgdError  # noqa: E402
-from bsgd_cli.io import read_image  # noqa: E402
-from bsgd_cli.samples import (  # noqa: E402
+from bsgd_cli.errors import BsgdError
+from bsgd_cli.io import read_image
+from bsgd_cli.viz.samples import (
     ISO_LEVELS,
     add_camera_noise,
     demosaic_bilinear,

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import SamplerConfig
 from bsgd_cli.diffusion.guidance import blind_spot_guidance
 from bsgd_cli.diffusion.sampling import replacement_masks, sample_bsgd
 from bsgd_cli.diffusion.schedule import alpha_bar, ddim_times, signal_and_noise
-from bsgd_cli.inference import denoise_tensor, tile_generator
+from bsgd_cli.engine.denoise import denoise_tensor, tile_generator
 
 from .conftest import noisy_image
 
@@ -37,11 +36,6 @@ def test_ddim_times() -> None:
     assert flat == pytest.approx([0.4, 0.3, 0.3, 0.2, 0.2, 0.1, 0.1, 0.0])
     assert ddim_times(0.4, 4)[-1][1] == 0.0
     assert ddim_times(0.0, 1) == [(0.0, 0.0)]
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_file):
-    return load_model(tiny_model_file)
 
 
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
@@ -90,6 +84,7 @@ def test_guidance_is_linear_in_w() -> None:
         assert torch.allclose(guided, a + w * (b - a))
 
 
+@pytest.mark.slow
 def test_same_seed_same_output_and_different_seeds_differ(tiny) -> None:
     x = _as_tensor(noisy_image(24, 24))
     cfg = SamplerConfig(guidance=0.8, steps=3, t_start=0.3, runs=2)
@@ -101,6 +96,7 @@ def test_same_seed_same_output_and_different_seeds_differ(tiny) -> None:
     assert not torch.equal(first, other)
 
 
+@pytest.mark.slow
 def test_batch_items_are_independent_of_batching(tiny) -> None:
     x = torch.cat([_as_tensor(noisy_image(24, 24, seed=s)) for s in range(3)])
     cfg = SamplerConfig(guidance=0.7, steps=2, t_start=0.3, runs=2)

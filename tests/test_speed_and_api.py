@@ -13,15 +13,23 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bsgd_cli.benchmark.speed import run_speed_benchmark, synthetic_photo
 from bsgd_cli.cli import app
-from bsgd_cli.speed import run_speed_benchmark, synthetic_photo
+from bsgd_cli.config import SamplerOverrides, TilingConfig
+from bsgd_cli.engine.runtime import resolve_runtime
+
+from .conftest import CPU
 
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_package_import_is_light_and_api_resolves() -> None:
     code = "import sys, bsgd_cli, bsgd_cli.io, bsgd_cli.benchmark; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
     import bsgd_cli
 
     assert callable(bsgd_cli.load_model) and callable(bsgd_cli.denoise_array) and callable(bsgd_cli.denoise_paths)
@@ -32,8 +40,8 @@ def test_denoise_array_public_signature(tiny_model_file: Path) -> None:
 
     model = load_model(tiny_model_file)
     image = synthetic_photo(0.003)
-    out = denoise_array(model, image, mode="bsgd", steps=2, guidance=0.8, runs=1, seed=0, tile=64, overlap=8,
-                        device="cpu", precision="fp32")
+    out = denoise_array(model, image, sampler=SamplerOverrides(mode="bsgd", steps=2, guidance=0.8, runs=1), seed=0,
+                        tiling=TilingConfig(tile=64, overlap=8), runtime=resolve_runtime("cpu", "fp32"))
     assert out.shape == image.shape and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
 
@@ -86,8 +94,8 @@ def test_cpu_default_mode_is_fast_when_a_student_exists(tiny_model_file: Path) -
 
     model = load_model(tiny_model_file)
     image = synthetic_photo(0.002)
-    default = denoise_array(model, image, device="cpu", seed=1)
-    fast = denoise_array(model, image, device="cpu", seed=1, mode="fast")
-    bsgd = denoise_array(model, image, device="cpu", seed=1, mode=model.sampler.mode)
+    default = denoise_array(model, image, runtime=CPU, seed=1)
+    fast = denoise_array(model, image, runtime=CPU, seed=1, sampler=SamplerOverrides(mode="fast"))
+    bsgd = denoise_array(model, image, runtime=CPU, seed=1, sampler=SamplerOverrides(mode=model.sampler.mode))
     assert np.array_equal(default, fast)
     assert not np.array_equal(default, bsgd)

@@ -7,12 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bsgd_cli.checkpoint import load_model
+from bsgd_cli.config import SamplerOverrides, TilingConfig
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.runtime import resolve_runtime
+from bsgd_cli.engine.tiling import apply_tiled, blend_weights, plan_tiles
 from bsgd_cli.errors import ConfigError
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.tiling import apply_tiled, blend_weights, plan_tiles
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image
 
 
 @settings(max_examples=40, deadline=None)
@@ -117,42 +118,39 @@ def test_bad_plans_are_refused() -> None:
         plan_tiles(100, 100, 64, 40)
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_file):
-    return load_model(tiny_model_file)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["bsn", "bsgd"])
 def test_tiled_and_untiled_agree_away_from_borders(tiny, mode: str) -> None:
     image = noisy_image(96, 112)
-    kwargs = dict(mode=mode, steps=2, runs=1, t_start=0.0, seed=3, device="cpu")
-    whole = denoise_array(tiny, image, tile=128, overlap=0, **kwargs)
-    tiled = denoise_array(tiny, image, tile=64, overlap=24, **kwargs)
+    kwargs = dict(sampler=SamplerOverrides(mode=mode, steps=2, runs=1, t_start=0.0), seed=3, runtime=CPU)
+    whole = denoise_array(tiny, image, tiling=TilingConfig(tile=128, overlap=0), **kwargs)
+    tiled = denoise_array(tiny, image, tiling=TilingConfig(tile=64, overlap=24), **kwargs)
     # The tiny net's receptive field is a few pixels; away from tile borders the two agree.
     assert np.abs(whole - tiled).max() < 1 / 255
     assert whole.shape == image.shape
 
 
+@pytest.mark.slow
 def test_result_does_not_depend_on_tile_batch(tiny) -> None:
     image = noisy_image(80, 80)
-    kwargs = dict(mode="bsgd", steps=2, runs=2, t_start=0.3, seed=11, tile=48, overlap=8, device="cpu")
-    one = denoise_array(tiny, image, batch=1, **kwargs)
-    four = denoise_array(tiny, image, batch=4, **kwargs)
+    kwargs = dict(sampler=SamplerOverrides(mode="bsgd", steps=2, runs=2, t_start=0.3), seed=11, runtime=CPU)
+    one = denoise_array(tiny, image, tiling=TilingConfig(tile=48, overlap=8, batch=1), **kwargs)
+    four = denoise_array(tiny, image, tiling=TilingConfig(tile=48, overlap=8, batch=4), **kwargs)
     assert np.allclose(one, four, atol=1e-5)
 
 
 def test_strength_blends_with_input(tiny) -> None:
     image = noisy_image(32, 32)
-    zero = denoise_array(tiny, image, mode="bsn", strength=0.0, device="cpu")
+    zero = denoise_array(tiny, image, sampler=SamplerOverrides(mode="bsn", strength=0.0), runtime=CPU)
     assert np.allclose(zero, image)
 
 
 def test_bf16_and_fp32_agree_within_tolerance(tiny) -> None:
     """bf16 autocast on the CPU stays within 4/255 of fp32 on every pixel (99th percentile within 1/255)."""
     image = noisy_image(64, 64)
-    kwargs = dict(mode="bsgd", steps=2, runs=1, t_start=0.05, seed=2, device="cpu")
-    full = denoise_array(tiny, image, precision="fp32", **kwargs)
-    half = denoise_array(tiny, image, precision="bf16", **kwargs)
+    sampler = SamplerOverrides(mode="bsgd", steps=2, runs=1, t_start=0.05)
+    full = denoise_array(tiny, image, sampler=sampler, seed=2, runtime=resolve_runtime("cpu", "fp32"))
+    half = denoise_array(tiny, image, sampler=sampler, seed=2, runtime=resolve_runtime("cpu", "bf16"))
     difference = np.abs(full - half)
     assert difference.max() > 0  # bf16 really ran (a silently ignored autocast would give 0)
     assert np.percentile(difference, 99) < 0.5 / 255  # measured 0.05/255
@@ -161,8 +159,8 @@ def test_bf16_and_fp32_agree_within_tolerance(tiny) -> None:
 
 def test_strength_is_a_linear_blend_of_the_full_result(tiny) -> None:
     image = noisy_image(80, 72)
-    kwargs = dict(mode="bsn", device="cpu", tile=48, overlap=8)
-    full = denoise_array(tiny, image, strength=1.0, **kwargs)
-    partial = denoise_array(tiny, image, strength=0.4, **kwargs)
+    kwargs = dict(runtime=CPU, tiling=TilingConfig(tile=48, overlap=8))
+    full = denoise_array(tiny, image, sampler=SamplerOverrides(mode="bsn", strength=1.0), **kwargs)
+    partial = denoise_array(tiny, image, sampler=SamplerOverrides(mode="bsn", strength=0.4), **kwargs)
     assert np.allclose(partial, 0.4 * full + 0.6 * image, atol=1e-6)
     assert not np.allclose(partial, full, atol=1e-3)

@@ -13,12 +13,14 @@ from typer.testing import CliRunner
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.cli import app
 from bsgd_cli.config import PRESETS, TrainConfig
+from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.errors import TrainingError
-from bsgd_cli.losses import blind_spot_loss, diffusion_loss
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.train import learning_rate, train
+from bsgd_cli.training.losses import blind_spot_loss, diffusion_loss
+from bsgd_cli.training.train import learning_rate, train
 
 from .conftest import noisy_image
+
+pytestmark = pytest.mark.slow  # training runs
 
 TINY_TRAIN = dict(batch=2, patch=40, warmup=2, log_every=2, val_every=3, checkpoint_every=3, lr=1e-3, precision="fp32")
 
@@ -41,7 +43,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_train_writes_loadable_model_and_log(noisy_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    summary = train(noisy_folder, out, model_config=PRESETS["tiny"], config=TrainConfig(steps=4, **TINY_TRAIN), device="cpu")
+    summary = train(
+        noisy_folder, out, model_config=PRESETS["tiny"], config=TrainConfig(steps=4, **TINY_TRAIN), device="cpu"
+    )
     assert summary.steps == 4
     assert any("broken.png" in line for line in summary.skipped)
     for name in ("model.safetensors", "best.safetensors", "state.pt", "log.jsonl"):
@@ -57,7 +61,14 @@ def test_resume_equals_uninterrupted(noisy_folder: Path, tmp_path: Path) -> None
     train(noisy_folder, straight, model_config=PRESETS["tiny"], config=TrainConfig(steps=6, **TINY_TRAIN), device="cpu")
     split = tmp_path / "split"
     train(noisy_folder, split, model_config=PRESETS["tiny"], config=TrainConfig(steps=3, **TINY_TRAIN), device="cpu")
-    train(noisy_folder, split, model_config=PRESETS["tiny"], config=TrainConfig(steps=6, **TINY_TRAIN), device="cpu", resume=True)
+    train(
+        noisy_folder,
+        split,
+        model_config=PRESETS["tiny"],
+        config=TrainConfig(steps=6, **TINY_TRAIN),
+        device="cpu",
+        resume=True,
+    )
     a, b = _weights(straight / "model.safetensors"), _weights(split / "model.safetensors")
     for name in a:
         assert torch.equal(a[name], b[name]), name
@@ -104,8 +115,29 @@ def test_bad_folders_give_clear_errors(tmp_path: Path) -> None:
 def test_cli_train_then_denoise_with_the_result(noisy_folder: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--noisy-dir", str(noisy_folder), "-o", str(out), "--preset", "tiny",
-                                 "--steps", "3", "--batch", "2", "--patch", "40", "--precision", "fp32", "--device", "cpu", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--noisy-dir",
+            str(noisy_folder),
+            "-o",
+            str(out),
+            "--preset",
+            "tiny",
+            "--steps",
+            "3",
+            "--batch",
+            "2",
+            "--patch",
+            "40",
+            "--precision",
+            "fp32",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["denoise", str(noisy_folder / "img0.png"), "-o", str(tmp_path / "clean"),
                                  "--model", str(out / "model.safetensors"), "--mode", "bsn", "-q"])

@@ -13,24 +13,23 @@ from PIL import Image
 
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import PRESETS, StudentConfig, TrainConfig
-from bsgd_cli.distill import DistillConfig, distill
-from bsgd_cli.model import BsgdModel
-from bsgd_cli.optim import FLOOR, WallClock, warmup_cosine, warmup_cosine_by_time
-from bsgd_cli.train import Trainer, read_state, train
-from bsgd_cli.train_state import compact_state, state_bytes
+from bsgd_cli.engine.model import BsgdModel
+from bsgd_cli.events import Progress
+from bsgd_cli.training.distill import DistillConfig, distill
+from bsgd_cli.training.optim import FLOOR, WallClock, warmup_cosine, warmup_cosine_by_time
+from bsgd_cli.training.train import Trainer, read_state, train
+from bsgd_cli.training.train_state import compact_state, state_bytes
 
-from .conftest import noisy_image
+from .conftest import noisy_image, write_noisy_pngs
+
+pytestmark = pytest.mark.slow  # training runs
 
 TINY = dict(batch=2, patch=40, warmup=2, log_every=1, val_every=1000, checkpoint_every=1000, lr=1e-3, precision="fp32")
 
 
 @pytest.fixture
 def noisy_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "captures"
-    folder.mkdir()
-    for index in range(3):
-        Image.fromarray((noisy_image(64, 64, seed=index) * 255 + 0.5).astype(np.uint8)).save(folder / f"{index}.png")
-    return folder
+    return write_noisy_pngs(tmp_path / "captures", 3, 64)
 
 
 def _log(run: Path) -> list[dict]:
@@ -44,14 +43,18 @@ def test_time_schedule_warms_up_by_steps_then_follows_the_clock() -> None:
     assert warmup_cosine_by_time(400, 1.0, peak=1.0, warmup=4) == pytest.approx(FLOOR)
     assert warmup_cosine_by_time(400, 3.0, peak=1.0, warmup=4) == pytest.approx(FLOOR)  # past the end: floor
     # the step schedule is the same curve over steps
-    assert warmup_cosine(54, peak=1.0, warmup=4, total=104) == pytest.approx(warmup_cosine_by_time(54, 0.5, peak=1.0, warmup=4))
+    assert warmup_cosine(54, peak=1.0, warmup=4, total=104) == pytest.approx(
+        warmup_cosine_by_time(54, 0.5, peak=1.0, warmup=4)
+    )
     with pytest.raises(ValueError, match="positive"):
         WallClock.start(0)
 
 
-def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(noisy_folder: Path, tmp_path: Path, monkeypatch) -> None:
+def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(
+    noisy_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
     clock = {"now": 1000.0}  # a fake clock: each training step takes one second
-    monkeypatch.setattr("bsgd_cli.optim.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("bsgd_cli.training.optim.time.monotonic", lambda: clock["now"])
     real_step = Trainer.train_step
 
     def timed_step(self: Trainer, lr: float | None = None) -> dict[str, float]:
@@ -59,7 +62,7 @@ def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(noisy_folder: Pa
         return real_step(self, lr)
 
     monkeypatch.setattr(Trainer, "train_step", timed_step)
-    events: list[dict] = []
+    events: list[Progress] = []
     out = tmp_path / "run"
     budget = WallClock.start(10.0)
     summary = train(noisy_folder, out, model_config=PRESETS["tiny"], config=TrainConfig(steps=10**6, **TINY),
@@ -73,7 +76,7 @@ def test_budget_ends_the_run_cleanly_with_the_rate_at_its_floor(noisy_folder: Pa
     assert rates[2:] == pytest.approx([warmup_cosine_by_time(9, s / 10, peak=1e-3, warmup=2) for s in range(2, 10)])
     assert rates[-1] < 0.1e-3  # near the 5% floor when the time ran out
     assert log[-1]["budget_fraction"] == 1.0
-    assert [event["step"] for event in events if event["kind"] == "checkpoint"] == [10]
+    assert [event.done for event in events if event.kind == "checkpoint"] == [10]
     assert all("data_s" in event for event in log)
 
 
@@ -93,8 +96,13 @@ def test_compact_state_is_small_and_resumes_from_the_ema(noisy_folder: Path, tmp
     moments = next(iter(compact["optimizer"]["state"].values()))
     assert moments["exp_avg"].dtype == torch.bfloat16 and moments["exp_avg_sq"].dtype == torch.bfloat16
 
-    trainer = Trainer(noisy_folder, tmp_path / "again", model_config=PRESETS["tiny"], config=TrainConfig(steps=5, **TINY),
-                      device="cpu")
+    trainer = Trainer(
+        noisy_folder,
+        tmp_path / "again",
+        model_config=PRESETS["tiny"],
+        config=TrainConfig(steps=5, **TINY),
+        device="cpu",
+    )
     trainer.apply_state(compact)
     assert trainer.step == 3
     for name, tensor in trainer.model.state_dict().items():  # continues from the EMA weights, in float32
@@ -120,7 +128,12 @@ def test_gpu_preset_compact_state_fits_one_returned_file() -> None:
         parameter.grad = torch.ones_like(parameter)
     optimizer.step()
     weights = model.state_dict()
-    full = {"model": weights, "ema": {k: v.clone() for k, v in weights.items()}, "optimizer": optimizer.state_dict(), "step": 1}
+    full = {
+        "model": weights,
+        "ema": {k: v.clone() for k, v in weights.items()},
+        "optimizer": optimizer.state_dict(),
+        "step": 1,
+    }
     parameters = sum(p.numel() for p in model.parameters())
     size = len(state_bytes(compact_state(full)))
     assert size < 6 * parameters + 200_000
@@ -150,7 +163,13 @@ def test_resume_with_a_new_config_and_a_foreign_noise_generator(noisy_folder: Pa
 def test_channels_last_trains_the_same_model(noisy_folder: Path, tmp_path: Path) -> None:
     config = TrainConfig(steps=2, **TINY)
     train(noisy_folder, tmp_path / "a", model_config=PRESETS["tiny"], config=config, device="cpu")
-    train(noisy_folder, tmp_path / "b", model_config=PRESETS["tiny"], config=replace(config, channels_last=True), device="cpu")
+    train(
+        noisy_folder,
+        tmp_path / "b",
+        model_config=PRESETS["tiny"],
+        config=replace(config, channels_last=True),
+        device="cpu",
+    )
     for a, b in zip(_log(tmp_path / "a"), _log(tmp_path / "b"), strict=True):
         assert b["loss_bsn"] == pytest.approx(a["loss_bsn"], rel=1e-4)
         assert b["loss_diffusion"] == pytest.approx(a["loss_diffusion"], rel=1e-4)
@@ -189,10 +208,15 @@ def test_a_failing_prefetch_thread_raises_in_the_trainer(noisy_folder: Path, tmp
     def broken(*args, **kwargs):
         raise OSError("disk gone")
 
-    monkeypatch.setattr("bsgd_cli.data.sample_patches", broken)
+    monkeypatch.setattr("bsgd_cli.training.data.sample_patches", broken)
     with pytest.raises(OSError, match="disk gone"):
-        train(noisy_folder, tmp_path / "run", model_config=PRESETS["tiny"], config=TrainConfig(steps=3, prefetch=1, **TINY),
-              device="cpu")
+        train(
+            noisy_folder,
+            tmp_path / "run",
+            model_config=PRESETS["tiny"],
+            config=TrainConfig(steps=3, prefetch=1, **TINY),
+            device="cpu",
+        )
 
 
 @pytest.mark.gpu

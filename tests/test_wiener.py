@@ -13,19 +13,19 @@ from typer.testing import CliRunner
 
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.cli import app
-from bsgd_cli.config import SamplerConfig, from_dict, to_dict
-from bsgd_cli.errors import ConfigError
-from bsgd_cli.inference import denoise_array
-from bsgd_cli.wiener import (
-    WienerSettings,
+from bsgd_cli.config import SamplerConfig, SamplerOverrides, TilingConfig, WienerConfig, from_dict, to_dict
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.wiener import (
     _block_dct,
     _block_idct_sum,
     _dct_basis,
     estimate_noise,
+    largest_patch,
     wiener_refine,
 )
+from bsgd_cli.errors import ConfigError
 
-from .conftest import noisy_image
+from .conftest import CPU, noisy_image
 
 
 def _textured(height: int, width: int, seed: int = 0, colour: bool = True) -> np.ndarray:
@@ -115,7 +115,10 @@ def test_noise_estimate_follows_correlated_noise_spectrum() -> None:
     assert estimate is not None
     # R, G, B independent with one spectrum: the same in the opponent planes, at either block size.
     # The oracle, on 256 blocks of 32x32, is itself noisy: hence the wider spread there.
-    for spectrum, oracle, spread in ((estimate[0], _dct_power(correlated)[:1], 0.3), (estimate[1], _dct_power(correlated, 32)[1:], 0.6)):
+    for spectrum, oracle, spread in (
+        (estimate[0], _dct_power(correlated)[:1], 0.3),
+        (estimate[1], _dct_power(correlated, 32)[1:], 0.6),
+    ):
         assert bool((oracle[:, 1] > 5 * oracle[:, -1]).all())  # the test's premise: a strongly coloured spectrum
         relative = spectrum / oracle
         assert abs(float(relative.mean()) - 1) < 0.05
@@ -139,8 +142,8 @@ def test_chroma_scale_smooths_colour_and_leaves_luminance() -> None:
     clean = _tensor(_textured(128, 128))
     noisy = clean + torch.from_numpy(rng.normal(0, 0.04, clean.shape).astype(np.float32))
     pilot = F.avg_pool2d(F.pad(noisy, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
-    plain = wiener_refine(noisy, pilot, WienerSettings(chroma_scale=1.0))
-    colour_smooth = wiener_refine(noisy, pilot, WienerSettings(chroma_scale=100.0))
+    plain = wiener_refine(noisy, pilot, WienerConfig(chroma_scale=1.0))
+    colour_smooth = wiener_refine(noisy, pilot, WienerConfig(chroma_scale=100.0))
     luminance = lambda image: image.mean(dim=1)  # noqa: E731 - the (1,1,1) plane, up to a factor
     assert torch.allclose(luminance(plain), luminance(colour_smooth), atol=1e-5)
     colour = lambda image: image - image.mean(dim=1, keepdim=True)  # noqa: E731
@@ -155,7 +158,7 @@ def test_colour_planes_use_their_own_blocks_and_luminance_does_not_see_them() ->
     noisy = clean + torch.from_numpy(rng.normal(0, 0.04, clean.shape).astype(np.float32))
     pilot = F.avg_pool2d(F.pad(noisy, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
     large = wiener_refine(noisy, pilot)  # colour planes in 32x32 blocks every 8 px
-    same = wiener_refine(noisy, pilot, WienerSettings(chroma_patch=16, chroma_stride=4))
+    same = wiener_refine(noisy, pilot, WienerConfig(chroma_patch=16, chroma_stride=4))
     luminance = lambda image: image.mean(dim=1)  # noqa: E731
     assert torch.allclose(luminance(large), luminance(same), atol=1e-5)
     assert float((large - same).abs().max()) > 1e-3  # the colour planes did change
@@ -165,16 +168,16 @@ def test_colour_planes_use_their_own_blocks_and_luminance_does_not_see_them() ->
     # The whole-image estimate (blocks spread over the image) is close to the one measured on all blocks.
     assert float((wiener_refine(noisy, pilot, noise=estimate) - large).abs().max()) < 2 / 255
     with pytest.raises(ConfigError, match="plane groups"):
-        wiener_refine(noisy, pilot, WienerSettings(opponent=False), noise=estimate)
+        wiener_refine(noisy, pilot, WienerConfig(opponent=False), noise=estimate)
     with pytest.raises(ConfigError):
-        WienerSettings(chroma_patch=8, chroma_stride=9)
+        WienerConfig(chroma_patch=8, chroma_stride=9)
 
 
 def test_rgb_setting_filters_each_channel_alone() -> None:
     rng = np.random.default_rng(9)
     noisy = torch.from_numpy(rng.random((1, 3, 48, 40)).astype(np.float32))
     pilot = F.avg_pool2d(F.pad(noisy, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
-    settings = WienerSettings(opponent=False, chroma_scale=7.0)  # the colour factor has no planes to act on
+    settings = WienerConfig(opponent=False, chroma_scale=7.0)  # the colour factor has no planes to act on
     together = wiener_refine(noisy, pilot, settings)
     apart = torch.cat([wiener_refine(noisy[:, i : i + 1], pilot[:, i : i + 1], settings) for i in range(3)], dim=1)
     assert torch.allclose(together, apart, atol=1e-6)
@@ -184,15 +187,17 @@ def test_rgb_setting_filters_each_channel_alone() -> None:
 @pytest.mark.parametrize(
     "colour, settings, versus_pilot",
     [
-        (False, WienerSettings(), 0.7),
-        (True, WienerSettings(chroma_scale=1.0, chroma_patch=16, chroma_stride=4), 0.7),
+        (False, WienerConfig(), 0.7),
+        (True, WienerConfig(chroma_scale=1.0, chroma_patch=16, chroma_stride=4), 0.7),
         # The defaults' strong colour prior (6x the noise, 32x32 blocks) keeps less of fine
         # colour-only stripes: still better than both, by less (0.88 of the pilot's error measured).
-        (True, WienerSettings(), 0.95),
+        (True, WienerConfig(), 0.95),
     ],
     ids=["luminance-detail-defaults", "colour-detail-plain-colour-planes", "colour-detail-defaults"],
 )
-def test_refinement_beats_both_a_blurred_pilot_and_the_input(colour: bool, settings: WienerSettings, versus_pilot: float) -> None:
+def test_refinement_beats_both_a_blurred_pilot_and_the_input(
+    colour: bool, settings: WienerConfig, versus_pilot: float
+) -> None:
     # Like a blind-spot output: smooth, the stripes weakened but not gone, some noise left.
     rng = np.random.default_rng(3)
     clean = _textured(160, 192, colour=colour)
@@ -228,34 +233,40 @@ def test_tiny_images_are_refined_or_left_alone_without_error(shape: tuple[int, i
 
 def test_settings_and_config_validation() -> None:
     with pytest.raises(ConfigError):
-        WienerSettings(passes=0)
+        WienerConfig(passes=0)
     with pytest.raises(ConfigError):
-        WienerSettings(noise_scale=0)
+        WienerConfig(noise_scale=0)
     with pytest.raises(ConfigError):
-        WienerSettings(chroma_scale=-1)
+        WienerConfig(chroma_scale=-1)
     with pytest.raises(ConfigError):
-        SamplerConfig(wiener_patch=8, wiener_stride=9)
+        WienerConfig(patch=8, stride=9)
     with pytest.raises(ConfigError):
-        SamplerConfig(wiener_chroma_patch=128)
+        WienerConfig(chroma_patch=128)
     with pytest.raises(ConfigError):
         SamplerConfig(refine="median")  # type: ignore[arg-type]
-    sampler = SamplerConfig(mode="bsn", refine="wiener", wiener_passes=2, wiener_noise=2.5)
+    sampler = SamplerConfig(mode="bsn", refine="wiener", wiener=WienerConfig(passes=2, noise_scale=2.5))
     assert from_dict(SamplerConfig, to_dict(sampler)) == sampler
+    # A file written before the settings were nested has flat wiener_* keys: read as they were.
+    flat = {**{k: v for k, v in to_dict(sampler).items() if k != "wiener"}, "wiener_passes": 2, "wiener_noise": 2.5}
+    assert from_dict(SamplerConfig, flat) == sampler
     # A file written before the refinement existed has no refine keys: it gets the defaults.
     old = {key: value for key, value in to_dict(sampler).items() if not key.startswith(("refine", "wiener"))}
     assert from_dict(SamplerConfig, old).refine == SamplerConfig().refine
 
 
+@pytest.mark.slow
 def test_tiles_agree_with_one_pass_and_refine_none_is_the_network_alone(tiny_model_file: Path) -> None:
     model = load_model(tiny_model_file)
     image = noisy_image(521, 451, seed=5)  # odd sides: tiles start at odd offsets; the Wiener tiles are 384 px
-    whole = denoise_array(model, image, mode="bsn", refine="wiener", tile=1024, device="cpu")
-    tiled = denoise_array(model, image, mode="bsn", refine="wiener", tile=96, overlap=24, batch=3, device="cpu")
+    wiener = SamplerOverrides(mode="bsn", refine="wiener")
+    whole = denoise_array(model, image, sampler=wiener, tiling=TilingConfig(tile=1024), runtime=CPU)
+    tiled = denoise_array(model, image, sampler=wiener, tiling=TilingConfig(tile=96, overlap=24, batch=3), runtime=CPU)
     # Wiener tiles cut where every block is whole: exact; what is left is the network's own tiles (0.001 measured).
     assert np.abs(tiled - whole).max() <= 0.02 / 255
-    plain = denoise_array(model, image, mode="bsn", refine="none", device="cpu")
+    plain = denoise_array(model, image, sampler=SamplerOverrides(mode="bsn", refine="none"), runtime=CPU)
     assert np.abs(plain - whole).mean() > 1e-3  # the refinement did something
-    smoother = denoise_array(model, image, mode="bsn", refine="wiener", wiener_noise=30.0, device="cpu")
+    smoother = denoise_array(model, image, sampler=SamplerOverrides(mode="bsn", refine="wiener", wiener_noise=30.0),
+                             runtime=CPU)
     roughness = lambda a: float(np.abs(np.diff(a, axis=1)).mean())  # noqa: E731
     assert roughness(smoother) < roughness(whole)
 
@@ -267,16 +278,32 @@ def test_cli_wiener_switch(tmp_path: Path, tiny_model_file: Path) -> None:
     model = load_model(tiny_model_file)
     pixels = np.asarray(Image.open(source / "a.png"), dtype=np.float32) / 255
     for flag, refine in (("--wiener", "wiener"), ("--no-wiener", "none")):
-        result = CliRunner().invoke(app, ["denoise", str(source), "-o", str(tmp_path / flag), "--model", str(tiny_model_file),
-                                          "--mode", "bsn", "--device", "cpu", flag, "-q"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "denoise",
+                str(source),
+                "-o",
+                str(tmp_path / flag),
+                "--model",
+                str(tiny_model_file),
+                "--mode",
+                "bsn",
+                "--device",
+                "cpu",
+                flag,
+                "-q",
+            ],
+        )
         assert result.exit_code == 0, result.output
         written = np.asarray(Image.open(tmp_path / flag / "a.png"), dtype=np.int16)
-        expected = np.floor(denoise_array(model, pixels, mode="bsn", refine=refine, device="cpu") * 255 + 0.5)
+        sampler = SamplerOverrides(mode="bsn", refine=refine)  # type: ignore[arg-type]
+        expected = np.floor(denoise_array(model, pixels, sampler=sampler, runtime=CPU) * 255 + 0.5)
         assert np.abs(written - expected).max() <= 1, flag  # the flag reached the library
 
 
 def test_largest_block_follows_the_planes_filtered() -> None:
     # The Wiener pass sizes its tiles by this: RGB uses the colour planes' 32x32 blocks, other images not.
-    assert WienerSettings().largest_patch(3) == 32
-    assert WienerSettings().largest_patch(4) == 16  # packed Bayer: every plane alike
-    assert WienerSettings(opponent=False).largest_patch(3) == 16
+    assert largest_patch(WienerConfig(), 3) == 32
+    assert largest_patch(WienerConfig(), 4) == 16  # packed Bayer: every plane alike
+    assert largest_patch(WienerConfig(opponent=False), 3) == 16

@@ -10,11 +10,13 @@ PyWavelets. OpenCV and bm3d are imported lazily.
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
+from importlib.util import find_spec
 
 import numpy as np
 
+from bsgd_cli.benchmark.metrics import to_uint8
 from bsgd_cli.errors import BsgdError
-from bsgd_cli.metrics import to_uint8
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 
@@ -86,9 +88,6 @@ def bm3d_denoise(noisy_float01: np.ndarray) -> np.ndarray:
 
 def _importable(module: str, *, really: bool = False) -> bool:
     """Whether ``module`` is installed; ``really`` imports it, to catch broken installs."""
-    from importlib import import_module
-    from importlib.util import find_spec
-
     try:
         if really:
             import_module(module)

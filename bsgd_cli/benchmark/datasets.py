@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from bsgd_cli.config import DATASET_KINDS
 from bsgd_cli.errors import ConfigError, DatasetError, ImageReadError
 
-KINDS = ("sidd", "sidd-medium", "dnd", "polyu", "cc", "pairs", "sidd-pair", "noisy")
+KINDS = DATASET_KINDS
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm"})
 NOISY_SUFFIXES = ("_noisy", "_noise", "_real", "_n")
 CLEAN_SUFFIXES = ("_gt", "_clean", "_mean", "_c")
@@ -244,8 +245,10 @@ def _sidd_medium(root: Path) -> Dataset:
             elif noisy or clean:
                 unmatched.append(noisy or clean)
     if unmatched:
-        raise DatasetError(f"{data}: {len(unmatched)} file(s) without a partner: {_listing([p for p in unmatched if p is not None])}; "
-                           "each NOISY_SRGB_0XX.PNG needs the GT_SRGB_0XX.PNG of the same scene")
+        raise DatasetError(
+            f"{data}: {len(unmatched)} file(s) without a partner: {_listing([p for p in unmatched if p is not None])}; "
+            "each NOISY_SRGB_0XX.PNG needs the GT_SRGB_0XX.PNG of the same scene"
+        )
     if not pairs:
         raise DatasetError(f"{data}: no <scene>/NOISY_SRGB_010.PNG + GT_SRGB_010.PNG found; give the "
                            "SIDD_Medium_Srgb folder (the one holding Data/)")

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bsgd_cli.benchmark.metrics import PSNR_CONVENTION
 from bsgd_cli.errors import ImageWriteError
-from bsgd_cli.metrics import PSNR_CONVENTION
 
 BAR_COLOUR = (66, 110, 180)
 LABEL_WIDTH, VALUE_WIDTH, ROW_HEIGHT, CHART_WIDTH = 170, 110, 26, 720

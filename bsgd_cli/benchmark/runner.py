@@ -1,7 +1,7 @@
 """Run denoisers over a benchmark data set: quality, speed and memory per image, then files and reports.
 
 A method is any callable mapping a float32 HxWx3 RGB image in [0, 1] to the same; the identity ``noisy`` is
-always run first as the baseline. Metrics follow :mod:`bsgd_cli.metrics` (PSNR on AP-BSN-rounded uint8,
+always run first as the baseline. Metrics follow :mod:`bsgd_cli.benchmark.metrics` (PSNR on AP-BSN-rounded uint8,
 SSIM in both the "skimage-uniform" and "gaussian" conventions). Per call the runner measures wall seconds
 (reported as seconds per megapixel) and the peak resident memory of the whole process during the call
 (sampled from ``/proc/self/statm`` every 5 ms by a background thread; ``ru_maxrss`` where /proc is missing, which
@@ -11,9 +11,10 @@ Files under ``out_dir``: ``results.json``, ``report.md`` (+ ``psnr.png``, ``spee
 (inline SVG charts), ``crops/NAME.png`` (noisy | each method | clean, 128x128 at 100%), and for hidden-reference
 sets (SIDD benchmark, DND) ``submission/<method>/`` with the files of :mod:`.submission`.
 
-Progress events (``progress(event, **info)``): ``start`` (dataset, kind, images, total, methods), ``method_done``
-(index, total, name, method, seconds, psnr), ``sample_done`` (index, total, name), ``submission_written``
-(method, path), ``done`` (out_dir).
+Progress events (:class:`~bsgd_cli.events.Progress`): ``start`` (total: images; name: the data set; data:
+kind, methods), ``method_done`` (done: the image's number; name: the image; data: method, seconds, psnr),
+``sample_done`` (done, total, name), ``submission_written`` (name: the method; data: path), ``done``
+(data: out_dir).
 """
 
 from __future__ import annotations
@@ -29,17 +30,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bsgd_cli.benchmark.datasets import Dataset
-from bsgd_cli.benchmark.report import save_crop_strip, write_reports
-from bsgd_cli.benchmark.submission import write_dnd_submission, write_sidd_submission
-from bsgd_cli.compare import detail_crop_origin
-from bsgd_cli.errors import BsgdError
-from bsgd_cli.metrics import (
+from bsgd_cli.benchmark.metrics import (
     PSNR_CONVENTION,
     SSIM_GAUSSIAN,
     SSIM_SKIMAGE,
@@ -48,9 +46,13 @@ from bsgd_cli.metrics import (
     ssim_skimage,
     to_uint8,
 )
+from bsgd_cli.benchmark.report import save_crop_strip, write_reports
+from bsgd_cli.benchmark.submission import write_dnd_submission, write_sidd_submission
+from bsgd_cli.errors import BsgdError
+from bsgd_cli.events import Progress, ProgressFn, ignore
+from bsgd_cli.viz.compare import detail_crop_origin
 
 Method = Callable[[np.ndarray], np.ndarray]
-Progress = Callable[..., None]
 CROP_SIZE = 128
 TABLE_HEADERS = ["Dataset", "Method", "PSNR (dB)", f"SSIM ({SSIM_SKIMAGE})", f"SSIM ({SSIM_GAUSSIAN})", "s/MP",
                  "Peak RSS (MB)", "Images"]
@@ -135,8 +137,6 @@ class PeakRss:
 
 def collect_environment(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Python, library versions, platform and CPU facts, and the metric conventions; ``extra`` wins on clashes."""
-    from importlib import metadata
-
     versions = {}
     for dist in ("numpy", "scipy", "scikit-image", "opencv-python-headless", "pillow", "h5py", "bm3d", "torch"):
         try:
@@ -223,7 +223,7 @@ def run_benchmark(
     *,
     out_dir: Path,
     crops: int = 4,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
     environment: dict[str, Any] | None = None,
     ssim: bool = True,
 ) -> BenchmarkResult:
@@ -231,19 +231,19 @@ def run_benchmark(
 
     ``crops``: how many images (the first ones) get a before/after strip. ``environment``: facts the caller
     knows (seed, model hash, device, threads ...), merged over those collected here. ``ssim=False`` leaves
-    both SSIMs out (None): on a GPU they cost more than the denoising (0.5 s a 512 x 512 image on one core). Returns the means per
-    method sorted by PSNR (highest first; by speed when there is no reference) and the per-image rows.
+    both SSIMs out (None): on a GPU they cost more than the denoising. Returns the means per method sorted
+    by PSNR (highest first; by speed when there is no reference) and the per-image rows.
     Only the current sample is held, except SIDD benchmark outputs (uint8, ~250 MB per method for the full set)
     and one DND image's 20 crops per method, kept until their submission file is written.
     """
-    emit = progress or (lambda event, **info: None)
+    emit = progress or ignore
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_methods: dict[str, Method] = {"noisy": identity, **{k: v for k, v in methods.items() if k != "noisy"}}
     result = BenchmarkResult(dataset.name, dataset.kind, dataset.has_reference, [], [],
                              collect_environment(environment), out_dir)
-    emit("start", dataset=dataset.name, kind=dataset.kind, images=len(dataset), total=len(dataset),
-         methods=list(all_methods))
+    emit(Progress("start", total=len(dataset), name=dataset.name,
+                  data={"kind": dataset.kind, "methods": list(all_methods)}))
     sidd_blocks: dict[str, dict[tuple[int, int], np.ndarray]] = {m: {} for m in all_methods}
     dnd_crops: dict[str, dict[int, list[np.ndarray]]] = {m: {} for m in all_methods}
     grid: tuple[int, int] | None = None
@@ -268,7 +268,9 @@ def run_benchmark(
                 denoised_u8 = to_uint8(output)
                 row.update(psnr=psnr_uint8(reference, denoised_u8))
                 if ssim:
-                    row.update(ssim=ssim_skimage(reference, denoised_u8), ssim_gaussian=ssim_gaussian(reference, denoised_u8))
+                    row.update(
+                        ssim=ssim_skimage(reference, denoised_u8), ssim_gaussian=ssim_gaussian(reference, denoised_u8)
+                    )
             result.per_image.append(row)
             if index < crops:
                 tiles[method_name] = to_uint8(output[window])
@@ -281,13 +283,13 @@ def run_benchmark(
                 if len(pending) == sample.meta["crops_in_image"]:
                     _write_dnd(result, method_name, sample.meta["image_index"], pending, emit)
                     del dnd_crops[method_name][sample.meta["image_index"]]
-            emit("method_done", index=index + 1, total=total, name=sample.name, method=method_name,
-                 seconds=seconds, psnr=row["psnr"])
+            emit(Progress("method_done", done=index + 1, total=total, name=sample.name,
+                          data={"method": method_name, "seconds": seconds, "psnr": row["psnr"]}))
         if index < crops:
             if reference is not None:
                 tiles["clean"] = reference[window]
             result.files.append(save_crop_strip(out_dir / "crops" / f"{_safe(sample.name)}.png", tiles))
-        emit("sample_done", index=index + 1, total=total, name=sample.name)
+        emit(Progress("sample_done", done=index + 1, total=total, name=sample.name))
     for method_name, pending_images in dnd_crops.items():
         for image_index, pending in pending_images.items():
             _write_dnd(result, method_name, image_index, pending, emit)
@@ -296,23 +298,23 @@ def run_benchmark(
         if blocks and grid is not None:
             _write_sidd(result, method_name, blocks, grid, emit)
     result.files += _write_outputs(result, dataset)
-    emit("done", out_dir=str(out_dir))
+    emit(Progress("done", data={"out_dir": str(out_dir)}))
     return result
 
 
 def _write_dnd(result: BenchmarkResult, method: str, image_index: int, crops: list[np.ndarray],
-               emit: Progress) -> None:
+               emit: ProgressFn) -> None:
     partial = len(crops) != 20
     if partial:
         result.notes.append(f"{method}: DND image {image_index:04d} has {len(crops)}/20 crops; not for upload")
     path = write_dnd_submission(result.out_dir / "submission" / _safe(method), image_index, crops,
                                 allow_partial=partial)
     result.files.append(path)
-    emit("submission_written", method=method, path=str(path))
+    emit(Progress("submission_written", name=method, data={"path": str(path)}))
 
 
 def _write_sidd(result: BenchmarkResult, method: str, blocks: dict[tuple[int, int], np.ndarray],
-                grid: tuple[int, int], emit: Progress) -> None:
+                grid: tuple[int, int], emit: ProgressFn) -> None:
     missing = grid[0] * grid[1] - len(blocks)
     if missing:
         result.notes.append(f"{method}: SIDD submission lacks {missing} blocks (zero-filled); not for upload")
@@ -320,7 +322,7 @@ def _write_sidd(result: BenchmarkResult, method: str, blocks: dict[tuple[int, in
     path = write_sidd_submission(result.out_dir / "submission" / _safe(method) / "SubmitSrgb.mat", blocks,
                                  speed or 0.0, method_name=method, grid=grid, allow_partial=missing > 0)
     result.files.append(path)
-    emit("submission_written", method=method, path=str(path))
+    emit(Progress("submission_written", name=method, data={"path": str(path)}))
 
 
 def _json_ready(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

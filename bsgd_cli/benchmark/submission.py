@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from bsgd_cli.benchmark.metrics import to_uint8
 from bsgd_cli.errors import BsgdError, ImageWriteError
-from bsgd_cli.metrics import to_uint8
 
 SIDD_GRID = (40, 32)
 DND_CROPS_PER_IMAGE = 20
@@ -58,7 +58,7 @@ def write_sidd_submission(
 
     ``path``: the .mat file, or a folder (the file is then ``path/SubmitSrgb.mat``). ``denoised_blocks``: uint8
     [N, B, H, W, 3] (officially [40, 32, 256, 256, 3]), or a dict {(image, block): HxWx3} with 0-based indices;
-    float blocks in [0, 1] are quantised with :func:`~bsgd_cli.metrics.to_uint8`. ``grid`` (N, B) defaults to
+    float blocks in [0, 1] are quantised with :func:`~bsgd_cli.benchmark.metrics.to_uint8`. ``grid`` (N, B) defaults to
     the array's first two axes or the dict's largest indices + 1. Missing dict entries are an error unless
     ``allow_partial`` (they become zero blocks; such a file is for local checks, not for upload).
     """

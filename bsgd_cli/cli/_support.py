@@ -29,7 +29,7 @@ from typer.core import TyperGroup
 try:  # typer 0.2x vendors click; older releases use the click package
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import ClickException  # type: ignore[no-redef]
+    from click.exceptions import ClickException  # type: ignore[no-redef,assignment]
 
 from ..checks import Bounds
 from ..errors import BsgdError, Interrupted
@@ -158,7 +158,9 @@ def interrupt_word(interrupt: KeyboardInterrupt) -> str:
 
 
 @contextlib.contextmanager
-def user_errors(on_interrupt: str = "finished files are complete; rerun the same command to continue") -> Iterator[None]:
+def user_errors(
+    on_interrupt: str = "finished files are complete; rerun the same command to continue",
+) -> Iterator[None]:
     """Library errors become one line and exit code 2; Ctrl-C exit code 130, SIGTERM 143."""
     try:
         yield

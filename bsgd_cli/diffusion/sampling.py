@@ -17,7 +17,7 @@ from .schedule import ddim_times, signal_and_noise
 StepCallback = Callable[[int, int], None]
 
 
-def randn_per_item(shape: Sequence[int], generators: Sequence[torch.Generator], device, dtype) -> torch.Tensor:  # noqa: ANN001
+def randn_per_item(shape: Sequence[int], generators: Sequence[torch.Generator], device, dtype) -> torch.Tensor:
     """Standard normal noise of ``shape`` (N, ...) with item i drawn from ``generators[i]`` on the CPU."""
     if len(generators) != shape[0]:
         raise ValueError(f"need one generator per batch item: {len(generators)} for {shape[0]}")
@@ -25,7 +25,7 @@ def randn_per_item(shape: Sequence[int], generators: Sequence[torch.Generator], 
     return torch.stack(items).to(device=device, dtype=dtype)
 
 
-def rand_per_item(shape: Sequence[int], generators: Sequence[torch.Generator], device) -> torch.Tensor:  # noqa: ANN001
+def rand_per_item(shape: Sequence[int], generators: Sequence[torch.Generator], device) -> torch.Tensor:
     """Uniform [0, 1) noise, item i from ``generators[i]`` (see :func:`randn_per_item`)."""
     items = [torch.rand(tuple(shape[1:]), generator=g, dtype=torch.float32) for g in generators]
     return torch.stack(items).to(device=device)
@@ -33,7 +33,7 @@ def rand_per_item(shape: Sequence[int], generators: Sequence[torch.Generator], d
 
 def replacement_masks(
     shape: Sequence[int], runs: int, prob: float, kind: str, generators: Sequence[torch.Generator], device
-) -> list[torch.Tensor]:  # noqa: ANN001
+) -> list[torch.Tensor]:
     """R boolean masks of ``shape``: True where the noisy input is re-injected.
 
     ``iid``: each pixel and channel independently with probability ``prob``. ``complementary``: the R

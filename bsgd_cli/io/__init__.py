@@ -18,7 +18,7 @@ from .images import (
     read_image,
     write_image,
 )
-from .raw import BayerData, pack_bayer, read_bayer, read_raw, unpack_bayer
+from .raw import BayerData, read_bayer, read_raw
 
 __all__ = [
     "RAW_EXTENSIONS",
@@ -29,11 +29,9 @@ __all__ = [
     "is_image_path",
     "is_raw_path",
     "is_supported_output",
-    "pack_bayer",
     "read_bayer",
     "read_image",
     "read_raw",
-    "unpack_bayer",
     "write_dng",
     "write_image",
 ]

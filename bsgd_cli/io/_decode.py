@@ -163,7 +163,9 @@ def _cmyk_to_rgb(im, icc: bytes | None, notes: list[str]):
     return im.convert("RGB")
 
 
-def _samples(im, path: Path, fmt: str, icc: bytes | None, notes: list[str]) -> tuple[np.ndarray, float | None, int, int, bool]:
+def _samples(
+    im, path: Path, fmt: str, icc: bytes | None, notes: list[str]
+) -> tuple[np.ndarray, float | None, int, int, bool]:
     """(array, scale, channels_in, bit_depth, icc_still_valid) for an opened Pillow image."""
     mode = im.mode
     rawmode = _tile_rawmode(im) or ""

@@ -109,13 +109,24 @@ def quantise_heif(x: np.ndarray, depth: int) -> np.ndarray:
     return (np.floor(x * float(2**depth - 1) + 0.5).astype(np.uint16) << (16 - depth)).astype(np.uint16)
 
 
-def encode_heif(path: Path, samples: np.ndarray, *, depth: int, quality: int, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> None:
+def encode_heif(
+    path: Path,
+    samples: np.ndarray,
+    *,
+    depth: int,
+    quality: int,
+    icc: bytes | None,
+    exif: bytes | None,
+    xmp: bytes | None,
+) -> None:
     """Write (H, W[, C]) samples from :func:`quantise_heif` as HEIC (HEVC; 4:4:4 chroma at quality >= 90)."""
     import pillow_heif
 
     channels = 1 if samples.ndim == 2 else samples.shape[2]
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels] + (";16" if samples.dtype == np.uint16 else "")
-    heif = pillow_heif.from_bytes(mode=mode, size=(samples.shape[1], samples.shape[0]), data=np.ascontiguousarray(samples).tobytes())
+    heif = pillow_heif.from_bytes(
+        mode=mode, size=(samples.shape[1], samples.shape[0]), data=np.ascontiguousarray(samples).tobytes()
+    )
     if depth > 8:
         heif.info["bit_depth"] = depth
     kwargs: dict = {"quality": quality, "chroma": 444 if quality >= 90 else 420}
@@ -128,7 +139,9 @@ def encode_heif(path: Path, samples: np.ndarray, *, depth: int, quality: int, ic
     heif.save(path, **kwargs)
 
 
-def encode_with_pillow(path: Path, samples: np.ndarray, fmt: str, *, quality: int, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> None:
+def encode_with_pillow(
+    path: Path, samples: np.ndarray, fmt: str, *, quality: int, icc: bytes | None, exif: bytes | None, xmp: bytes | None
+) -> None:
     """Write uint8 (or, for grey JPEG XL, uint16) samples as AVIF or JPEG XL through Pillow."""
     from PIL import Image
 

@@ -89,7 +89,9 @@ def decode_tiff(path: Path, max_megapixels: float) -> Decoded:
             arr = page.asarray(maxworkers=1)
         except Exception as exc:
             if "imagecodecs" in str(exc):
-                return _pillow_fallback(path, max_megapixels, f"{getattr(page.compression, 'name', page.compression)} compression")
+                return _pillow_fallback(
+                    path, max_megapixels, f"{getattr(page.compression, 'name', page.compression)} compression"
+                )
             raise damaged(path, exc) from exc
         if "S" in page.axes and page.axes.index("S") < page.axes.index("Y"):
             arr = np.moveaxis(arr, page.axes.index("S"), -1)

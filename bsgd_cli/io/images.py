@@ -8,14 +8,28 @@ and JPEG XL need optional plugins (:mod:`._modern`). Nothing here prints; decode
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageCms
 
 from ..errors import ImageReadError, ImageWriteError
 from ._atomic import atomic_write
 from ._decode import Decoded, decode_with_pillow
 from ._meta import Metadata, apply_orientation, read_metadata, write_metadata
+from ._modern import (
+    decode_heif,
+    encode_heif,
+    encode_with_pillow,
+    heif_depth,
+    missing_plugin,
+    plugin_available,
+    quantise_heif,
+    sniff,
+)
+from ._png import encode_png
+from ._tiff import decode_tiff, encode_tiff
 from .imagedata import (
     RAW_EXTENSIONS,
     SRGB_EXTENSIONS,
@@ -26,6 +40,7 @@ from .imagedata import (
     is_raw_path,
 )
 from .paths import find_images
+from .raw import read_raw
 
 __all__ = [
     "RAW_EXTENSIONS",
@@ -48,10 +63,6 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 def _icc_description(icc: bytes) -> str:
     try:
-        import io
-
-        from PIL import ImageCms
-
         desc = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.profile_description
         return f"embedded ICC profile ({desc.strip()})" if desc and desc.strip() else "embedded ICC profile"
     except Exception:  # an unreadable profile is still carried over as bytes
@@ -116,8 +127,6 @@ def read_image(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     path = Path(path)
     check_input_file(path)
     if is_raw_path(path):
-        from .raw import read_raw
-
         return read_raw(path, max_megapixels=max_megapixels)
     try:
         with open(path, "rb") as fh:
@@ -131,11 +140,7 @@ def read_image(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
 
 
 def _decode(path: Path, head: bytes, max_megapixels: float) -> Decoded:
-    from ._modern import missing_plugin, plugin_available, sniff
-
     if head[:4] in _TIFF_MAGIC:
-        from ._tiff import decode_tiff
-
         return decode_tiff(path, max_megapixels)
     modern = sniff(head)
     if modern is None and head[4:8] == b"ftyp":  # an ISO-BMFF brand we do not know: trust the extension
@@ -143,8 +148,6 @@ def _decode(path: Path, head: bytes, max_megapixels: float) -> Decoded:
     if modern is not None and not plugin_available(modern):
         raise ImageReadError(missing_plugin(path, modern, "reading"))
     if modern == "heif":
-        from ._modern import decode_heif
-
         return decode_heif(path, max_megapixels)
     return decode_with_pillow(path, max_megapixels, {"avif": "AVIF", "jxl": "JPEG XL"}.get(modern or ""))
 
@@ -157,8 +160,6 @@ def _output_depth(fmt: str, bit_depth: int | None, like: ImageData | None, grey:
     if fmt in ("jpeg", "webp", "avif"):
         return 8
     if fmt == "heif":
-        from ._modern import heif_depth
-
         return heif_depth(wanted)
     if fmt == "png" or (fmt == "jxl" and grey):
         return 16 if wanted is not None and wanted > 8 else 8
@@ -207,8 +208,6 @@ def _icc_for(icc: bytes | None, grey: bool) -> bytes | None:
 
 
 def _pillow_save(tmp: Path, samples: np.ndarray, fmt: str, quality: int, icc: bytes | None) -> None:
-    from PIL import Image
-
     im = Image.fromarray(samples)
     kw: dict = {"icc_profile": icc} if icc else {}
     if fmt == "jpeg":
@@ -219,11 +218,19 @@ def _pillow_save(tmp: Path, samples: np.ndarray, fmt: str, quality: int, icc: by
         im.save(tmp, format="PNG", compress_level=6, **kw)
 
 
-def _encode(tmp: Path, fmt: str, samples: np.ndarray, *, depth: int, quality: int, has_alpha: bool, icc: bytes | None, metadata: Metadata | None) -> None:
+def _encode(
+    tmp: Path,
+    fmt: str,
+    samples: np.ndarray,
+    *,
+    depth: int,
+    quality: int,
+    has_alpha: bool,
+    icc: bytes | None,
+    metadata: Metadata | None,
+) -> None:
     """Encode ``samples`` into ``tmp``; EXIF, IPTC and XMP by exiv2, or by the encoder where exiv2 cannot."""
     if fmt in ("heif", "avif", "jxl"):
-        from ._modern import encode_heif, encode_with_pillow
-
         exif = metadata.exif_block(orientation_tag=fmt != "avif") if metadata else None
         xmp = metadata.xmp_packet(with_iptc=True) if metadata else None
         if fmt == "heif":
@@ -232,12 +239,8 @@ def _encode(tmp: Path, fmt: str, samples: np.ndarray, *, depth: int, quality: in
             encode_with_pillow(tmp, samples, fmt, quality=quality, icc=icc, exif=exif, xmp=xmp)
         return
     if fmt == "tiff":
-        from ._tiff import encode_tiff
-
         encode_tiff(tmp, samples, has_alpha=has_alpha, icc_profile=icc)
     elif fmt == "png" and depth == 16:
-        from ._png import encode_png
-
         encode_png(tmp, samples, icc_profile=icc)
     else:
         _pillow_save(tmp, samples, fmt, quality, icc)
@@ -275,8 +278,6 @@ def write_image(
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be 1-100, got {quality}")
     if fmt in ("heif", "avif", "jxl"):
-        from ._modern import missing_plugin, plugin_available
-
         if not plugin_available(fmt):
             raise ImageWriteError(missing_plugin(path, fmt, "writing"))
     colour, alpha = _channels(pixels, like)
@@ -288,8 +289,6 @@ def write_image(
     depth = _output_depth(fmt, bit_depth, like, grey)
     stack = colour if alpha is None else np.dstack([colour, alpha])
     if fmt == "heif":
-        from ._modern import quantise_heif
-
         samples = quantise_heif(stack, depth)
     else:
         samples = _quantise(stack, depth)
@@ -297,7 +296,9 @@ def write_image(
     metadata = like.metadata if like is not None else None
     atomic_write(
         path,
-        lambda tmp: _encode(tmp, fmt, samples, depth=depth, quality=quality, has_alpha=alpha is not None, icc=icc, metadata=metadata),
+        lambda tmp: _encode(
+            tmp, fmt, samples, depth=depth, quality=quality, has_alpha=alpha is not None, icc=icc, metadata=metadata
+        ),
     )
 
 

@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError
 from .imagedata import (
     OTHER_IMAGE_EXTENSIONS,
     RAW_EXTENSIONS,
@@ -128,11 +129,16 @@ def _walk(root: Path, *, recursive: bool, exclude: Path | None, found: Discovery
         elif isinstance(error, FileNotFoundError):
             found.notes.append(f"{path}: broken symbolic link; skipped")
         elif mode is None and error is not None:
-            found.notes.append(f"{path}: cannot be looked at ({error.strerror or error}); {os_error_advice(error)}; skipped")
+            found.notes.append(
+                f"{path}: cannot be looked at ({error.strerror or error}); {os_error_advice(error)}; skipped"
+            )
         elif mode is not None and special_kind(mode) is not None:
             found.notes.append(f"{path}: {special_kind(mode)}, not an image file; skipped")
         elif path.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
-            found.notes.append(f"{path}: {path.suffix.lstrip('.').upper()} images are not read by bsgd; convert it to PNG or TIFF first; skipped")
+            found.notes.append(
+                f"{path}: {path.suffix.lstrip('.').upper()} images are not read by bsgd; "
+            "convert it to PNG or TIFF first; skipped"
+            )
         else:
             kind = path.suffix.lower() or "no extension"
             skipped.other_types[kind] = skipped.other_types.get(kind, 0) + 1
@@ -147,13 +153,18 @@ def _single(item: Path, excluded: Path | None, found: Discovery) -> None:
     elif is_partial_name(item.name):
         found.notes.append(f"{item}: an unfinished bsgd temporary file; skipped")
     elif mode is None:
-        found.notes.append(f"{item}: {'broken symbolic link' if item.is_symlink() else 'not found'}; skipped, check the path")
+        found.notes.append(
+            f"{item}: {'broken symbolic link' if item.is_symlink() else 'not found'}; skipped, check the path"
+        )
     elif is_image_path(item):
         found.images.append((item, Path(item.name)))  # not a regular file: fails with what it is, unopened
     elif special_kind(mode) is not None:
         found.notes.append(f"{item}: {special_kind(mode)}, not an image file; skipped")
     elif item.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
-        found.notes.append(f"{item}: {item.suffix.lstrip('.').upper()} images are not read by bsgd; convert it to PNG or TIFF first; skipped")
+        found.notes.append(
+            f"{item}: {item.suffix.lstrip('.').upper()} images are not read by bsgd; "
+            "convert it to PNG or TIFF first; skipped"
+        )
     else:
         kinds = ", ".join(sorted(e.lstrip(".") for e in SRGB_EXTENSIONS | RAW_EXTENSIONS))
         found.notes.append(f"{item}: not a supported image type (expected one of: {kinds}); skipped")
@@ -168,7 +179,7 @@ def discover(inputs: list[Path], *, recursive: bool, exclude: Path | None = None
     output folder inside an input folder) is skipped; a directory symlink is followed only once per
     real directory, so link loops terminate; a folder named like an image is treated as a folder.
     The same real file reached twice is kept once. Names that clash are resolved by the output
-    planning (:mod:`bsgd_cli.planning`), not here.
+    planning (:mod:`bsgd_cli.batch.planning`), not here.
     """
     excluded = _resolved(Path(exclude)) if exclude is not None else None
     found = Discovery()
@@ -212,8 +223,6 @@ def check_output_folder(folder: Path, option: str = "-o") -> None:
     The nearest part of ``folder`` that exists must be a folder (a missing folder is created later,
     when the first output is written; a folder that cannot be written fails each write with a reason).
     """
-    from ..errors import ConfigError
-
     for part in (folder, *folder.parents):
         mode, error = _mode(part)
         if isinstance(error, FileNotFoundError) and os.path.islink(part):
@@ -229,8 +238,6 @@ def check_output_folder(folder: Path, option: str = "-o") -> None:
 
 def check_output_file(path: Path, option: str = "-o") -> None:
     """Refuse an output file name that is a folder or lies under a file (see :func:`check_output_folder`)."""
-    from ..errors import ConfigError
-
     mode, _error = _mode(path)
     if mode is not None and stat.S_ISDIR(mode):
         raise ConfigError(f"{option} {path}: is a folder; give a file name such as curves.png")

@@ -2,7 +2,7 @@
 
 ``read_raw`` develops a RAW file to sRGB (camera white balance, no auto-brightening, 16-bit).
 ``read_bayer`` returns the undeveloped colour-filter mosaic normalised by the black and white levels.
-``pack_bayer`` / ``unpack_bayer`` convert a 2x2 Bayer mosaic to and from 4-channel half-size planes.
+Packing the mosaic into planes is :mod:`bsgd_cli.raw.bayer`'s (numpy only).
 rawpy is imported inside the functions so that importing this module stays cheap.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError
+from ._meta import read_metadata
 from .imagedata import ImageData, check_input_file, check_megapixels
 
 BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
@@ -98,7 +99,9 @@ def develop(raw: Any, path: Path, mosaic: np.ndarray | None = None) -> np.ndarra
             if visible.shape != mosaic.shape:
                 raise ImageReadError(f"{path}: the mosaic is {mosaic.shape}, the file's is {visible.shape}")
             visible[...] = mosaic
-        rgb = raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16, output_color=rawpy.ColorSpace.sRGB)
+        rgb = raw.postprocess(
+            use_camera_wb=True, no_auto_bright=True, output_bps=16, output_color=rawpy.ColorSpace.sRGB
+        )
     except ImageReadError:
         raise
     except Exception as exc:
@@ -115,8 +118,6 @@ def read_raw(path: str | Path, *, max_megapixels: float = 200.0) -> ImageData:
     are read by exiv2 (orientation reset to 1: LibRaw turns the pixels). Raises ImageReadError with
     what to do when LibRaw cannot read the file.
     """
-    from ._meta import read_metadata
-
     path = Path(path)
     check_input_file(path)
     raw = _open(path)
@@ -192,32 +193,3 @@ def read_bayer(path: str | Path, *, max_megapixels: float | None = None) -> Baye
         rgb_xyz_matrix=matrix,
         flip=flip,
     )
-
-
-def _positions(pattern: str) -> list[tuple[int, int]]:
-    """(row, col) in the 2x2 tile of R, G1, G2, B (G1 = the first green in reading order)."""
-    pattern = pattern.upper()
-    if pattern not in BAYER_PATTERNS:
-        raise ValueError(f"unsupported Bayer pattern {pattern!r}; expected one of {', '.join(BAYER_PATTERNS)}")
-    greens = [i for i, c in enumerate(pattern) if c == "G"]
-    order = [pattern.index("R"), greens[0], greens[1], pattern.index("B")]
-    return [(i // 2, i % 2) for i in order]
-
-
-def pack_bayer(mosaic: np.ndarray, pattern: str) -> np.ndarray:
-    """(..., H, W) Bayer mosaic -> (..., H/2, W/2, 4) planes in R, G1, G2, B order. H and W must be even."""
-    h, w = mosaic.shape[-2:]
-    if h % 2 or w % 2:
-        raise ValueError(f"the mosaic must have even height and width, got {h}x{w}; crop it first")
-    return np.stack([mosaic[..., r::2, c::2] for r, c in _positions(pattern)], axis=-1)
-
-
-def unpack_bayer(packed: np.ndarray, pattern: str) -> np.ndarray:
-    """(..., H/2, W/2, 4) planes in R, G1, G2, B order -> (..., H, W) mosaic; inverse of pack_bayer."""
-    if packed.shape[-1] != 4:
-        raise ValueError(f"packed Bayer planes need 4 channels in the last axis, got shape {packed.shape}")
-    *lead, h2, w2, _ = packed.shape
-    out = np.empty((*lead, h2 * 2, w2 * 2), dtype=packed.dtype)
-    for k, (r, c) in enumerate(_positions(pattern)):
-        out[..., r::2, c::2] = packed[..., k]
-    return out

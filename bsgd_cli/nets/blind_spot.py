@@ -14,6 +14,7 @@ With ``residual`` the head predicts a correction to the mean of the 8 neighbours
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -196,8 +197,6 @@ def _head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
 
 def add_variance_head(net: BlindSpotNet) -> BlindSpotNet:
     """A copy of ``net`` with a fresh variance head; the prediction is unchanged."""
-    from dataclasses import replace
-
     wider = BlindSpotNet(replace(net.config, variance=True), net.channels)
     missing, unexpected = wider.load_state_dict(net.state_dict(), strict=False)
     assert not unexpected and all(name.startswith("variance_head.") for name in missing)

@@ -7,13 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bsgd_cli.batch.denoise import tonal_warning
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.denoise import tonal_warning
-from bsgd_cli.inference import denoise_array
+from bsgd_cli.config import SamplerOverrides
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.runtime import resolve_runtime
 from bsgd_cli.io import read_raw
-from bsgd_cli.raw_domain import develop_mosaic, planes_to_mosaic, read_planes
+from bsgd_cli.raw.domain import develop_mosaic, planes_to_mosaic, read_planes
 
 torch.set_num_threads(2)
+BSN_ALONE = SamplerOverrides(mode="bsn", refine="none")
+CPU = resolve_runtime("cpu")
 root = Path("/tmp/rawexp")
 raw_models = {name: load_model(root / name / "model.safetensors") for name in sys.argv[1].split(",")}
 srgb = load_model(sys.argv[2]) if len(sys.argv) > 2 else None
@@ -31,13 +35,13 @@ for noisy_path in sorted((root / "noisy").glob("*.dng")):
     row = {"image": noisy_path.stem, "mosaic_noisy": psnr(noisy_in.pixels, clean_planes), "srgb_noisy": psnr(dev_noisy, dev_clean)}
     for name, model in raw_models.items():
         t = time.perf_counter()
-        planes = denoise_array(model, noisy_in.pixels, mode="bsn", refine="none", device="cpu")  # as measured: before the Wiener step
+        planes = denoise_array(model, noisy_in.pixels, sampler=BSN_ALONE, runtime=CPU)  # as measured: before the Wiener step
         row[f"sec_{name}"] = time.perf_counter() - t
         row[f"mosaic_{name}"] = psnr(planes, clean_planes)
         row[f"srgb_{name}"] = psnr(develop_mosaic(noisy_path, planes_to_mosaic(planes, noisy_in)), dev_clean)
         row[f"tonal_{name}"] = tonal_warning(noisy_in.pixels, planes)
     if srgb is not None:
-        row["srgb_srgbmodel_bsn"] = psnr(denoise_array(srgb, dev_noisy, mode="bsn", refine="none", device="cpu"), dev_clean)
+        row["srgb_srgbmodel_bsn"] = psnr(denoise_array(srgb, dev_noisy, sampler=BSN_ALONE, runtime=CPU), dev_clean)
     rows.append(row)
     print(json.dumps(row), flush=True)
 keys = [k for k in rows[0] if k not in ("image",) and not k.startswith("tonal")]

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 from bsgd_cli.io import write_dng
-from bsgd_cli.samples import WB_GAINS, _fit, _load_source, noise_parameters, srgb_to_linear
+from bsgd_cli.viz.samples import WB_GAINS, _fit, _load_source, noise_parameters, srgb_to_linear
 
 BLACK, WHITE = 512, 16383
 root = Path("/tmp/rawexp")

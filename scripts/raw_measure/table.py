@@ -6,7 +6,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from bsgd_cli.nets.blind_spot import neighbour_mean
-from bsgd_cli.raw_domain import read_planes
+from bsgd_cli.raw.domain import read_planes
 
 torch.set_num_threads(1)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig
-from .diffusion.schedule import signal_and_noise
-from .model import BsgdModel
+from ..config import TrainConfig
+from ..diffusion.schedule import signal_and_noise
+from ..engine.model import BsgdModel
 
 
 def _diffuse(
@@ -105,3 +105,32 @@ def diffusion_loss_given(model: BsgdModel, noisy: torch.Tensor, t: torch.Tensor,
 def student_loss(model: BsgdModel, noisy: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Distillation: the single-pass student maps y to the BSGD sampler's output (L1)."""
     return F.l1_loss(model.fast(noisy).float(), target)
+
+
+class BranchLosses(torch.nn.Module):
+    """The training forward pass as one module, so DistributedDataParallel can wrap it.
+
+    ``forward(noisy, bsn_t, bsn_eps, diffusion_t, diffusion_eps)`` returns ``{"loss_bsn": ...,
+    "loss_diffusion": ...}`` for the branches ``config.branch`` trains (t and eps drawn beforehand by
+    :func:`bsgd_cli.training.losses.draw_noise`; pass None for an untrained branch's).
+    """
+
+    def __init__(self, model: BsgdModel, config: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        bsn_t: torch.Tensor | None,
+        bsn_eps: torch.Tensor | None,
+        diffusion_t: torch.Tensor | None,
+        diffusion_eps: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        if bsn_t is not None and bsn_eps is not None:
+            losses["loss_bsn"] = blind_spot_loss_given(self.model, noisy, bsn_t, bsn_eps, self.config)
+        if diffusion_t is not None and diffusion_eps is not None:
+            losses["loss_diffusion"] = diffusion_loss_given(self.model, noisy, diffusion_t, diffusion_eps)
+        return losses

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from .errors import BsgdError
+from ..errors import BsgdError
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
@@ -37,7 +37,7 @@ def read_log(run: Path) -> list[dict]:
     return rows
 
 
-def _panel(draw, box, title, series, steps_max) -> None:  # noqa: ANN001
+def _panel(draw, box, title, series, steps_max) -> None:
     left, top, right, bottom = box
     draw.rectangle(box, outline=(0, 0, 0))
     draw.text((left + 4, top - 14), title, fill=(0, 0, 0))

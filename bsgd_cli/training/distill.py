@@ -14,7 +14,7 @@ file serves every mode.
 Outputs under ``out_dir``: ``targets.npz`` (noisy images and teacher outputs as uint16, reused on a
 rerun with the same teacher and settings), ``log.jsonl`` and ``model.safetensors`` (teacher + student).
 
-Given a :class:`bsgd_cli.optim.WallClock` budget, the student stops after the step that uses it up
+Given a :class:`bsgd_cli.training.optim.WallClock` budget, the student stops after the step that uses it up
 (or at ``config.steps``), its learning rate following a cosine over the budget's time; the teacher's
 targets are always made whole first.
 """
@@ -25,24 +25,25 @@ import copy
 import json
 import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from . import checks
-from .checkpoint import LoadedModel, save_model
-from .config import SamplerConfig, StudentConfig, to_dict
+from .. import checks
+from ..checkpoint import save_model
+from ..config import SamplerConfig, StudentConfig, StudentInit, from_dict, to_dict
+from ..engine.denoise import denoise_array
+from ..engine.model import LoadedModel
+from ..engine.runtime import autocast_context, resolve_device, resolve_runtime
+from ..errors import BsgdError, TrainingError
+from ..events import Progress, ProgressFn
 from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
-from .errors import TrainingError
-from .inference import autocast_context, denoise_array, resolve_device
 from .losses import student_loss
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 
-Callback = Callable[[dict[str, Any]], None]
 TARGETS_FILE = "targets.npz"
 _SCALE = 65535.0
 
@@ -72,7 +73,7 @@ class DistillConfig:
     log_every: int = 50
     precision: str = "bf16"
     teacher_precision: str = "auto"
-    init: Literal["teacher", "fresh"] = "teacher"
+    init: StudentInit = "teacher"
     photometric: bool = True
 
 
@@ -100,8 +101,13 @@ class Pairs:
                 count = sum(1 for key in stored.files if key.startswith("noisy_"))
                 pairs = cls([stored[f"noisy_{i}"] for i in range(count)], [stored[f"target_{i}"] for i in range(count)])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
-            raise TrainingError(f"{path}: damaged or not bsgd teacher outputs ({type(exc).__name__}: {exc}); {remedy}") from exc
-        shapes_ok = all(n.dtype == np.uint16 and n.shape == t.shape and n.ndim == 3 for n, t in zip(pairs.noisy, pairs.target, strict=True))
+            raise TrainingError(
+                f"{path}: damaged or not bsgd teacher outputs ({type(exc).__name__}: {exc}); {remedy}"
+            ) from exc
+        shapes_ok = all(
+            n.dtype == np.uint16 and n.shape == t.shape and n.ndim == 3
+            for n, t in zip(pairs.noisy, pairs.target, strict=True)
+        )
         if not pairs.noisy or not shapes_ok:
             raise TrainingError(f"{path}: does not hold bsgd teacher outputs; {remedy}")
         if min(min(n.shape[:2]) for n in pairs.noisy) < patch:
@@ -135,18 +141,19 @@ def make_targets(
     config: DistillConfig,
     sampler: SamplerConfig,
     device: torch.device,
-    callback: Callback | None = None,
+    callback: ProgressFn | None = None,
 ) -> Pairs:
     """Run the teacher (``sampler``: mode, Wiener step and all) over the pool's images or crops."""
     inputs = _teacher_inputs(pool, config)
+    runtime = resolve_runtime(device, config.teacher_precision)
     noisy, target = [], []
     for index, image in enumerate(inputs):
-        output = denoise_array(teacher, image, sampler=sampler, seed=config.seed, image_index=10_000_000 + index,
-                               device=device, precision=config.teacher_precision)
+        output = denoise_array(teacher, image, sampler=sampler, runtime=runtime, seed=config.seed,
+                               image_index=10_000_000 + index)
         noisy.append(_to_uint16(image))
         target.append(_to_uint16(output))
         if callback is not None:
-            callback({"kind": "targets", "done": index + 1, "total": len(inputs)})
+            callback(Progress("targets", done=index + 1, total=len(inputs)))
     return Pairs(noisy, target)
 
 
@@ -172,14 +179,14 @@ def sample_pairs(pairs: Pairs, rng: np.random.Generator, config: DistillConfig) 
 
 def _load_or_make_targets(
     teacher: LoadedModel, noisy_dir: Path, out_dir: Path, config: DistillConfig, sampler: SamplerConfig,
-    device: torch.device, callback: Callback | None,
+    device: torch.device, callback: ProgressFn | None,
 ) -> Pairs:
     """Targets from ``out_dir/targets.npz`` when it was made by this teacher and settings, else anew."""
     targets_path = out_dir / TARGETS_FILE
     key_path = out_dir / "targets.json"
     key = {"teacher_sha256": teacher.sha256, "sampler": to_dict(sampler), "crop": config.crop,
            "crops_per_image": config.crops_per_image, "seed": config.seed, "noisy_dir": str(noisy_dir)}
-    if targets_path.is_file() and key_path.is_file() and json.loads(key_path.read_text()) == key:
+    if targets_path.is_file() and key_path.is_file() and _stored_key(key_path) == key:
         return Pairs.load(targets_path, config.patch)
     pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.crop or config.patch)
     pairs = make_targets(teacher, pool, config, sampler, device, callback)
@@ -188,6 +195,17 @@ def _load_or_make_targets(
     pairs.save(targets_path)
     key_path.write_text(json.dumps(key, indent=1) + "\n")
     return pairs
+
+
+def _stored_key(path: Path) -> dict[str, Any] | None:
+    """The key an earlier run stored beside its targets, its sampler read as a model file's would be
+    (flat ``wiener_*`` keys of older runs nested), so targets made before an upgrade are reused."""
+    try:
+        key = json.loads(path.read_text())
+        key["sampler"] = to_dict(from_dict(SamplerConfig, key["sampler"]))
+    except (ValueError, TypeError, KeyError, BsgdError):
+        return None
+    return key
 
 
 def _student_model(teacher: LoadedModel, student: StudentConfig, init: str) -> tuple[Any, str]:
@@ -209,7 +227,7 @@ def distill(
     sampler: SamplerConfig | None = None,
     store_sampler: SamplerConfig | None = None,
     device: str = "auto",
-    callback: Callback | None = None,
+    callback: ProgressFn | None = None,
     budget: WallClock | None = None,
 ) -> Path:
     """Train a student on the teacher's outputs; returns the path of the combined model file.
@@ -251,7 +269,7 @@ def distill(
 
 def train_student(
     model: Any, pairs: Pairs, config: DistillConfig, device: torch.device, log_path: Path,
-    callback: Callback | None = None, budget: WallClock | None = None,
+    callback: ProgressFn | None = None, budget: WallClock | None = None,
 ) -> tuple[int, float]:
     """L1 training of ``model.student`` on the pairs (EMA weights kept); returns (steps, seconds)."""
     assert model.student is not None
@@ -287,6 +305,6 @@ def train_student(
             with log_path.open("a") as handle:
                 handle.write(json.dumps(event) + "\n")
             if callback is not None:
-                callback({"kind": "log", "total": config.steps, **event})
+                callback(Progress("log", done=step, total=config.steps, data=event))
     model.student.load_state_dict(ema.state_dict())
     return step, time.perf_counter() - started

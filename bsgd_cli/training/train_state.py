@@ -5,7 +5,7 @@ A state is a dict of tensors, numbers and JSON strings (configs, generator state
 
 The *compact* form (:func:`compact_state`) is what a short GPU slot sends back under a per-file size
 limit: the EMA weights and the AdamW moments in bfloat16, and no separate raw weights. Resuming it
-continues from the EMA weights (see :meth:`bsgd_cli.train.Trainer.apply_state`); the moments go
+continues from the EMA weights (see :meth:`bsgd_cli.training.train.Trainer.apply_state`); the moments go
 back to float32 on loading. About 6 bytes per trained parameter instead of 16.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from .errors import TrainingError
-from .io.imagedata import special_kind
+from ..errors import TrainingError
+from ..io.imagedata import special_kind
 
 STATE_FILE = "state.pt"
 COMPACT_KEY = "compact"
@@ -47,7 +47,7 @@ STATE_KEYS = ("model_config", "train_config", "ema", "step", "seconds", "best_va
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    """A training state saved by :class:`bsgd_cli.train.Trainer`, full or compact (``weights_only=True``:
+    """A training state saved by :class:`bsgd_cli.training.train.Trainer`, full or compact (``weights_only=True``:
     no code runs).
 
     Anything else (random bytes, a pickle, another program's checkpoint, a pipe) is refused in one
@@ -64,7 +64,7 @@ def read_state(path: Path) -> dict[str, Any]:
         raise TrainingError(f"{path}: {special_kind(mode) or 'a folder'}, not a training state; start without --resume")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a damaged or foreign file
+    except Exception as exc:  # any failure here means a damaged or foreign file
         raise TrainingError(
             f"{path}: not a bsgd training state, or damaged (torch cannot load it: {type(exc).__name__}); "
             "start a fresh run without --resume, or in another -o folder"

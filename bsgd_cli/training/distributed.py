@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 T = TypeVar("T")
 # Ranks of a batch denoise finish their shards at different times and then meet in
@@ -115,6 +116,42 @@ def broadcast_object(obj: T | None, src: int = 0) -> T:
     holder: list[Any] = [obj if dist.get_rank() == src else None]
     dist.broadcast_object_list(holder, src=src)
     return holder[0]
+
+
+def wrap_for_processes(module: torch.nn.Module, trained: list[torch.nn.Parameter],
+                       device: torch.device) -> torch.nn.Module:
+    """``module`` in DistributedDataParallel when several processes train; ``module`` itself otherwise.
+
+    Its parameters not in ``trained`` (the other branch with ``--branch bsn|diffusion``, a student)
+    are frozen, so DDP neither waits for their gradients nor needs ``find_unused_parameters``. DDP
+    broadcasts rank 0's weights when it is built.
+    """
+    if rank_and_world()[1] == 1:
+        return module
+    kept = {id(parameter) for parameter in trained}
+    for parameter in module.parameters():
+        if id(parameter) not in kept:
+            parameter.requires_grad_(False)
+    device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
+    return DistributedDataParallel(module, device_ids=device_ids)
+
+
+def on_rank0(read: Callable[[], T], errors: type[Exception]) -> T:
+    """``read()`` on rank 0 only, its result sent to every rank; an ``errors`` exception there is raised
+    on every rank (with its message), so all stop together. In a single process: ``read()``."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return read()
+    answer: tuple[str, Any] | None = None
+    if rank == 0:
+        try:
+            answer = ("ok", read())
+        except errors as exc:
+            answer = ("error", str(exc))
+    kind, payload = broadcast_object(answer)
+    if kind == "error":
+        raise errors(payload)
+    return payload
 
 
 def _merge_round_robin(per_rank: list[list[T]]) -> list[T]:

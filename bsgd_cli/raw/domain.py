@@ -32,18 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import ConfigError, ImageReadError
-from .io.raw import BayerData, pack_bayer, read_bayer, unpack_bayer
+from ..checkpoint import load_model
+from ..config import Domain, ModelConfig
+from ..engine.model import LoadedModel
+from ..errors import ConfigError, ImageReadError, ModelFileError
+from ..io import is_raw_path, read_raw, write_dng, write_image
+from ..io._meta import read_metadata
+from ..io.imagedata import ImageData
+from ..io.raw import RAW_COLOUR_SPACE, BayerData, _open, develop, read_bayer
+from ..viz.compare import before_after
+from .bayer import PLANES, NotBayerError, normalise_planes, plane_levels, unpack_bayer
 
-PLANES = ("R", "G1", "G2", "B")
-"""Channel order of the packed planes (G1 is the green sharing rows with red)."""
 RAW_PD_STRIDE = 1
 """Default pixel-shuffle stride in the RAW domain (train and inference): none is needed."""
-
-
-class NotBayerError(ImageReadError):
-    """A RAW file without a 2x2 Bayer colour-filter mosaic (X-Trans, Foveon, linear DNG)."""
 
 
 # ------------------------------------------------------------------------------------ configuration
@@ -57,7 +58,9 @@ def raw_model_config(base: ModelConfig, *, pd_train: int | None = None, pd_infer
     return replace(base, domain="raw", channels=len(PLANES), blind_spot=blind_spot)
 
 
-def resolve_domain(config: ModelConfig, requested: str | None, raw_output: str = "tiff", model_name: str = "the model") -> str:
+def resolve_domain(
+    config: ModelConfig, requested: str | None, raw_output: str = "tiff", model_name: str = "the model"
+) -> Domain:
     """The domain to denoise in: ``requested``, or the model's own when None.
 
     Raises ConfigError when the model cannot work in the requested domain, or for a DNG output
@@ -79,8 +82,10 @@ def resolve_domain(config: ModelConfig, requested: str | None, raw_output: str =
     if raw_output not in ("tiff", "dng"):
         raise ConfigError(f"--raw-output must be tiff or dng, got {raw_output!r}")
     if raw_output == "dng" and domain != "raw":
-        raise ConfigError("--raw-output dng writes the denoised Bayer mosaic and needs --domain raw and a RAW-domain model")
-    return domain
+        raise ConfigError(
+            "--raw-output dng writes the denoised Bayer mosaic and needs --domain raw and a RAW-domain model"
+        )
+    return "raw" if domain == "raw" else "srgb"
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -108,44 +113,12 @@ class RawInput:
         return self.pixels.shape[0] * self.pixels.shape[1] / 1e6
 
 
-def plane_levels(bayer: BayerData) -> tuple[np.ndarray, np.ndarray]:
-    """(black, white - black) per packed plane, float32 arrays of 4 in R, G1, G2, B order."""
-    blacks = list(bayer.black_level) if len(bayer.black_level) == 4 else [bayer.black_level[0]] * 4
-    black = pack_bayer(np.asarray(blacks, dtype=np.float32).reshape(2, 2), bayer.cfa_pattern)[0, 0]
-    span = np.maximum(np.float32(bayer.white_level) - black, np.float32(1.0))
-    return black.astype(np.float32), span.astype(np.float32)
-
-
-def _even(bayer: BayerData) -> np.ndarray:
-    h, w = bayer.raw_values.shape
-    return bayer.raw_values[: h - h % 2, : w - w % 2]
-
-
-def normalise_planes(bayer: BayerData) -> np.ndarray:
-    """Packed planes (H/2, W/2, 4) of ``bayer``, ``(raw - black) / (white - black)``; only > 1 is clipped."""
-    if not bayer.is_bayer:
-        raise NotBayerError(_not_bayer_message(bayer.source, bayer.cfa_pattern))
-    black, span = plane_levels(bayer)
-    packed = pack_bayer(_even(bayer), bayer.cfa_pattern).astype(np.float32)
-    return np.minimum((packed - black) / span, np.float32(1.0)).astype(np.float32)
-
-
-def _not_bayer_message(path: Path, pattern: str) -> str:
-    kind = "X-Trans (6x6)" if len(pattern) == 36 else f"{pattern!r}"
-    return (
-        f"{path}: {kind} colour filter, not a 2x2 Bayer mosaic; the RAW domain handles Bayer sensors only "
-        "(use an sRGB model on the developed image for this camera)"
-    )
-
-
 def read_planes(path: str | Path, *, max_megapixels: float = 200.0) -> RawInput:
     """Read a camera RAW file into normalised Bayer planes (see the module docstring).
 
     Raises ImageReadError for files that are not RAW, and NotBayerError (a subclass) for RAW files
     without a 2x2 Bayer mosaic.
     """
-    from .io import is_raw_path
-
     path = Path(path)
     if not is_raw_path(path):
         raise ImageReadError(
@@ -168,8 +141,6 @@ def read_training_planes(path: Path) -> np.ndarray:
 
 def fallback_input(path: Path, *, max_megapixels: float = 200.0) -> RawInput:
     """A non-Bayer RAW file developed to sRGB, flagged to be denoised by an sRGB model instead."""
-    from .io import read_raw
-
     image = read_raw(path, max_megapixels=max_megapixels)
     note = (
         "no 2x2 Bayer mosaic (X-Trans or similar): denoised the developed sRGB image with the default "
@@ -186,11 +157,8 @@ def read_raw_input(path: str | Path, *, max_megapixels: float = 200.0) -> RawInp
         return fallback_input(Path(path), max_megapixels=max_megapixels)
 
 
-def load_fallback_model(source: Path):  # noqa: ANN201 - LoadedModel
+def load_fallback_model(source: Path) -> LoadedModel:
     """The default (embedded) sRGB model for non-Bayer files; a clear error when there is none."""
-    from .checkpoint import load_model
-    from .errors import ModelFileError
-
     try:
         loaded = load_model(None)
     except ModelFileError as exc:
@@ -202,46 +170,6 @@ def load_fallback_model(source: Path):  # noqa: ANN201 - LoadedModel
     if loaded.model.config.domain != "srgb":
         raise ImageReadError(f"{source}: not a Bayer mosaic, and the default model is not an sRGB model")
     return loaded
-
-
-# -------------------------------------------------------------------------------------- training data
-def raw_training_pool(folder: Path, *, patch: int, cache_megabytes: int = 2048):  # noqa: ANN201 - NoisyImagePool
-    """A :class:`~bsgd_cli.data.NoisyImagePool` of packed Bayer planes from the RAW files under ``folder``.
-
-    ``patch`` is in packed (half-resolution) pixels. Non-RAW and non-Bayer files are listed in
-    ``pool.skipped`` with the reason. Patches are augmented without breaking the Bayer geometry
-    (:func:`augment_bayer`), which needs one extra packed pixel around each patch.
-    """
-    from .data import NoisyImagePool
-    from .errors import TrainingError
-
-    try:
-        pool = NoisyImagePool.from_folder(
-            Path(folder), min_side=patch + 1, reader=read_training_planes, cache_megabytes=cache_megabytes
-        )
-    except TrainingError as exc:
-        raise TrainingError(f"{exc}; --domain raw trains on camera RAW files with a Bayer mosaic") from exc
-    pool.bayer = True
-    return pool
-
-
-def augment_bayer(patch: np.ndarray, code: int, size: int) -> np.ndarray:
-    """A flip of a (size+1, size+1, 4) packed patch that keeps the Bayer geometry -> (size, size, 4).
-
-    Flipping packed planes directly would move each colour's sub-pixel position (R would end up
-    right of its green). Instead the patch is unpacked to a mosaic, flipped there, and cropped one
-    mosaic pixel so that red is back at the top-left (Liu et al. 2019, "Bayer-preserving
-    augmentation"). Bit 0 of ``code`` flips left-right, bit 1 top-bottom (so 4 distinct results;
-    the 90-degree rotations are left out because they swap the two greens' roles).
-    """
-    mosaic = unpack_bayer(patch, "RGGB")
-    dy = dx = 0
-    if code & 1:
-        mosaic, dx = mosaic[:, ::-1], 1
-    if code & 2:
-        mosaic, dy = mosaic[::-1], 1
-    side = 2 * size
-    return pack_bayer(mosaic[dy : dy + side, dx : dx + side], "RGGB")
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -263,8 +191,6 @@ def develop_mosaic(source: Path, mosaic: np.ndarray) -> np.ndarray:
     The mosaic replaces LibRaw's sensor data, then :func:`bsgd_cli.io.raw.develop` demosaics it exactly
     as :func:`bsgd_cli.io.read_raw` develops a file. Returns float32 (H, W, 3) in [0, 1], upright.
     """
-    from .io.raw import _open, develop
-
     raw = _open(source)
     try:
         return develop(raw, source, mosaic)
@@ -288,8 +214,6 @@ def write_raw_dng(target: Path, mosaic: np.ndarray, raw_input: RawInput) -> None
     DNG inputs are the template for every camera tag. Other RAW formats give their make, model and
     orientation (when TIFF-structured), and LibRaw's colour matrix and as-shot white balance.
     """
-    from .io import write_dng
-
     bayer = raw_input.bayer
     assert bayer is not None
     source = raw_input.source
@@ -329,8 +253,6 @@ def write_raw_result(
     ``denoised`` is the model's output: planes, or for a fallback input the sRGB image. With
     ``compare`` a NAME_compare.png of the developed input and output is written beside it.
     """
-    from .io import read_raw, write_image
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     developed: np.ndarray | None = None
@@ -348,19 +270,13 @@ def write_raw_result(
             like = read_raw_metadata(raw_input.source, developed)
             write_image(target, developed, like=like, bit_depth=bit_depth, quality=quality)
     if compare and developed is not None:
-        from .compare import before_after
-
         noisy = raw_input.pixels if raw_input.fallback else read_raw(raw_input.source).pixels
         write_image(target.with_name(f"{target.stem}_compare.png"), before_after(noisy, developed), bit_depth=8)
     return target
 
 
-def read_raw_metadata(source: Path, pixels: np.ndarray):  # noqa: ANN201 - ImageData
+def read_raw_metadata(source: Path, pixels: np.ndarray) -> ImageData:
     """An ImageData for ``pixels`` developed from ``source`` (metadata carried over, 16-bit, sRGB)."""
-    from .io._meta import read_metadata
-    from .io.imagedata import ImageData
-    from .io.raw import RAW_COLOUR_SPACE
-
     return ImageData(
         pixels=pixels, alpha=None, channels_in=3, bit_depth=16, format="raw", icc_profile=None, source=source,
         is_raw=True, colour_space=RAW_COLOUR_SPACE, metadata=read_metadata(source)[0],

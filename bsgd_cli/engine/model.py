@@ -5,13 +5,18 @@ All tensors are NCHW in [-1, 1] ("model space"); t is (N,) in [0, 1].
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .diffusion.schedule import signal_and_noise
-from .nets import BlindSpotNet, UNet
-from .nets.common import crop_to, pad_to_multiple, pd_down, pd_up
+from ..config import ModelConfig, SamplerConfig, StudentConfig
+from ..diffusion.schedule import signal_and_noise
+from ..errors import ModelFileError
+from ..nets import BlindSpotNet, UNet
+from ..nets.common import crop_to, pad_to_multiple, pd_down, pd_up
 
 
 class BsgdModel(nn.Module):
@@ -38,10 +43,8 @@ class BsgdModel(nn.Module):
             timed=False,
         )
 
-    def add_student(self, config_student) -> None:  # noqa: ANN001 - StudentConfig
+    def add_student(self, config_student: StudentConfig) -> None:
         """Attach a fresh student network (``config.student`` is replaced)."""
-        from dataclasses import replace
-
         self.config = replace(self.config, student=config_student)
         self.student = self._make_student()
 
@@ -99,8 +102,6 @@ class BsgdModel(nn.Module):
     def fast(self, noisy: torch.Tensor) -> torch.Tensor:
         """Single-pass student: noisy minus predicted residual."""
         if self.student is None:
-            from .errors import ModelFileError
-
             raise ModelFileError("this model has no distilled student; use --mode bsgd or train one with bsgd distill")
         return noisy - self.student(noisy)
 
@@ -109,3 +110,14 @@ class BsgdModel(nn.Module):
         bs = self.config.blind_spot
         multiple = max(bs.pd_infer * self.blind_spot_net.size_multiple, self.unet.size_multiple)
         return multiple
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with the sampler defaults measured for it and its provenance."""
+
+    model: BsgdModel
+    sampler: SamplerConfig
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str = ""

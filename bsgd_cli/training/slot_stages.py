@@ -1,10 +1,10 @@
-"""The stages of a GPU slot, each a function with its own deadline (see :mod:`bsgd_cli.slot`).
+"""The stages of a GPU slot, each a function with its own deadline (see :mod:`bsgd_cli.training.slot`).
 
 Every stage returns a JSON-ready dict for ``results.json``; progress goes out as text lines through
 ``report`` (the script prints and logs them). A stage whose deadline passes returns what it has with
 ``"status": "cut off"``; the caller runs the next one. The heavy lifting is the library's own:
-:func:`bsgd_cli.train.train`, :func:`bsgd_cli.distill.distill`, :func:`bsgd_cli.evaluate.run_benchmark`
-and :func:`bsgd_cli.speed.time_method`.
+:func:`bsgd_cli.training.train.train`, :func:`bsgd_cli.training.distill.distill`,
+:func:`bsgd_cli.benchmark.evaluate.run_benchmark` and :func:`bsgd_cli.benchmark.speed.time_method`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,16 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig, from_dict
+from ..benchmark.evaluate import build_methods, run_benchmark
+from ..benchmark.speed import run_speed_benchmark, synthetic_photo
+from ..checkpoint import load_model
+from ..config import ModelConfig, Refine, SamplerOverrides, from_dict
+from ..engine.runtime import resolve_runtime
+from ..events import Progress
+from .distill import distill
 from .optim import WallClock
 from .slot import BENCHMARK_MODES, SPEED_MODES, STATE_NAME, TRAIN_LOG_NAME, SlotData, SlotPlan
+from .train import LOG_FILE, train
 from .train_state import STATE_FILE, compact_state, read_state, state_bytes, write_atomic
 
 Report = Callable[[str], None]
@@ -57,13 +64,12 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
                 until: WallClock, report: Report) -> dict[str, Any]:
     """Train (resuming ``state_dir/state.pt`` when it exists) until ``until``; the compact state and
     the trainer's log go to ``out`` at every checkpoint and at the end. Returns the facts."""
-    from .train import LOG_FILE, train
-
     run_dir = work / "train"
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = None if state_dir is None else state_dir / STATE_FILE
     resumed = previous is not None and previous.is_file()
-    start_step, start_seconds, preset = 0, 0.0, plan.preset
+    start_step, start_seconds = 0, 0.0
+    preset: str = plan.preset
     if resumed:
         assert previous is not None
         shutil.copyfile(previous, run_dir / STATE_FILE)
@@ -72,7 +78,9 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
         report(f"train: resuming {previous} at step {start_step}")
         if from_dict(ModelConfig, json.loads(stored["model_config"])) != plan.model_config:
             preset = "as stored"
-            report(f"train: the stored model is not the {plan.preset} preset; training it as stored (--fresh starts over)")
+            report(
+                f"train: the stored model is not the {plan.preset} preset; training it as stored (--fresh starts over)"
+            )
     else:
         report(f"train: fresh {plan.preset} model (no {previous or 'state folder'})")
     config = plan.train
@@ -83,14 +91,15 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
     last: dict[str, Any] = {}
     started = time.perf_counter()
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["kind"] == "checkpoint":
+    def on_event(progress: Progress) -> None:
+        if progress.kind == "checkpoint":
             facts["state_bytes"] = save_compact_state(run_dir, out / STATE_NAME)
             if (run_dir / LOG_FILE).is_file():  # the checkpoint's own log line comes after this event
                 shutil.copyfile(run_dir / LOG_FILE, out / TRAIN_LOG_NAME)
             return
-        if event["kind"] != "log":
+        if progress.kind != "log":
             return
+        event = progress.data
         last.update(event)
         done = event["step"] - start_step
         rate = done / max(time.perf_counter() - started, 1e-9)
@@ -104,9 +113,18 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
     autotune = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = torch.cuda.is_available()  # fixed training shapes: let cuDNN time its kernels
     try:
-        summary = train(data.train, run_dir, model_config=plan.model_config, config=replace(config, steps=start_step + plan.steps),
-                        resume=resumed, stored_config=False, device=plan.device, callback=on_event, budget=budget,
-                        info={"preset": preset, "recipe": "make device-train"})
+        summary = train(
+            data.train,
+            run_dir,
+            model_config=plan.model_config,
+            config=replace(config, steps=start_step + plan.steps),
+            resume=resumed,
+            stored_config=False,
+            device=plan.device,
+            callback=on_event,
+            budget=budget,
+            info={"preset": preset, "recipe": "make device-train"},
+        )
     finally:
         torch.backends.cudnn.benchmark = autotune  # evaluation tiles come in many shapes: no timing per shape
     facts["state_bytes"] = save_compact_state(run_dir, out / STATE_NAME)
@@ -130,19 +148,17 @@ def train_stage(plan: SlotPlan, data: SlotData, state_dir: Path | None, work: Pa
 def distill_stage(plan: SlotPlan, data: SlotData, teacher_path: Path, work: Path, until: WallClock,
                   report: Report) -> tuple[dict[str, Any], Path]:
     """The fast student, distilled from the teacher's sampler until ``until`` (for now
-    :func:`bsgd_cli.distill.distill`; a self-distillation stage can take its place). Returns
+    :func:`bsgd_cli.training.distill.distill`; a self-distillation stage can take its place). Returns
     (facts, path of the model file with the student)."""
-    from .checkpoint import load_model
-    from .distill import distill
-
     budget = WallClock.start(max(1.0, until.remaining()))
     teacher = load_model(teacher_path)
     last: dict[str, Any] = {}
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["kind"] == "targets" and event["done"] == event["total"]:
-            report(f"distill: {event['total']} teacher targets made")
-        elif event["kind"] == "log":
+    def on_event(progress: Progress) -> None:
+        if progress.kind == "targets" and progress.done == progress.total:
+            report(f"distill: {progress.total} teacher targets made")
+        elif progress.kind == "log":
+            event = progress.data
             last.update(event)
             report(f"distill: step {event['step']}  loss {event['loss_student']:.4f}  lr {event['lr']:.2e}  "
                    f"ETA {_duration(budget.remaining())}")
@@ -151,9 +167,15 @@ def distill_stage(plan: SlotPlan, data: SlotData, teacher_path: Path, work: Path
     started = time.perf_counter()
     path = distill(teacher, data.train, work / "distill", student=plan.student, config=plan.distill, device=plan.device,
                    callback=on_event, budget=budget)
-    facts = {"status": "done", "steps": last.get("step"), "loss_student": last.get("loss_student"),
-             "seconds": round(time.perf_counter() - started, 1), "gpu_peak_mb": _gpu_peak_mb(),
-             "method": "bsgd_cli.distill.distill (student on the outputs of the model's stored pipeline: mode + Wiener step)"}
+    facts = {
+        "status": "done",
+        "steps": last.get("step"),
+        "loss_student": last.get("loss_student"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "gpu_peak_mb": _gpu_peak_mb(),
+        "method": "bsgd_cli.training.distill.distill (student on the outputs of the model's stored pipeline: "
+        "mode + Wiener step)",
+    }
     return facts, path
 
 
@@ -168,12 +190,10 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
     """PSNR/SSIM per set and mode, with the Wiener step and without (``--no-wiener``); the installed
     model (``baseline``) on the report split too, so unpacking can tell which is better. ``record``
     gets the partial results after every run, so a cut-off stage keeps what it measured."""
-    from .checkpoint import load_model
-    from .evaluate import BsgdSettings, run_benchmark
-
     has_student = load_model(model_path).model.student is not None
+    runtime = resolve_runtime(plan.device)
     modes = [mode for mode in BENCHMARK_MODES if has_student or mode != "fast"]
-    runs: list[tuple[str, str, str, Path, str, list[str]]] = []
+    runs: list[tuple[str, Refine, str, Path, str, list[str]]] = []
     for name, kind, root in data.benchmark_sets():  # most important first: a cut-off stage loses the rest
         runs.append((name, "wiener", kind, root, str(model_path), modes))
         if name == "polyu_report" and baseline is not None:  # the install decision needs this one next
@@ -182,9 +202,9 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
     facts: dict[str, Any] = {"status": "running", "modes": modes, "limit": plan.benchmark_limit,
                              "baseline_model": baseline}
 
-    def check(event: str, **info: Any) -> None:
+    def check(event: Progress) -> None:
         if until.expired():
-            raise StageTimeout(f"benchmark deadline passed during {event}")
+            raise StageTimeout(f"benchmark deadline passed during {event.kind}")
 
     for name, refine, kind, root, model, methods in runs:
         if not root.exists():
@@ -193,10 +213,11 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
         if until.expired():
             facts["status"] = "cut off"
             return facts
-        settings = BsgdSettings(model=model, device=plan.device, refine=refine)
+        sampler = SamplerOverrides(refine=refine)
         started = time.perf_counter()
         try:
-            result = run_benchmark(kind, root, methods, settings, out_dir=work / "bench" / f"{name}-{refine}",
+            result = run_benchmark(kind, root, methods, model=model, sampler=sampler, runtime=runtime,
+                                   out_dir=work / "bench" / f"{name}-{refine}",
                                    limit=plan.benchmark_limit, progress=check, ssim=plan.benchmark_ssim)
         except StageTimeout as exc:
             facts["status"] = "cut off"
@@ -205,8 +226,11 @@ def benchmark_stage(plan: SlotPlan, data: SlotData, model_path: Path, baseline: 
         facts.setdefault(name, {})[refine] = _means(result)
         line = "  ".join(f"{method} {row['psnr']:.2f}" for method, row in facts[name][refine].items()
                          if row["psnr"] is not None)
-        report(f"benchmark: {name} {'with Wiener' if refine == 'wiener' else 'alone'} ({len(result.per_image) // max(1, len(result.results))} "
-               f"images, {time.perf_counter() - started:.0f} s): {line}")
+        images = len(result.per_image) // max(1, len(result.results))
+        report(
+            f"benchmark: {name} {'with Wiener' if refine == 'wiener' else 'alone'} ({images} "
+            f"images, {time.perf_counter() - started:.0f} s): {line}"
+        )
         record(facts)
     facts["status"] = "done"
     return facts
@@ -217,10 +241,7 @@ def speed_stage(plan: SlotPlan, model_path: Path, until: WallClock, report: Repo
                 record: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Every mode (Wiener step included, the CLI defaults) on one generated image of
     ``plan.speed_megapixels``: MP/s, peak RSS and peak GPU memory, one mode at a time until ``until``."""
-    from .evaluate import BsgdSettings, build_methods
-    from .speed import run_speed_benchmark, synthetic_photo
-
-    methods, environment = build_methods(list(SPEED_MODES), BsgdSettings(model=str(model_path), device=plan.device))
+    methods, environment = build_methods(list(SPEED_MODES), model=str(model_path), runtime=resolve_runtime(plan.device))
     image = synthetic_photo(plan.speed_megapixels, seed=0)
     facts: dict[str, Any] = {"status": "running", "megapixels": round(image.shape[0] * image.shape[1] / 1e6, 3),
                              "device": environment.get("device"), "tile": 512, "batch": 1, "rows": []}

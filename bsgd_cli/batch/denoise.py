@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,36 +19,36 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import checks
-from .checkpoint import LoadedModel
-from .config import replace as config_replace
-from .errors import BatchInterrupted, BsgdError
-from .inference import MIN_SIDE, check_runtime, denoise_array
-from .planning import COMPARE_TAIL, Batch, Job, Naming, collect_jobs
+from .. import checks
+from ..config import Domain, OutputExt, RawOutput, SamplerOverrides, TilingConfig
+from ..engine.denoise import MIN_SIDE, denoise_array, resolve_sampler
+from ..engine.model import LoadedModel
+from ..engine.runtime import Runtime, resolve_runtime
+from ..errors import BatchInterrupted, BsgdError, ImageWriteError
+from ..events import Progress, ProgressFn, ignore
+from ..io import ImageData, read_image, write_image
+from ..io._atomic import remove_stale_temps
+from ..io.imagedata import special_kind
+from ..raw.domain import RawInput, load_fallback_model, read_raw_input, resolve_domain, write_raw_result
+from ..viz.compare import before_after
+from .planning import COMPARE_TAIL, Batch, Job, Naming, claims, collect_jobs
 
-OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
 Status = Literal["done", "skipped", "failed"]
-EventFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, kw_only=True)
 class DenoiseOptions:
-    """How to denoise and where to write. ``None`` sampler fields take the model's measured defaults."""
+    """How to denoise and where to write.
 
-    mode: str | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    runs: int | None = None
-    t_start: float | None = None
+    sampler: changes to the model's stored sampler defaults; tiling: tile side, overlap, tiles per
+    call; runtime: device and precision (None: ``auto``, resolved when the batch starts); seed: with
+    the file and tile index, fixes every random draw.
+    """
+
+    sampler: SamplerOverrides = SamplerOverrides()
+    tiling: TilingConfig = TilingConfig()
+    runtime: Runtime | None = None
     seed: int = 0
-    tile: int = 512
-    overlap: int = 32
-    batch: int = 1
-    device: str = "auto"
-    precision: str = "auto"
-    strength: float | None = None
-    refine: str | None = None  # "wiener" or "none"
-    wiener_noise: float | None = None
     ext: OutputExt = "keep"
     suffix: str = ""
     bit_depth: int | None = None
@@ -60,8 +60,8 @@ class DenoiseOptions:
     workers: int = 2
     compare: bool = False
     shard: tuple[int, int] | None = None  # (rank, world size): this process does files i % world == rank
-    domain: str | None = None  # "srgb" or "raw" (bsgd_cli.raw_domain); None: the model's own domain
-    raw_output: str = "tiff"  # RAW domain: "tiff" (developed by LibRaw) or "dng" (the denoised mosaic)
+    domain: Domain | None = None  # "srgb" or "raw" (bsgd_cli.raw.domain); None: the model's own domain
+    raw_output: RawOutput = "tiff"  # RAW domain: "tiff" (developed by LibRaw) or "dng" (the denoised mosaic)
 
 
 @dataclass
@@ -81,50 +81,36 @@ class FileResult:
 
 
 def check_options(options: DenoiseOptions, model: LoadedModel) -> None:
-    """Refuse bad settings before any file is touched (the CLI refuses them earlier still)."""
-    checks.TILE.check("--tile", options.tile)
-    checks.OVERLAP.check("--overlap", options.overlap)
-    checks.TILE_BATCH.check("--batch", options.batch)
+    """Refuse bad settings before any file is touched (the CLI refuses them earlier still).
+
+    The tiling and the runtime were checked when they were made."""
     checks.WORKERS.check("--workers", options.workers)
     checks.QUALITY.check("--quality", options.quality)
     checks.MEGAPIXELS.check("--max-megapixels", options.max_megapixels)
     checks.SEED.check("--seed", options.seed)
-    checks.STEPS.check("--steps", options.steps)
-    checks.RUNS.check("--runs", options.runs)
+    checks.STEPS.check("--steps", options.sampler.steps)
+    checks.RUNS.check("--runs", options.sampler.runs)
     checks.check_bit_depth(options.bit_depth, options.ext)
-    check_runtime(options.device, options.precision)
     # The sampler settings as every file will get them (guidance, t_start, strength ... in range).
-    config_replace(
-        model.sampler, mode=options.mode, steps=options.steps, guidance=options.guidance, runs=options.runs,
-        t_start=options.t_start, strength=options.strength, refine=options.refine, wiener_noise=options.wiener_noise,
-    )
+    options.sampler.apply(model.sampler)
 
 
 def naming_for(options: DenoiseOptions) -> Naming:
     return Naming(ext=options.ext, suffix=options.suffix, raw_output=options.raw_output, compare=options.compare)
 
 
-def _read(source: Path, options: DenoiseOptions):  # noqa: ANN202 - ImageData (RawInput in the RAW domain)
-    from .io import read_image
-
+def _read(source: Path, options: DenoiseOptions) -> ImageData | RawInput:
     if options.domain == "raw":
-        from .raw_domain import read_raw_input
-
         return read_raw_input(source, max_megapixels=options.max_megapixels)
     return read_image(source, max_megapixels=options.max_megapixels)
 
 
-def _write(target: Path, pixels: np.ndarray, image, options: DenoiseOptions) -> None:  # noqa: ANN001
-    from .io import write_image
-
+def _write(target: Path, pixels: np.ndarray, image: ImageData, options: DenoiseOptions) -> None:
     # write_image creates missing folders itself, with an error that says what to do
     write_image(target, pixels, like=image, bit_depth=options.bit_depth, quality=options.quality)
 
 
 def _write_compare(target: Path, noisy: np.ndarray, denoised: np.ndarray) -> Path:
-    from .compare import before_after
-    from .io import write_image
-
     path = target.with_name(f"{target.stem}{COMPARE_TAIL}")
     write_image(path, before_after(noisy, denoised), bit_depth=8)
     return path
@@ -146,9 +132,6 @@ def _batch_notes(batch: Batch, options: DenoiseOptions) -> list[str]:
 def _remove_stale_temps(jobs: list[Job], options: DenoiseOptions) -> None:
     """A run killed mid-write (SIGKILL) can leave a hidden ``.NAME.XXXX.partial.ext``; remove those of
     this run's outputs (and only this shard's), so reruns leave no litter."""
-    from .io._atomic import remove_stale_temps
-    from .planning import claims
-
     remove_stale_temps([path for job in jobs for path in claims(job.target, job.source, naming_for(options))])
 
 
@@ -159,7 +142,7 @@ class _Prefetch:
         self.jobs, self.options, self.pool = jobs, options, pool
         self.pending: list[tuple[Job, Future | None]] = []
 
-    def __iter__(self):  # noqa: ANN204 - Iterator[tuple[Job, Future | None]]
+    def __iter__(self) -> Iterator[tuple[Job, Future | None]]:
         ahead = max(1, self.options.workers)
         for job in self.jobs:
             # Only a file counts as an earlier output: a folder or a pipe of that name is not one.
@@ -176,29 +159,25 @@ class _Prefetch:
                 future.cancel()
 
 
-def _denoise_one(job: Job, image, model: LoadedModel, options: DenoiseOptions, fallback: dict, emit: EventFn):  # noqa: ANN001, ANN202
+def _denoise_one(job: Job, image: ImageData | RawInput, model: LoadedModel, options: DenoiseOptions,
+                 fallback: dict[str, LoadedModel], emit: ProgressFn) -> tuple[np.ndarray, Path]:
     """(denoised pixels, target): the model's output for one decoded image."""
     target = job.target
     model_used = model
     if getattr(image, "fallback", False):  # RAW domain, no Bayer mosaic: sRGB model, TIFF
-        from .raw_domain import load_fallback_model
-
         if "model" not in fallback:  # loaded once per run (setdefault would load it every time)
             fallback["model"] = load_fallback_model(job.source)
         model_used = fallback["model"]
-        # planning reserved this name for the input (bsgd_cli.planning.claims)
+        # planning reserved this name for the input (bsgd_cli.batch.planning.claims)
         target = target.with_suffix(".tif") if target.suffix.lower() == ".dng" else target
-    denoised = denoise_array(
-        model_used, image.pixels, mode=options.mode, steps=options.steps, guidance=options.guidance,
-        runs=options.runs, t_start=options.t_start, seed=options.seed, tile=options.tile, overlap=options.overlap,
-        batch=options.batch, device=options.device, precision=options.precision, strength=options.strength,
-        refine=options.refine, wiener_noise=options.wiener_noise, image_index=job.index,
-        progress=lambda done, total: emit({"kind": "tiles", "done": done, "total": total}),
-    )
+    assert options.runtime is not None  # resolved by denoise_paths
+    sampler = resolve_sampler(model_used, options.sampler, options.runtime.device)
+    denoised = denoise_array(model_used, image.pixels, sampler=sampler, tiling=options.tiling, runtime=options.runtime,
+                             seed=options.seed, image_index=job.index, progress=emit)
     return denoised, target
 
 
-def _file_notes(job: Job, image, denoised: np.ndarray) -> list[str]:  # noqa: ANN001
+def _file_notes(job: Job, image: ImageData | RawInput, denoised: np.ndarray) -> list[str]:
     notes = list(job.notes) + list(getattr(image, "warnings", []))
     height, width = image.pixels.shape[:2]
     small = min(height, width) < MIN_SIDE
@@ -219,35 +198,36 @@ def denoise_paths(
     model: LoadedModel,
     options: DenoiseOptions,
     *,
-    on_event: EventFn | None = None,
+    on_event: ProgressFn | None = None,
 ) -> list[FileResult]:
     """Denoise files and folders into ``out_dir`` (mirroring folder structure); never raises for one bad file.
 
-    Events sent to ``on_event``: {"kind": "start", "files": n, "warnings": [skip notes], "notes": [...]},
-    {"kind": "file", "index", "path", "megapixels"}, {"kind": "tiles", "done", "total"},
-    {"kind": "result", "result": FileResult}.
+    Events (:class:`~bsgd_cli.events.Progress`) sent to ``on_event``: ``start`` (total: files; data:
+    warnings, the skip notes, and notes), ``file`` (done: its index; name: its path; data: megapixels),
+    ``tiles`` (done, total), ``result`` (data: result, its :class:`FileResult`).
 
     Ctrl-C or SIGTERM (a KeyboardInterrupt) stops the batch: decodes not started are dropped, the
     writes in flight are finished, and :class:`~bsgd_cli.errors.BatchInterrupted` carries the results.
     """
     check_options(options, model)
-    from .raw_domain import resolve_domain
 
     domain = resolve_domain(model.model.config, options.domain, options.raw_output, str(model.path or "the model"))
-    options = replace(options, domain=domain)
+    options = replace(options, domain=domain, runtime=options.runtime or resolve_runtime())
     out_dir = Path(out_dir)
     batch = collect_jobs(
         [Path(p) for p in inputs], out_dir, naming_for(options),
         recursive=options.recursive, in_place=options.in_place, shard=options.shard,
     )
-    emit = on_event or (lambda event: None)
+    emit = on_event or ignore
     _remove_stale_temps(batch.jobs, options)
-    emit({"kind": "start", "files": len(batch.jobs) + len(batch.unlisted), "warnings": batch.notes,
-          "notes": _batch_notes(batch, options)})
+    emit(Progress("start", total=len(batch.jobs) + len(batch.unlisted),
+                  data={"warnings": batch.notes, "notes": _batch_notes(batch, options)}))
     results: list[FileResult] = []
     for folder, reason in batch.unlisted:
-        results.append(FileResult(str(folder), None, "failed", error=f"{folder}: {reason}; the images in it were not processed"))
-        emit({"kind": "result", "result": results[-1]})
+        results.append(
+            FileResult(str(folder), None, "failed", error=f"{folder}: {reason}; the images in it were not processed")
+        )
+        emit(Progress("result", data={"result": results[-1]}))
     try:
         results += _run_jobs(batch.jobs, model, options, emit)
     except BatchInterrupted as stopped:
@@ -257,7 +237,7 @@ def denoise_paths(
     return results
 
 
-def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit: EventFn) -> list[FileResult]:
+def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit: ProgressFn) -> list[FileResult]:
     results: list[FileResult] = []
     writes: list[tuple[FileResult, Future]] = []
     fallback: dict[str, LoadedModel] = {}  # RAW domain: the sRGB model for non-Bayer files, loaded once
@@ -267,19 +247,23 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
             for job, decoded in prefetch:
                 if decoded is None:
                     results.append(FileResult(str(job.source), str(job.target), "skipped", warnings=list(job.notes)))
-                    emit({"kind": "result", "result": results[-1]})
+                    emit(Progress("result", data={"result": results[-1]}))
                     continue
                 started = time.perf_counter()
                 try:
                     _check_target(job.target)
                     image = decoded.result()
-                    megapixels = getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
-                    emit({"kind": "file", "index": job.index, "path": str(job.source), "megapixels": megapixels})
+                    megapixels = (
+                        getattr(image, "megapixels", None) or image.pixels.shape[0] * image.pixels.shape[1] / 1e6
+                    )
+                    emit(Progress("file", done=job.index, name=str(job.source), data={"megapixels": megapixels}))
                     denoised, target = _denoise_one(job, image, model, options, fallback, emit)
                 except (BsgdError, MemoryError, RuntimeError, ValueError, OSError) as exc:
                     message = _failure(job.source, exc)
-                    results.append(FileResult(str(job.source), None, "failed", time.perf_counter() - started, error=message))
-                    emit({"kind": "result", "result": results[-1]})
+                    results.append(
+                        FileResult(str(job.source), None, "failed", time.perf_counter() - started, error=message)
+                    )
+                    emit(Progress("result", data={"result": results[-1]}))
                     continue
                 result = FileResult(str(job.source), str(target), "done", 0.0, megapixels,
                                     warnings=_file_notes(job, image, denoised))
@@ -299,9 +283,6 @@ def _run_jobs(jobs: list[Job], model: LoadedModel, options: DenoiseOptions, emit
 
 def _check_target(target: Path) -> None:
     """Refuse an output name taken by something that is not a file, before the work is done."""
-    from .errors import ImageWriteError
-    from .io.imagedata import special_kind
-
     try:
         mode = os.stat(target).st_mode
     except OSError:
@@ -322,11 +303,12 @@ def _in_order(results: list[FileResult], jobs: list[Job]) -> list[FileResult]:
     return sorted(results, key=lambda r: order.get(r.input, 0))
 
 
-def _finish(target: Path, denoised: np.ndarray, image, options: DenoiseOptions, started: float) -> float:  # noqa: ANN001
-    if options.domain == "raw":
-        from .raw_domain import write_raw_result
-
-        write_raw_result(target, denoised, image, bit_depth=options.bit_depth, quality=options.quality, compare=options.compare)
+def _finish(target: Path, denoised: np.ndarray, image: ImageData | RawInput, options: DenoiseOptions,
+            started: float) -> float:
+    if isinstance(image, RawInput):
+        write_raw_result(
+            target, denoised, image, bit_depth=options.bit_depth, quality=options.quality, compare=options.compare
+        )
         return time.perf_counter() - started
     _write(target, denoised, image, options)
     if options.compare:
@@ -341,14 +323,19 @@ TONAL_FLOOR = 0.001
 
 
 def tonal_warning(
-    noisy: np.ndarray, denoised: np.ndarray, *, tolerance: float = TONAL_TOLERANCE, floor: float = TONAL_FLOOR, small: bool = False
+    noisy: np.ndarray,
+    denoised: np.ndarray,
+    *,
+    tolerance: float = TONAL_TOLERANCE,
+    floor: float = TONAL_FLOOR,
+    small: bool = False,
 ) -> str | None:
     """A warning when the output's brightness drifted from the input's, else None.
 
     Noise has zero mean, so a denoiser that fits the camera keeps every channel's mean; a drift of
     more than ``tolerance`` (relative) and ``floor`` (absolute, of full range) in any channel is
     reported for the worst channel. Works on (H, W, C) arrays: sRGB (R, G, B) or Bayer planes
-    (R, G1, G2, B). For a ``small`` image (a side under :data:`~bsgd_cli.inference.MIN_SIDE`) the
+    (R, G1, G2, B). For a ``small`` image (a side under :data:`~bsgd_cli.engine.denoise.MIN_SIDE`) the
     cause named is its size, not the camera.
     """
     channels = noisy.shape[-1]
@@ -369,14 +356,14 @@ def tonal_warning(
     )
 
 
-def _settle(result: FileResult, future: Future, emit: EventFn) -> FileResult:
+def _settle(result: FileResult, future: Future, emit: ProgressFn) -> FileResult:
     try:
         result.seconds = future.result()
     except BsgdError as exc:
         result.status, result.output, result.error = "failed", None, str(exc)
     except OSError as exc:
         result.status, result.output, result.error = "failed", None, f"{result.output}: {exc}"
-    emit({"kind": "result", "result": result})
+    emit(Progress("result", data={"result": result}))
     return result
 
 

@@ -25,8 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .io.imagedata import is_raw_path
+from ..config import RawOutput
+from ..errors import ConfigError
+from ..io.imagedata import is_raw_path
+from ..io.paths import discover
 
 _NAME_MAX = 255  # bytes in one file name on common file systems
 _RAW_DEFAULT_EXT = ".tif"
@@ -40,7 +42,7 @@ class Naming:
 
     ext: str = "keep"
     suffix: str = ""
-    raw_output: str = "tiff"
+    raw_output: RawOutput = "tiff"
     compare: bool = False
 
 
@@ -60,7 +62,9 @@ def check_suffix(suffix: str) -> None:
     if ".." in suffix:
         raise ConfigError(f"--suffix {suffix!r} holds '..'; use plain characters such as _denoised")
     if suffix.casefold().endswith(COMPARE_TAIL.removesuffix(".png")):
-        raise ConfigError(f"--suffix {suffix!r} ends like the names of the --compare views (NAME_compare.png); choose another")
+        raise ConfigError(
+            f"--suffix {suffix!r} ends like the names of the --compare views (NAME_compare.png); choose another"
+        )
     if any(unicodedata.category(ch) == "Cc" for ch in suffix):
         raise ConfigError("--suffix holds a control character; use plain characters such as _denoised")
 
@@ -150,7 +154,9 @@ def _check_inside(planned: list[Planned], out_dir: Path) -> None:
     for item in planned:
         target = os.path.normpath(item.target)
         if os.path.commonpath([root, target]) != root or target == root:
-            raise ConfigError(f"{item.source}: its output {item.target} would lie outside {out_dir}; choose another --suffix")
+            raise ConfigError(
+                f"{item.source}: its output {item.target} would lie outside {out_dir}; choose another --suffix"
+            )
 
 
 def _resolved_key(path: Path) -> str:
@@ -212,7 +218,9 @@ class Batch:
 
 
 def _earlier_outputs_note(left_out: list[Path], naming: Naming) -> str:
-    shown = ", ".join(str(path) for path in left_out[:3]) + (f" and {len(left_out) - 3} more" if len(left_out) > 3 else "")
+    shown = ", ".join(str(path) for path in left_out[:3]) + (
+        f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
+    )
     return (
         f"{len(left_out)} file(s) are outputs of the other inputs (written by an earlier run with --suffix "
         f"{naming.suffix!r}), not denoised again: {shown}; skipped"
@@ -229,7 +237,9 @@ def _check_locations(inputs: list[Path], out_dir: Path, planned: list[Planned], 
             )
     for job in planned:
         if _resolved_key(job.source) == _resolved_key(job.target):
-            raise ConfigError(f"{job.source}: the output would replace the input; add a --suffix or choose another -o folder")
+            raise ConfigError(
+                f"{job.source}: the output would replace the input; add a --suffix or choose another -o folder"
+            )
 
 
 def collect_jobs(
@@ -242,8 +252,6 @@ def collect_jobs(
     shard: tuple[int, int] | None = None,
 ) -> Batch:
     """Expand files and folders into numbered jobs for this shard (file i goes to rank i mod world)."""
-    from .io.paths import discover
-
     check_suffix(naming.suffix)
     missing = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
     if missing:

@@ -18,9 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy.ndimage import convolve
 
-from .errors import BsgdError
+from ..errors import BsgdError
+from ..io.images import write_image
 
 SOURCES: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 """scikit-image images used, in order (all bundled with the package; no download)."""
@@ -44,8 +46,6 @@ def _load_source(name: str) -> np.ndarray:
 
 def _fit(img: np.ndarray, size: int | None) -> np.ndarray:
     """uint8 (H, W, 3) -> float32 (size, size, 3) in [0, 1]: scale the short side, centre-crop."""
-    from PIL import Image
-
     if size is None:
         return img.astype(np.float32) / 255.0
     h, w = img.shape[:2]
@@ -135,8 +135,9 @@ def make_clean_and_noisy(
     """(clean, noisy) float32 sRGB pairs, each (size, size, 3) in [0, 1]; no files written.
 
     ``clean`` is the noise-free output of the same simulated camera (so the pair differs by noise
-    only, not by demosaicking blur). Image i uses ``SOURCES[i % len(SOURCES)]`` at ``ISO_LEVELS[i % len(ISO_LEVELS)]`` with the random
-    stream ``default_rng([seed, i])``. The noisy image is before 8/16-bit quantisation.
+    only, not by demosaicking blur). Image i uses ``SOURCES[i % len(SOURCES)]`` at
+    ``ISO_LEVELS[i % len(ISO_LEVELS)]`` with the random stream ``default_rng([seed, i])``. The noisy image is
+    before 8/16-bit quantisation.
     """
     pairs = []
     for i in range(count):
@@ -153,8 +154,6 @@ def make_noisy_samples(out_dir: Path, *, count: int = 4, seed: int = 0, size: in
     Names are ``<source>_iso<level>.jpg`` (JPEG quality 92); the last one (when count >= 2) is a
     16-bit PNG instead. Deterministic for a given (count, seed, size).
     """
-    from .io.images import write_image
-
     out_dir = Path(out_dir)
     paths: list[Path] = []
     for i, (_, noisy) in enumerate(make_clean_and_noisy(count=count, seed=seed, size=size)):

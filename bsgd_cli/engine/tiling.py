@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..events import Progress, ProgressFn
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _ramp(size: int, overlap: int, at_start: bool, at_end: bool, cut: bool = Fal
             ramp = (np.arange(overlap) >= overlap // 2).astype(np.float64)
         else:
             # Cubed: a tile's outermost pixels, computed without their outer context, weigh little
-            # (a linear ramp left seams of up to 4/255 along tile edges; tests/test_reliability.py).
+            # (a linear ramp left visible seams along tile edges; docs/NOTES.md).
             ramp = ((np.arange(overlap, dtype=np.float64) + 0.5) / overlap) ** 3
         if not at_start:
             weights[:overlap] = np.minimum(weights[:overlap], ramp)
@@ -120,7 +121,7 @@ def apply_tiled(
     plan: TilePlan,
     *,
     batch: int = 1,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressFn | None = None,
     out: np.ndarray | None = None,
     cut: bool = False,
 ) -> np.ndarray:
@@ -132,7 +133,7 @@ def apply_tiled(
         image: (H, W, C) float32.
         plan: from :func:`plan_tiles` for this image's size.
         batch: tiles per call of ``fn``.
-        progress: called with (tiles done, tiles total).
+        progress: gets a ``tiles`` event (tiles done, tiles total) after every call of ``fn``.
         out: an (H, W, C) float32 array to write the result into. It may be an array that ``fn``
             reads by tile position (a second input): rows are written only once every tile that
             covers them has been computed, because tiles run in raster order.
@@ -180,6 +181,6 @@ def apply_tiled(
             accumulated[rows, cols] += weights[:, :, None] * result.astype(np.float64)
             weight_sum[rows, cols] += weights
         if progress is not None:
-            progress(min(first + batch, len(tiles)), len(tiles))
+            progress(Progress("tiles", done=min(first + batch, len(tiles)), total=len(tiles)))
     flush(height)
     return output

@@ -6,21 +6,38 @@ resumed with the generator's saved state continues exactly as an uninterrupted o
 
 from __future__ import annotations
 
+import copy
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import BsgdError, TrainingError
+from ..errors import BsgdError, TrainingError
+from ..io import find_images, read_image
+from ..raw.bayer import augment_bayer
+from ..raw.domain import read_training_planes
 
 Reader = Callable[[Path], np.ndarray]
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """How a patch is flipped: ``apply(patch, code, size)`` gets a patch cut ``margin`` pixels larger than
+    ``size`` (at its bottom and right) and a code 0..7, and returns (size, size, C).
+
+    :data:`FLIPS` for sRGB images; packed Bayer planes use :func:`bsgd_cli.raw.bayer.augment_bayer`
+    (margin 1), passed in by :func:`raw_pool`, so the patch code does not depend on the RAW code.
+    """
+
+    apply: Callable[[np.ndarray, int, int], np.ndarray]
+    margin: int = 0
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read one image (sRGB or RAW) as float32 H x W x 3 in [0, 1]."""
-    from .io import read_image
-
     return read_image(path).pixels
 
 
@@ -32,22 +49,22 @@ class NoisyImagePool:
     reader: Reader = read_rgb
     cache_megabytes: int = 2048
     skipped: list[str] = field(default_factory=list)
-    bayer: bool = False  # packed RGGB planes: Bayer-preserving flips (raw_domain.augment_bayer)
+    augmentation: Augmentation | None = None  # None: FLIPS (the 8 flips and rotations)
     _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _sizes: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_folder(
-        cls, folder: Path, *, min_side: int, reader: Reader = read_rgb, cache_megabytes: int = 2048
+        cls, folder: Path, *, min_side: int, reader: Reader = read_rgb, cache_megabytes: int = 2048,
+        augmentation: Augmentation | None = None,
     ) -> NoisyImagePool:
         """Every readable image under ``folder`` (recursive) with both sides >= ``min_side``."""
-        from .io import find_images
-
         folder = Path(folder)
         if not folder.is_dir():
             raise TrainingError(f"{folder}: not a folder; give --noisy-dir a folder of noisy photos")
         found, warnings = find_images([folder], recursive=True)
-        pool = cls(paths=[], reader=reader, cache_megabytes=cache_megabytes, skipped=list(warnings))
+        pool = cls(paths=[], reader=reader, cache_megabytes=cache_megabytes, skipped=list(warnings),
+                   augmentation=augmentation)
         used = 0.0
         for path, _relative in found:
             try:
@@ -56,7 +73,9 @@ class NoisyImagePool:
                 pool.skipped.append(str(exc))
                 continue
             if min(image.shape[:2]) < min_side:
-                pool.skipped.append(f"{path}: {image.shape[1]}x{image.shape[0]} is smaller than the {min_side}-pixel patch")
+                pool.skipped.append(
+                    f"{path}: {image.shape[1]}x{image.shape[0]} is smaller than the {min_side}-pixel patch"
+                )
                 continue
             index = len(pool.paths)
             pool.paths.append(path)
@@ -89,7 +108,8 @@ class NoisyImagePool:
 
     def _subset(self, indices: list[int]) -> NoisyImagePool:
         pool = NoisyImagePool(
-            paths=[self.paths[i] for i in indices], reader=self.reader, cache_megabytes=self.cache_megabytes, bayer=self.bayer
+            paths=[self.paths[i] for i in indices], reader=self.reader, cache_megabytes=self.cache_megabytes,
+            augmentation=self.augmentation,
         )
         for new, old in enumerate(indices):
             pool._sizes[new] = self._sizes[old]
@@ -103,6 +123,10 @@ def augment(patch: np.ndarray, code: int) -> np.ndarray:
     if code & 4:
         patch = patch[:, ::-1]
     return np.rot90(patch, code & 3)
+
+
+FLIPS = Augmentation(lambda patch, code, size: augment(patch, code))
+"""The 8 flips and rotations of :func:`augment` (sRGB images)."""
 
 
 def photometric_draw(rng: np.random.Generator, channels: int) -> tuple[float, np.ndarray | None]:
@@ -137,10 +161,11 @@ def sample_patches(
 ) -> np.ndarray:
     """(batch, C, size, size) float32 random augmented patches (flips and rotations; see :func:`photometric`).
 
-    C is the images' channel count (3 for sRGB, 4 for packed Bayer planes, whose pools flip with
-    :func:`bsgd_cli.raw_domain.augment_bayer` and need one extra pixel around each patch).
+    C is the images' channel count (3 for sRGB, 4 for packed Bayer planes); the pool's
+    :class:`Augmentation` flips them.
     """
-    margin = 1 if pool.bayer else 0
+    augmentation = pool.augmentation or FLIPS
+    margin = augmentation.margin
     patches = []
     for _item in range(batch):
         index = int(rng.integers(len(pool)))
@@ -148,13 +173,7 @@ def sample_patches(
         y = int(rng.integers(height - size - margin + 1))
         x = int(rng.integers(width - size - margin + 1))
         code = int(rng.integers(8))
-        patch = pool.image(index)[y : y + size + margin, x : x + size + margin]
-        if pool.bayer:
-            from .raw_domain import augment_bayer
-
-            patch = augment_bayer(patch, code, size)
-        else:
-            patch = augment(patch, code)
+        patch = augmentation.apply(pool.image(index)[y : y + size + margin, x : x + size + margin], code, size)
         if photometric_augment:
             patch = photometric(patch, rng)
         patches.append(np.ascontiguousarray(patch).transpose(2, 0, 1))
@@ -173,9 +192,6 @@ class PatchPrefetcher:
 
     def __init__(self, pool: NoisyImagePool, rng: np.random.Generator, batch: int, size: int, *,
                  photometric_augment: bool, depth: int = 2) -> None:
-        import queue
-        import threading
-
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._args = (pool, rng, batch, size, photometric_augment)
@@ -183,15 +199,12 @@ class PatchPrefetcher:
         self._thread.start()
 
     def _produce(self) -> None:
-        import copy
-        import queue
-
         pool, rng, batch, size, photometric_augment = self._args
         while not self._stop.is_set():
             try:
                 item: object = (sample_patches(pool, rng, batch, size, photometric_augment=photometric_augment),
                                 copy.deepcopy(rng.bit_generator.state))
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            except BaseException as exc:  # handed to the consumer, raised there
                 item = exc
             while not self._stop.is_set():
                 try:
@@ -218,3 +231,19 @@ class PatchPrefetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def raw_pool(folder: Path, *, patch: int, cache_megabytes: int = 2048) -> NoisyImagePool:
+    """A pool of packed Bayer planes from the RAW files under ``folder`` (``--domain raw``).
+
+    ``patch`` is in packed (half-resolution) pixels. Non-RAW and non-Bayer files are listed in
+    ``pool.skipped`` with the reason. Patches are flipped without breaking the Bayer geometry
+    (:func:`bsgd_cli.raw.bayer.augment_bayer`), which needs one extra packed pixel around each patch.
+    """
+    try:
+        return NoisyImagePool.from_folder(
+            Path(folder), min_side=patch + 1, reader=read_training_planes, cache_megabytes=cache_megabytes,
+            augmentation=Augmentation(augment_bayer, margin=1),
+        )
+    except TrainingError as exc:
+        raise TrainingError(f"{exc}; --domain raw trains on camera RAW files with a Bayer mosaic") from exc

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from ..benchmark.datasets import Dataset, load_dataset
+from ..benchmark.metrics import psnr_uint8, to_uint8
+from ..config import TrainConfig
+from ..engine.model import BsgdModel
+from ..errors import BsgdError, TrainingError
 from .data import NoisyImagePool, sample_patches
-from .errors import BsgdError, TrainingError
-from .metrics import psnr_uint8, to_uint8
-from .model import BsgdModel
 
 _CROP = 256
 _MAX_PAIRS = 8
@@ -34,10 +35,8 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[y : y + size, x : x + size]
 
 
-def open_pairs(root: Path, limit: int | None = None):  # noqa: ANN201 - Dataset
+def open_pairs(root: Path, limit: int | None = None) -> Dataset:
     """Open a folder of noisy/clean pairs in any layout the benchmark knows (pairs, polyu/cc, sidd-pair)."""
-    from .benchmark.datasets import load_dataset
-
     errors = []
     for kind in ("pairs", "polyu", "sidd-pair"):
         try:

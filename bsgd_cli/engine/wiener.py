@@ -10,8 +10,8 @@ with the noise. This stage is BM3D's second (Wiener) step without block matching
 2. Cut the noisy input y and the pilot into overlapping ``patch`` x ``patch`` blocks (every
    ``stride`` pixels) and take each block's 2-D DCT, per plane. The colour planes use larger blocks
    (``chroma_patch`` every ``chroma_stride``, 32 every 8 by default: each pixel in as many blocks as
-   16 every 4, about 6 % more time in all, scripts/wiener_cost.py): colour noise is blotchy, its
-   power sits at frequencies too low for the luminance's 16x16 blocks to reach.
+   16 every 4, for little more time; docs/NOTES.md): colour noise is blotchy, its power sits at
+   frequencies too low for the luminance's 16x16 blocks to reach.
 3. Estimate the noise power of every DCT frequency (and plane) from the residual y - x_p alone:
    ``median(c^2) / 0.4549`` over all blocks (the median of a squared zero-mean Gaussian is 0.4549
    of its variance), times ``noise_scale`` (times ``noise_scale * chroma_scale`` on the colour
@@ -21,8 +21,8 @@ with the noise. This stage is BM3D's second (Wiener) step without block matching
 4. Shrink each coefficient of y by the empirical Wiener gain ``P^2 / (P^2 + sigma^2)``, with P the
    pilot's coefficient, invert the DCT, average the overlapping blocks and return to RGB. The block
    mean (DC) is kept as it is in y: shrinking it would darken shadows (the gain depends on the
-   value offset), and the pilot's own mean can be biased (the shipped student's by +0.5/255);
-   keeping it measured 0.07 dB better than either on PolyU and Nam, with no change of the image mean.
+   value offset), and the pilot's own mean can be biased; keeping it measured better than either
+   (docs/NOTES.md), and the image mean cannot change.
 5. With ``passes`` > 1, the result becomes the next pilot (the noise estimate is kept).
 
 No clean image and no per-set tuning of sigma: the noise is measured on each image. The scales
@@ -42,40 +42,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from ..config import WienerConfig
+from ..errors import ConfigError
 
 _MEDIAN_OF_CHI2_1 = 0.4549364231195724  # median of a chi-square with 1 degree of freedom
 _MAX_NOISE_SAMPLES = 16384  # blocks used for the noise median (a strided subset beyond this)
-
-
-@dataclass(frozen=True)
-class WienerSettings:
-    """passes: Wiener passes; noise_scale: multiplies the estimated noise power; chroma_scale: a
-    further factor on an RGB image's two colour planes; patch/stride: block side and step in pixels
-    (chroma_patch/chroma_stride: the same for the colour planes); opponent: False filters R, G and B
-    as they are, each with patch/stride (the first version's way, kept for ablations)."""
-
-    passes: int = 1  # the same defaults as SamplerConfig's wiener_* fields
-    noise_scale: float = 3.0
-    chroma_scale: float = 6.0
-    patch: int = 16
-    stride: int = 4
-    chroma_patch: int = 32
-    chroma_stride: int = 8
-    opponent: bool = True
-
-    def __post_init__(self) -> None:
-        if self.passes < 1:
-            raise ConfigError("Wiener passes must be at least 1")
-        if self.noise_scale <= 0 or self.chroma_scale <= 0:
-            raise ConfigError(f"the Wiener noise scales must be positive, got {self.noise_scale} and {self.chroma_scale}")
-        for patch, stride in ((self.patch, self.stride), (self.chroma_patch, self.chroma_stride)):
-            if patch < 2 or not 1 <= stride <= patch:
-                raise ConfigError(f"Wiener patch must be >= 2 and 1 <= stride <= patch, got {patch}, {stride}")
-
-    def largest_patch(self, channels: int) -> int:
-        """The largest block side any plane of a ``channels``-plane image uses (tiles overlap by more)."""
-        return max(group.patch for group in _groups(channels, self))
 
 
 @dataclass(frozen=True)
@@ -88,12 +59,19 @@ class _Group:
     scale: float
 
 
-def _groups(channels: int, settings: WienerSettings) -> list[_Group]:
+def largest_patch(settings: WienerConfig, channels: int) -> int:
+    """The largest block side any plane of a ``channels``-plane image uses (tiles overlap by more)."""
+    return max(group.patch for group in _groups(channels, settings))
+
+
+def _groups(channels: int, settings: WienerConfig) -> list[_Group]:
     """Luminance and the colour planes of an opponent RGB image; otherwise every plane alike."""
     if channels == 3 and settings.opponent:
         return [
             _Group(slice(0, 1), settings.patch, settings.stride, settings.noise_scale),
-            _Group(slice(1, 3), settings.chroma_patch, settings.chroma_stride, settings.noise_scale * settings.chroma_scale),
+            _Group(
+                slice(1, 3), settings.chroma_patch, settings.chroma_stride, settings.noise_scale * settings.chroma_scale
+            ),
         ]
     return [_Group(slice(0, channels), settings.patch, settings.stride, settings.noise_scale)]
 
@@ -125,8 +103,8 @@ def _block_idct_sum(coefficients: torch.Tensor, size: int, stride: int) -> torch
 
     The inverse DCT of every block is two matrix products; the overlap-add then splits each block into
     q x q cells of stride x stride pixels (q = ceil(size / stride), the block zero-padded to q * stride)
-    and adds each cell's grid shifted into place. In a one-off timing on 2 CPU cores, 1.6x faster for 32x32
-    blocks every 8 px than the separable conv_transpose2d it replaced (same within 2e-5), and no slower at 16/4.
+    and adds each cell's grid shifted into place: faster than a separable conv_transpose2d for the colour
+    planes' large blocks (docs/NOTES.md).
     """
     m, _, rows, cols = coefficients.shape
     basis_t = _dct_basis(size).to(coefficients.device).t().contiguous()  # (position, frequency)
@@ -136,7 +114,9 @@ def _block_idct_sum(coefficients: torch.Tensor, size: int, stride: int) -> torch
     q = -(-size // stride)
     blocks = blocks.reshape(m, size, size, rows, cols)
     if q * stride > size:
-        blocks = F.pad(blocks.permute(0, 3, 4, 1, 2), (0, q * stride - size, 0, q * stride - size)).permute(0, 3, 4, 1, 2)
+        blocks = F.pad(blocks.permute(0, 3, 4, 1, 2), (0, q * stride - size, 0, q * stride - size)).permute(
+            0, 3, 4, 1, 2
+        )
     # (M, x cell, x within, y cell, y within, rows, cols) -> (M, y cell, x cell, rows, y within, cols, x within)
     cells = blocks.reshape(m, q, stride, q, stride, rows, cols).permute(0, 3, 1, 5, 4, 6, 2)
     out = torch.zeros(m, rows + q - 1, stride, cols + q - 1, stride, device=coefficients.device)
@@ -149,7 +129,11 @@ def _block_idct_sum(coefficients: torch.Tensor, size: int, stride: int) -> torch
 
 # Rows: luminance, red - blue, green - (red + blue) / 2; orthonormal, so its inverse is its transpose.
 _OPPONENT = torch.tensor(
-    [[1 / math.sqrt(3)] * 3, [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)], [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)]]
+    [
+        [1 / math.sqrt(3)] * 3,
+        [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+        [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+    ]
 )
 
 
@@ -157,14 +141,18 @@ def _to_planes(image: torch.Tensor, channel_dim: int, opponent: bool = True) -> 
     """RGB to opponent planes along ``channel_dim``; any other channel count passes unchanged."""
     if image.shape[channel_dim] != 3 or not opponent:
         return image
-    return torch.tensordot(_OPPONENT.to(image.device, image.dtype), image.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
+    return torch.tensordot(_OPPONENT.to(image.device, image.dtype), image.movedim(channel_dim, 0), dims=1).movedim(
+        0, channel_dim
+    )
 
 
 def _from_planes(planes: torch.Tensor, channel_dim: int, opponent: bool = True) -> torch.Tensor:
     """The inverse of :func:`_to_planes`."""
     if planes.shape[channel_dim] != 3 or not opponent:
         return planes
-    return torch.tensordot(_OPPONENT.T.to(planes.device, planes.dtype), planes.movedim(channel_dim, 0), dims=1).movedim(0, channel_dim)
+    return torch.tensordot(_OPPONENT.T.to(planes.device, planes.dtype), planes.movedim(channel_dim, 0), dims=1).movedim(
+        0, channel_dim
+    )
 
 
 def _padding(length: int, patch: int, stride: int, offset: int = 0) -> tuple[int, int]:
@@ -187,7 +175,9 @@ def _noise_power(residual: torch.Tensor) -> torch.Tensor:
     return residual.square().median(dim=-1).values / _MEDIAN_OF_CHI2_1
 
 
-def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSettings = WienerSettings()) -> list[torch.Tensor] | None:
+def estimate_noise(
+    noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig = WienerConfig()
+) -> list[torch.Tensor] | None:
     """The noise power of every plane and DCT frequency of one whole image.
 
     ``noisy`` and ``pilot`` are (H, W, C) float arrays in the value range the refinement will see.
@@ -212,7 +202,9 @@ def estimate_noise(noisy: np.ndarray, pilot: np.ndarray, settings: WienerSetting
         parts = []
         for first in range(0, len(starts), per_band):
             top, last = starts[first], starts[min(first + per_band, len(starts)) - 1]
-            band = torch.from_numpy(np.ascontiguousarray(noisy[top : last + size] - pilot[top : last + size], dtype=np.float32))
+            band = torch.from_numpy(
+                np.ascontiguousarray(noisy[top : last + size] - pilot[top : last + size], dtype=np.float32)
+            )
             planes = _to_planes(band.permute(2, 0, 1), 0, settings.opponent)[group.planes, None]  # (P, 1, rows, W)
             coefficients = _block_dct(planes, size, step)  # (P, F, band blocks, blocks across)
             parts.append(coefficients.flatten(2))
@@ -270,7 +262,7 @@ def _filter_planes(
 def wiener_refine(
     noisy: torch.Tensor,
     pilot: torch.Tensor,
-    settings: WienerSettings = WienerSettings(),
+    settings: WienerConfig = WienerConfig(),
     noise: list[torch.Tensor] | None = None,
     offset: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
@@ -284,7 +276,9 @@ def wiener_refine(
     filtered in opponent planes and returned in RGB.
     """
     if noisy.shape != pilot.shape or noisy.ndim != 4:
-        raise ConfigError(f"noisy and pilot must both be (N, C, H, W) of one shape, got {tuple(noisy.shape)} and {tuple(pilot.shape)}")
+        raise ConfigError(
+            f"noisy and pilot must both be (N, C, H, W) of one shape, got {tuple(noisy.shape)} and {tuple(pilot.shape)}"
+        )
     groups = _groups(noisy.shape[1], settings)
     if noise is not None and len(noise) != len(groups):
         raise ConfigError(f"the noise estimate has {len(noise)} plane groups, these settings filter {len(groups)}")
@@ -292,7 +286,14 @@ def wiener_refine(
         y_planes = _to_planes(noisy.float(), 1, settings.opponent)
         pilot_planes = _to_planes(pilot.float(), 1, settings.opponent)
         filtered = [
-            _filter_planes(y_planes[:, g.planes], pilot_planes[:, g.planes], g, settings.passes, None if noise is None else noise[i], offset)
+            _filter_planes(
+                y_planes[:, g.planes],
+                pilot_planes[:, g.planes],
+                g,
+                settings.passes,
+                None if noise is None else noise[i],
+                offset,
+            )
             for i, g in enumerate(groups)
         ]
         return _from_planes(torch.cat(filtered, dim=1), 1, settings.opponent).to(noisy.dtype)

@@ -1,7 +1,7 @@
 """A short GPU slot (``make device-train``, docs/GPU.md): its plan, its data folder and its $OUT rules.
 
 A slot is one command of at most ten minutes on one GPU with no network, after which only the
-files under ``$OUT`` come back, within the limits below. :mod:`bsgd_cli.slot_stages` runs the stages
+files under ``$OUT`` come back, within the limits below. :mod:`bsgd_cli.training.slot_stages` runs the stages
 (train, distil, benchmark, time) against the absolute deadlines of a :class:`SlotPlan`;
 ``scripts/device_train.py`` prints their progress and writes ``$OUT``.
 
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, ModelConfig, StudentConfig, TrainConfig
+from ..config import PRESETS, ModelConfig, PresetName, StudentConfig, TrainConfig
+from ..engine.model import BsgdModel
+from ..errors import ConfigError
 from .distill import DistillConfig
-from .errors import ConfigError
 
 # What comes back from $OUT (the device tool's limits).
 OUT_MAX_FILES = 8
@@ -27,14 +28,14 @@ OUT_MAX_PARTS = 3  # $OUT/a/b/file
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 # The files a slot returns, and what unpacking keeps.
-STATE_NAME = "state.pt"  # compact training state (bsgd_cli.train_state.compact_state)
+STATE_NAME = "state.pt"  # compact training state (bsgd_cli.training.train_state.compact_state)
 MODEL_NAME = "model.safetensors"  # teacher + student, loads in `bsgd denoise --model`
 RESULTS_NAME = "results.json"
 LOG_NAME = "log.txt"
 TRAIN_LOG_NAME = "train_log.jsonl"
 OUT_FILES = (STATE_NAME, MODEL_NAME, RESULTS_NAME, LOG_NAME, TRAIN_LOG_NAME)
 
-GPU_PRESET = "gpu"
+GPU_PRESET: PresetName = "gpu"
 REPORT_PAIRS = 60  # PolyU pairs 41-100
 BENCHMARK_MODES = ("fast", "bsgd", "bsn")  # bsn-r3 is timed, not benchmarked (it is no default anywhere)
 SPEED_MODES = ("fast", "bsgd", "bsn", "bsn-r3")  # the CPU default first: a cut-off speed stage still has it
@@ -104,7 +105,7 @@ class SlotPlan:
 
     dry_run: bool
     device: str
-    preset: str
+    preset: PresetName
     model_config: ModelConfig
     train: TrainConfig
     steps: int
@@ -132,8 +133,8 @@ def gpu_plan() -> SlotPlan:
     Settings chosen without a GPU to measure on (the first slot's results.json records the rate and
     memory): batch 64 of 160 x 160 keeps 6,400 sub-images of 32 x 32 in every blind-spot convolution,
     enough to fill the chip without more memory than the rate needs; bf16 autocast and channels_last
-    for the tensor cores; patches cut two batches ahead in a thread (the CPU took 0.1 s for a batch
-    of 64 here); cuDNN autotuning while training; torch.compile stays off until a slot shows it pays
+    for the tensor cores; patches cut two batches ahead in a thread (cutting takes a noticeable share
+    of a step, docs/NOTES.md); cuDNN autotuning while training; torch.compile stays off until a slot shows it pays
     back its compile time.
     """
     return SlotPlan(
@@ -188,18 +189,22 @@ def shortened(plan: SlotPlan, hard_seconds: float) -> SlotPlan:
     if hard_seconds <= 0:
         raise ConfigError(f"the hard stop must be positive, got {hard_seconds} s")
     scale = hard_seconds / plan.hard_seconds
-    return replace(plan, train_until=plan.train_until * scale, distill_until=plan.distill_until * scale,
-                   benchmark_until=plan.benchmark_until * scale, speed_until=plan.speed_until * scale,
-                   hard_seconds=hard_seconds, notes=[*plan.notes, f"marks scaled by {scale:.3f} to stop at {hard_seconds:g} s"])
+    return replace(
+        plan,
+        train_until=plan.train_until * scale,
+        distill_until=plan.distill_until * scale,
+        benchmark_until=plan.benchmark_until * scale,
+        speed_until=plan.speed_until * scale,
+        hard_seconds=hard_seconds,
+        notes=[*plan.notes, f"marks scaled by {scale:.3f} to stop at {hard_seconds:g} s"],
+    )
 
 
-def predicted_slot_files(preset: str = GPU_PRESET) -> dict[str, int]:
+def predicted_slot_files(preset: PresetName = GPU_PRESET) -> dict[str, int]:
     """Bytes of the compact state and of the model file a slot returns for ``preset`` (within a few %).
 
     Used to keep room in the travelling tree for what a slot adds to the repository.
     """
-    from .model import BsgdModel
-
     model = BsgdModel(PRESETS[preset])
     trained = sum(parameter.numel() for parameter in model.parameters())
     model.add_student(StudentConfig())

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checks import MEGAPIXELS
-from .errors import ConfigError
+from ..checks import MEGAPIXELS
+from ..errors import ConfigError
+from ..events import Progress, ProgressFn
+from .runner import PeakRss
 
 
 def synthetic_photo(megapixels: float, seed: int = 0) -> np.ndarray:
@@ -55,8 +57,6 @@ class SpeedRow:
 
 def time_method(name: str, method: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> SpeedRow:
     """Run ``method`` once on ``image``; wall time, process peak RSS and (CUDA) peak GPU memory."""
-    from .benchmark.runner import PeakRss
-
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
@@ -78,7 +78,7 @@ def run_speed_benchmark(
     megapixels: float = 1.0,
     seed: int = 0,
     warmup: bool = True,
-    progress: Callable[..., None] | None = None,
+    progress: ProgressFn | None = None,
     image: np.ndarray | None = None,
 ) -> list[SpeedRow]:
     """Time every method on one generated image (after a small warm-up call per method).
@@ -89,10 +89,10 @@ def run_speed_benchmark(
     MEGAPIXELS.check("--megapixels", megapixels)
     image = synthetic_photo(megapixels, seed) if image is None else image
     rows = []
-    for name, method in methods.items():
+    for index, (name, method) in enumerate(methods.items()):
         if warmup:
             method(image[:64, :64].copy())
         rows.append(time_method(name, method, image))
         if progress is not None:
-            progress("method_done", name=name, total=len(methods))
+            progress(Progress("method_done", done=index + 1, total=len(methods), name=name))
     return rows

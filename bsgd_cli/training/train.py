@@ -5,7 +5,7 @@ Outputs under ``out_dir``: ``model.safetensors`` (final EMA weights, loads in ``
 ``weights_only=True``) and ``log.jsonl`` (one JSON object per logging step).
 Resuming from ``state.pt`` gives the same weights as an uninterrupted run with the same seed.
 
-A run ends at ``config.steps`` or, given a :class:`bsgd_cli.optim.WallClock` budget, after the step
+A run ends at ``config.steps`` or, given a :class:`bsgd_cli.training.optim.WallClock` budget, after the step
 that uses the budget up, whichever comes first. With a budget the learning rate warms up over
 ``config.warmup`` steps counted from where this call started and then follows a cosine over the
 budget's *time*, so it reaches its floor when the time runs out at any step rate; each call with a
@@ -15,14 +15,10 @@ bit-reproducible; runs by steps alone still are.
 On CUDA the diffusion times and noise are drawn on the GPU from a CUDA generator (drawing them on the
 CPU would cost more than the step); on other devices from a CPU generator, as before.
 
-Under torchrun (a process group joined by :func:`bsgd_cli.distributed.distributed_context`) the
-model is wrapped in DistributedDataParallel. ``config.batch`` stays the *global* batch: every rank
-draws the patches, times and noise of the whole global batch from the same generators (so the
-generator states are identical on all ranks) and trains on its own slice of ``batch // world``
-items; DDP averages the gradients. A step therefore sees exactly the samples of a single-process
-step; only the float summation order differs. Rank 0 alone validates and writes files. The state
-holds the unwrapped model, EMA, optimizer and the (shared) generator states, so a run can resume
-with any number of processes; see docs/SCALING.md for what "identical" means then.
+Under torchrun (:func:`bsgd_cli.training.distributed.distributed_context`) the model is wrapped in
+DistributedDataParallel and ``config.batch`` stays the *global* batch: every rank draws the whole
+batch from the same generators and trains on its own slice; rank 0 alone validates and writes files.
+docs/SCALING.md says why a step then sees exactly the samples of a single-process step.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,20 +35,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, checks
-from .checkpoint import save_model
-from .config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
-from .data import NoisyImagePool, PatchPrefetcher, sample_patches
-from .distributed import all_reduce_mean, barrier, broadcast_object, rank_and_world
-from .errors import BsgdError, TrainingError
-from .inference import autocast_context, resolve_device
-from .losses import blind_spot_loss_given, diffusion_loss_given, draw_noise
-from .model import BsgdModel
+from .. import __version__, checks
+from ..checkpoint import save_model
+from ..config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
+from ..engine.model import BsgdModel
+from ..engine.runtime import autocast_context, resolve_device
+from ..errors import BsgdError, TrainingError
+from ..events import Progress, ProgressFn, ignore
+from .data import NoisyImagePool, PatchPrefetcher, raw_pool, sample_patches
+from .distributed import all_reduce_mean, barrier, broadcast_object, on_rank0, rank_and_world, wrap_for_processes
+from .losses import BranchLosses, draw_noise
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 from .train_state import STATE_FILE, read_state, state_bytes, write_atomic
 from .validation import Validator, make_validator
 
-Callback = Callable[[dict[str, Any]], None]
 LOG_FILE = "log.jsonl"
 __all__ = ["STATE_FILE", "LOG_FILE", "TrainSummary", "Trainer", "learning_rate", "read_state", "train"]
 
@@ -66,6 +62,22 @@ class TrainSummary:
     best_value: float | None
     best_metric: str
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Window:
+    """The steps since the last log line: their losses, and when the first of them began."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def line(self, step: int, lr: float, batch: int) -> dict[str, Any]:
+        """The log line of the window (mean losses, patches per second), and a new window begins."""
+        elapsed = time.perf_counter() - self.started
+        line = {"step": step, "lr": lr, "patches_per_s": len(self.rows) * batch / max(elapsed, 1e-9),
+                **{key: float(np.mean([row[key] for row in self.rows])) for key in self.rows[0]}}
+        self.rows, self.started = [], time.perf_counter()
+        return line
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -85,35 +97,6 @@ def _check(model_config: ModelConfig, config: TrainConfig) -> None:
     checks.SEED.check("--seed", config.seed)
     for name in ("checkpoint_every", "log_every", "val_every"):
         checks.EVERY.check(f"--{name.replace('_', '-')}", getattr(config, name))
-
-
-class BranchLosses(torch.nn.Module):
-    """The training forward pass as one module, so DistributedDataParallel can wrap it.
-
-    ``forward(noisy, bsn_t, bsn_eps, diffusion_t, diffusion_eps)`` returns ``{"loss_bsn": ...,
-    "loss_diffusion": ...}`` for the branches ``config.branch`` trains (t and eps drawn beforehand by
-    :func:`bsgd_cli.losses.draw_noise`; pass None for an untrained branch's).
-    """
-
-    def __init__(self, model: BsgdModel, config: TrainConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.config = config
-
-    def forward(
-        self,
-        noisy: torch.Tensor,
-        bsn_t: torch.Tensor | None,
-        bsn_eps: torch.Tensor | None,
-        diffusion_t: torch.Tensor | None,
-        diffusion_eps: torch.Tensor | None,
-    ) -> dict[str, torch.Tensor]:
-        losses: dict[str, torch.Tensor] = {}
-        if bsn_t is not None and bsn_eps is not None:
-            losses["loss_bsn"] = blind_spot_loss_given(self.model, noisy, bsn_t, bsn_eps, self.config)
-        if diffusion_t is not None and diffusion_eps is not None:
-            losses["loss_diffusion"] = diffusion_loss_given(self.model, noisy, diffusion_t, diffusion_eps)
-        return losses
 
 
 class Trainer:
@@ -154,15 +137,15 @@ class Trainer:
         for parameter in self.ema.parameters():
             parameter.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self._parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.loss_module: torch.nn.Module = self._wrap(BranchLosses(self.model, config))
-        if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw_domain)
-            from .raw_domain import raw_training_pool
-
+        self.loss_module = wrap_for_processes(BranchLosses(self.model, config), self._parameters(), self.device)
+        if model_config.domain == "raw":  # packed Bayer planes from RAW files (bsgd_cli.raw)
             if val_pairs is not None:
                 raise TrainingError("--val-pairs holds sRGB pairs and cannot validate a RAW-domain model; leave it out")
-            pool = raw_training_pool(Path(noisy_dir), patch=config.patch, cache_megabytes=config.cache_megabytes)
+            pool = raw_pool(Path(noisy_dir), patch=config.patch, cache_megabytes=config.cache_megabytes)
         else:
-            pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes)
+            pool = NoisyImagePool.from_folder(
+                Path(noisy_dir), min_side=config.patch, cache_megabytes=config.cache_megabytes
+            )
         self.skipped = pool.skipped
         split_rng = np.random.default_rng([config.seed, 1])
         self.pool, held_out = pool.split(config.val_fraction if val_pairs is None else 0.0, split_rng)
@@ -172,7 +155,9 @@ class Trainer:
         # With a prefetcher the generator itself is already a batch or two further on.
         self.rng_state_consumed: Mapping[str, Any] = self.rng.bit_generator.state
         self.prefetcher: PatchPrefetcher | None = None
-        self.generator = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(config.seed + 3)
+        self.generator = torch.Generator(self.device if self.device.type == "cuda" else "cpu").manual_seed(
+            config.seed + 3
+        )
         self.step = 0
         self.best_value: float | None = None
         self.best_step = 0
@@ -181,24 +166,6 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    def _wrap(self, losses: BranchLosses) -> torch.nn.Module:
-        """DDP around the loss module when several processes train; the module itself otherwise.
-
-        Parameters this run does not train (the other branch with ``--branch bsn|diffusion``, a
-        student) are frozen, so DDP neither waits for their gradients nor needs
-        ``find_unused_parameters``. DDP broadcasts rank 0's weights when it is built.
-        """
-        if self.world == 1:
-            return losses
-        from torch.nn.parallel import DistributedDataParallel
-
-        trained = {id(parameter) for parameter in self._parameters()}
-        for parameter in self.model.parameters():
-            if id(parameter) not in trained:
-                parameter.requires_grad_(False)
-        device_ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
-        return DistributedDataParallel(losses, device_ids=device_ids)
 
     def _parameters(self) -> list[torch.nn.Parameter]:
         branch = self.config.branch
@@ -240,7 +207,7 @@ class Trainer:
     def apply_state(self, state: dict[str, Any]) -> None:
         """Continue from a state saved by :meth:`save_state` (with any number of processes).
 
-        A compact state (:func:`bsgd_cli.train_state.compact_state`) has no raw weights: training
+        A compact state (:func:`bsgd_cli.training.train_state.compact_state`) has no raw weights: training
         continues from its EMA weights. Its bfloat16 tensors load into the float32 model and
         optimizer. A noise generator saved on another kind of device (CUDA vs CPU) cannot be
         restored; it is then seeded from (seed, step) and ``info["noise_reseeded_at_step"]`` says so.
@@ -262,7 +229,12 @@ class Trainer:
             self.info["noise_reseeded_at_step"] = self.step
 
     def _info(self) -> dict[str, Any]:
-        info = {**self.info, "train_config": to_dict(self.config), "steps_done": self.step, "train_seconds": round(self.seconds, 1)}
+        info = {
+            **self.info,
+            "train_config": to_dict(self.config),
+            "steps_done": self.step,
+            "train_seconds": round(self.seconds, 1),
+        }
         if self.world > 1:
             info["world_size"] = self.world
         return info
@@ -283,7 +255,9 @@ class Trainer:
         if self.prefetcher is not None:
             patches, self.rng_state_consumed = self.prefetcher.next()
         else:
-            patches = sample_patches(self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric)
+            patches = sample_patches(
+                self.pool, self.rng, config.batch, config.patch, photometric_augment=config.photometric
+            )
             self.rng_state_consumed = self.rng.bit_generator.state
         data_seconds = time.perf_counter() - data_started
         noisy = torch.from_numpy(patches[lo:hi] if self.world > 1 else patches).to(self.device) * 2.0 - 1.0
@@ -309,7 +283,9 @@ class Trainer:
         else:
             reported, check = losses, total
         if not torch.isfinite(check):
-            raise TrainingError(f"the loss became {check.item()} at step {self.step}; lower --lr or use --precision fp32")
+            raise TrainingError(
+                f"the loss became {check.item()} at step {self.step}; lower --lr or use --precision fp32"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(self._parameters(), config.grad_clip)
@@ -326,14 +302,12 @@ class Trainer:
             return budget.expired()
         return bool(broadcast_object(budget.expired() if self.is_main else None))
 
-    def run(self, callback: Callback | None = None, budget: WallClock | None = None) -> TrainSummary:
+    def run(self, callback: ProgressFn | None = None, budget: WallClock | None = None) -> TrainSummary:
         """Train until ``config.steps`` or, with ``budget``, until it is used up (module docstring)."""
-        config = self.config
+        config, emit = self.config, callback or ignore
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.out_dir / LOG_FILE
-        window: list[dict[str, float]] = []
-        window_start = time.perf_counter()
+        window = _Window()
         first_step = self.step
         last = self.step >= config.steps or self._out_of_time(budget)
         if config.prefetch and not last:
@@ -341,42 +315,12 @@ class Trainer:
                                               photometric_augment=config.photometric, depth=config.prefetch)
         try:
             while not last:
-                if budget is None:
-                    lr = learning_rate(self.step, config)
-                else:
-                    lr = warmup_cosine_by_time(self.step - first_step, budget.fraction(), peak=config.lr, warmup=config.warmup)
+                lr = self._learning_rate(first_step, budget)
                 started = time.perf_counter()
-                window.append(self.train_step(lr))
+                window.rows.append(self.train_step(lr))
                 self.seconds += time.perf_counter() - started
                 last = self.step >= config.steps or self._out_of_time(budget)
-                event: dict[str, Any] | None = None
-                if self.step % config.log_every == 0 or last:
-                    elapsed = time.perf_counter() - window_start
-                    event = {
-                        "step": self.step,
-                        "lr": lr,
-                        "patches_per_s": len(window) * config.batch / max(elapsed, 1e-9),
-                        **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
-                    }
-                    window, window_start = [], time.perf_counter()
-                if self.step % config.val_every == 0 or last:
-                    event = event or {"step": self.step}
-                    self._validate(event)
-                if self.step % config.checkpoint_every == 0 or last:
-                    self.save_state()
-                    if callback is not None:
-                        callback({"kind": "checkpoint", "step": self.step, "total": config.steps})
-                if event is not None:
-                    event["seconds"] = round(self.seconds, 2)
-                    if budget is not None:
-                        event["budget_fraction"] = round(budget.fraction(), 4)
-                    if self.is_main:
-                        with log_path.open("a") as handle:
-                            handle.write(json.dumps(event) + "\n")
-                    if callback is not None:
-                        callback({"kind": "log", "total": config.steps, **event})
-                elif callback is not None:
-                    callback({"kind": "step", "step": self.step, "total": config.steps})
+                self._after_step(lr, window, last, budget, emit)
         except KeyboardInterrupt:
             self.save_state()
             raise
@@ -393,6 +337,34 @@ class Trainer:
         return TrainSummary(
             self.out_dir, self.step, self.seconds, self.best_step, self.best_value, self.validator.metric, self.skipped
         )
+
+    def _learning_rate(self, first_step: int, budget: WallClock | None) -> float:
+        """By steps; with a budget, warm-up from this call's first step, then a cosine over the time."""
+        config = self.config
+        if budget is None:
+            return learning_rate(self.step, config)
+        return warmup_cosine_by_time(self.step - first_step, budget.fraction(), peak=config.lr, warmup=config.warmup)
+
+    def _after_step(self, lr: float, window: _Window, last: bool, budget: WallClock | None, emit: ProgressFn) -> None:
+        """The log line, validation and checkpoint a step is due for, and its progress event."""
+        config = self.config
+        event = window.line(self.step, lr, config.batch) if self.step % config.log_every == 0 or last else None
+        if self.step % config.val_every == 0 or last:
+            event = event or {"step": self.step}
+            self._validate(event)
+        if self.step % config.checkpoint_every == 0 or last:
+            self.save_state()
+            emit(Progress("checkpoint", done=self.step, total=config.steps))
+        if event is None:
+            emit(Progress("step", done=self.step, total=config.steps))
+            return
+        event["seconds"] = round(self.seconds, 2)
+        if budget is not None:
+            event["budget_fraction"] = round(budget.fraction(), 4)
+        if self.is_main:
+            with (self.out_dir / LOG_FILE).open("a") as handle:
+                handle.write(json.dumps(event) + "\n")
+        emit(Progress("log", done=self.step, total=config.steps, data=event))
 
     def _validate(self, event: dict[str, Any]) -> None:
         """Rank 0 only (the EMA is the same on every rank); the others wait at the next collective."""
@@ -418,7 +390,7 @@ def train(
     resume: bool = False,
     val_pairs: Path | None = None,
     device: str = "auto",
-    callback: Callback | None = None,
+    callback: ProgressFn | None = None,
     info: dict[str, Any] | None = None,
     budget: WallClock | None = None,
     stored_config: bool = True,
@@ -435,14 +407,16 @@ def train(
     out_dir = Path(out_dir)
     state: dict[str, Any] = {}
     if resume:
-        state = _read_state_on_rank0(out_dir)
+        state = on_rank0(lambda: read_state(out_dir), TrainingError)
         try:
             model_config = from_dict(ModelConfig, json.loads(state["model_config"]))
             if stored_config:
                 stored = from_dict(TrainConfig, json.loads(state["train_config"]))
                 config = replace(stored, steps=config.steps)
         except (TypeError, ValueError, BsgdError) as exc:
-            raise TrainingError(f"{out_dir / STATE_FILE}: its stored config is damaged ({exc}); start a fresh run") from exc
+            raise TrainingError(
+                f"{out_dir / STATE_FILE}: its stored config is damaged ({exc}); start a fresh run"
+            ) from exc
     trainer = Trainer(
         noisy_dir, out_dir, model_config=model_config, config=config, val_pairs=val_pairs, device=device, info=info
     )
@@ -451,22 +425,7 @@ def train(
             trainer.apply_state(state)
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-            raise TrainingError(f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run") from exc
+            raise TrainingError(
+                f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run"
+            ) from exc
     return trainer.run(callback, budget)
-
-
-def _read_state_on_rank0(out_dir: Path) -> dict[str, Any]:
-    """:func:`read_state` on rank 0, broadcast to every rank; a failure raises on every rank."""
-    rank, world = rank_and_world()
-    if world == 1:
-        return read_state(out_dir)
-    answer: tuple[str, Any] | None = None
-    if rank == 0:
-        try:
-            answer = ("ok", read_state(out_dir))
-        except TrainingError as exc:
-            answer = ("error", str(exc))
-    kind, payload = broadcast_object(answer)
-    if kind == "error":
-        raise TrainingError(payload)
-    return payload

@@ -1,0 +1,1 @@
+"""Folder denoising: discovery, output names, workers, atomic writes, per-file results."""

@@ -1,0 +1,262 @@
+"""Denoise arrays with a loaded model: mode dispatch, tiling, seeds, the Wiener pass, out-of-memory retry.
+
+The one public entry point is :func:`denoise_array` (float32 H x W x C in [0, 1] in and out). It runs
+two tiled passes over the image: the network pass (:func:`network_pass`) gives a pilot estimate, then
+the Wiener pass (:func:`wiener_pass`) refines it with one noise estimate for the whole image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ..config import SamplerConfig, SamplerOverrides, TilingConfig, WienerConfig
+from ..diffusion.guidance import blind_spot_guidance
+from ..diffusion.sampling import refine_r3, sample_bsgd
+from ..errors import ConfigError, DenoiseError
+from ..events import ProgressFn
+from .model import BsgdModel, LoadedModel
+from .runtime import Runtime, autocast_context, resolve_runtime
+from .tiling import Tile, TilePlan, apply_tiled, plan_tiles
+from .wiener import estimate_noise, largest_patch, wiener_refine
+
+StepCallback = Callable[[int, int], None]
+_MIN_TILE = 64
+MIN_SIDE = 32
+"""Images with a side under this many pixels are denoised with their mirror image around them
+(:func:`mirror_pad`): alone they give the networks too little context and the Wiener step no block to
+measure the noise on, and their brightness drifts; padded, it does not (docs/NOTES.md)."""
+
+
+def mirror_pad(image: np.ndarray, side: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """(image, window): ``image`` (H, W, C) mirrored (symmetric, edge pixel repeated) on both sides of
+    each axis shorter than ``side`` up to ``side``, and the window that crops the original back out."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = max(0, side - height), max(0, side - width)
+    if not pad_h and not pad_w:
+        return image, (slice(None), slice(None))
+    top, left = pad_h // 2, pad_w // 2
+    padded = np.pad(image, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="symmetric")
+    return padded, (slice(top, top + height), slice(left, left + width))
+
+
+def tile_generator(seed: int, image_index: int, tile_index: int) -> torch.Generator:
+    """A CPU generator seeded from (seed, image index, tile index) alone (order-independent)."""
+    digest = hashlib.sha256(f"bsgd:{seed}:{image_index}:{tile_index}".encode()).digest()
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return generator
+
+
+def denoise_tensor(
+    model: BsgdModel,
+    noisy: torch.Tensor,
+    sampler: SamplerConfig,
+    generators: Sequence[torch.Generator],
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """Denoise (N, C, H, W) images in [0, 1] with ``sampler.mode``; returns (N, C, H, W) in [0, 1].
+
+    The network stage only: ``sampler.refine`` (which needs the whole image's noise estimate) and
+    ``sampler.strength`` are applied by :func:`denoise_array`.
+    """
+    y = noisy * 2.0 - 1.0
+    n = y.shape[0]
+    stride = model.config.blind_spot.pd_infer
+    zero = torch.zeros(n, device=y.device)
+    if sampler.mode == "bsn" and model.config.blind_spot.variance:
+        out = model.blind_spot_posterior(y, stride, sampler.bsn_noise_quantile)
+    elif sampler.mode == "bsn":
+        out = model.blind_spot(y, zero, stride)
+    elif sampler.mode == "bsn-r3":
+        out = refine_r3(
+            lambda x: model.blind_spot(x, zero, stride),
+            lambda x: model.blind_spot(x, zero, 1),
+            y,
+            generators=generators,
+            runs=sampler.r3_runs,
+            prob=sampler.r3_prob,
+            callback=callback,
+        )
+    elif sampler.mode == "fast":
+        out = model.fast(y)
+    elif sampler.mode == "bsgd":
+        guided = blind_spot_guidance(
+            model.diffusion_x0, lambda z, t: model.blind_spot(z, t, stride), sampler.guidance
+        )
+        out = sample_bsgd(
+            guided,
+            y,
+            generators=generators,
+            steps=sampler.steps,
+            t_start=sampler.t_start,
+            runs=sampler.runs,
+            replace_prob=sampler.replace_prob,
+            mask=sampler.mask,
+            schedule=model.config.schedule.kind,
+            callback=callback,
+        )
+    else:  # pragma: no cover - SamplerConfig validates modes
+        raise ConfigError(f"unknown mode {sampler.mode!r}")
+    return ((out.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def resolve_sampler(
+    model: LoadedModel, sampler: SamplerConfig | SamplerOverrides | None, device: torch.device
+) -> SamplerConfig:
+    """The sampler settings a run uses: ``sampler`` itself when whole, else the model's stored defaults
+    with the overrides. With no mode asked for, a CPU run of a model with a distilled student uses
+    ``fast``: as good as the stored default mode at many times its speed (docs/NOTES.md).
+    """
+    if isinstance(sampler, SamplerConfig):
+        return sampler
+    overrides = sampler or SamplerOverrides()
+    if overrides.mode is None and device.type == "cpu" and model.model.student is not None:
+        overrides = replace(overrides, mode="fast")
+    return overrides.apply(model.sampler)
+
+
+def blend(denoised: np.ndarray, noisy: np.ndarray, strength: float) -> np.ndarray:
+    """``strength * denoised + (1 - strength) * noisy`` in float32 (``denoised`` itself at strength 1).
+
+    Linear, so blending tile by tile equals blending the stitched image.
+    """
+    if strength >= 1.0:
+        return denoised
+    return (np.float32(strength) * denoised + np.float32(1.0 - strength) * noisy).astype(np.float32, copy=False)
+
+
+def network_pass(
+    net: BsgdModel, image: np.ndarray, plan: TilePlan, sampler: SamplerConfig, *, device: torch.device,
+    precision: str, seed: int, image_index: int, batch: int, progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """The networks over the tiles of ``image`` (H, W, C), blended: the pilot estimate, (H, W, C) float32.
+
+    Without the Wiener step the result is blended with the input here (``sampler.strength``); with it,
+    the Wiener pass does that.
+    """
+    strength = sampler.strength if sampler.refine != "wiener" else 1.0
+
+    def run_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
+        batch_tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).to(device)
+        generators = [tile_generator(seed, image_index, tile.index) for tile in tiles]
+        with torch.inference_mode(), autocast_context(device, precision):
+            result = denoise_tensor(net, batch_tensor, sampler, generators)
+        denoised = result.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
+        return blend(denoised, stack, strength)
+
+    return apply_tiled(run_tiles, image, plan, batch=batch, progress=progress)
+
+
+def wiener_pass(image: np.ndarray, pilot: np.ndarray, wiener: WienerConfig, *, network_tile: int,
+                device: torch.device, strength: float) -> np.ndarray:
+    """The Wiener step per tile with one noise estimate for the whole image; written into ``pilot``.
+
+    Its own tiles: at least 128 pixels and 12 of the largest blocks, overlapping by two of them
+    and cut, not blended, in the middle of the overlap: a pixel at least one block from a tile's
+    edge gets exactly the blocks the whole image would give it, so the tiled result is the
+    whole-image result (tests/test_wiener.py). The result is blended with ``image`` by ``strength``.
+    """
+    block = largest_patch(wiener, image.shape[2])
+    side = max(network_tile, 128, 12 * block)
+    plan = plan_tiles(image.shape[0], image.shape[1], side, min(2 * block, side // 4))
+    noise = estimate_noise(image, pilot, wiener)
+    if noise is None:  # smaller than one Wiener block: nothing to measure
+        return blend(pilot, image, strength)
+
+    def to_tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(device)
+
+    def refine_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
+        results = []
+        for noisy_tile, tile in zip(stack, tiles, strict=True):  # one call per tile: each has its block offset
+            pilot_tile = pilot[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+            with torch.inference_mode():
+                refined = wiener_refine(
+                    to_tensor(noisy_tile), to_tensor(pilot_tile), wiener, noise, offset=(tile.y, tile.x)
+                )
+                results.append(refined.clamp_(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy())
+        return blend(np.stack(results), stack, strength)
+
+    # Written into the pilot's own array: rows are stored only after every tile reading them ran.
+    return apply_tiled(refine_tiles, image, plan, batch=1, out=pilot, cut=True)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def retry_on_out_of_memory(run: Callable[[int], np.ndarray], tile: int, device: torch.device) -> np.ndarray:
+    """``run(tile)``, and on out-of-memory ``run`` again with half the tile, down to 64 pixels."""
+    while True:
+        try:
+            return run(tile)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if not _is_out_of_memory(exc) or tile // 2 < _MIN_TILE:
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            tile //= 2
+
+
+def denoise_array(
+    model: LoadedModel,
+    image: np.ndarray,
+    *,
+    sampler: SamplerConfig | SamplerOverrides | None = None,
+    tiling: TilingConfig | None = None,
+    runtime: Runtime | None = None,
+    seed: int = 0,
+    image_index: int = 0,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """Denoise one image: the network pass, then (``sampler.refine == "wiener"``) the Wiener pass, then
+    the blend with the input by ``sampler.strength``.
+
+    Args:
+        model: from :func:`bsgd_cli.load_model`.
+        image: (H, W, C) float32 in [0, 1], RGB (C = 3) or packed Bayer planes for a RAW-domain model.
+        sampler: a whole :class:`SamplerConfig`, or :class:`SamplerOverrides` of the model's stored
+            defaults (None: the defaults; see :func:`resolve_sampler` for the CPU default mode).
+        tiling: tile side, overlap and tiles per call (default :class:`TilingConfig`); on
+            out-of-memory the tile is halved and the image retried, down to 64 pixels.
+        runtime: device and precision from :func:`bsgd_cli.engine.runtime.resolve_runtime` (default:
+            ``auto`` for both).
+        seed, image_index: with the tile index, seed each tile's generator (results do not depend
+            on tile order or batch size).
+        progress: gets ``tiles`` events of the network pass.
+    Returns:
+        (H, W, C) float32 in [0, 1].
+    """
+    channels = model.model.config.channels
+    if image.ndim != 3 or image.shape[2] != channels:
+        raise ConfigError(f"expected an H x W x {channels} image, got shape {image.shape}")
+    tiling = tiling or TilingConfig()
+    runtime = runtime or resolve_runtime()
+    settings = resolve_sampler(model, sampler, runtime.device)
+    precision = runtime.precision_for(settings.mode)
+    net = model.model.to(runtime.device).eval()
+    wiener = settings.wiener if settings.refine == "wiener" else None
+    min_side = max(MIN_SIDE, largest_patch(wiener, channels)) if wiener is not None else MIN_SIDE
+    padded, window = mirror_pad(np.ascontiguousarray(image, dtype=np.float32), min_side)
+
+    def both_passes(tile: int) -> np.ndarray:
+        plan = plan_tiles(padded.shape[0], padded.shape[1], tile, min(tiling.overlap, tile // 4), net.size_multiple())
+        pilot = network_pass(net, padded, plan, settings, device=runtime.device, precision=precision, seed=seed,
+                             image_index=image_index, batch=tiling.batch, progress=progress)
+        if wiener is None:
+            return pilot
+        return wiener_pass(padded, pilot, wiener, network_tile=tile, device=runtime.device, strength=settings.strength)
+
+    denoised = retry_on_out_of_memory(both_passes, tiling.tile, runtime.device)[window]
+    bad = int(np.count_nonzero(~np.isfinite(denoised)))
+    if bad:
+        raise DenoiseError(
+            f"the model's output holds {bad} NaN/Inf value(s) (mode {settings.mode}, precision {precision}); "
+            "nothing was written: try --precision fp32 or another --mode"
+        )
+    return denoised

@@ -1,0 +1,95 @@
+"""Where and how the networks run: the device (auto, CPU, CUDA, MPS) and the float precision.
+
+Resolved once, at the entry point (:func:`check_runtime` refuses an absent device or a precision the
+device cannot run before any work starts); the engine then only asks :func:`autocast_context`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+
+_DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" picks CUDA, then Apple MPS, then the CPU; a clear error for an absent or unknown device."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(f"unknown device {str(device)!r}; use {_DEVICE_FORMS}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} was asked for, but no CUDA GPU is visible; use --device cpu or auto")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0; "
+                "use cuda:0 or auto"
+            )
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps was asked for, but MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def check_runtime(device: str | torch.device, precision: str) -> torch.device:
+    """The device a run will use, refusing before any work a device that is absent or unknown and a
+    precision the device cannot run (fp16 on a CPU)."""
+    torch_device = resolve_device(device)
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if precision == "fp16" and torch_device.type == "cpu":
+        raise ConfigError("--precision fp16 is not supported on the CPU; use --precision bf16 or fp32")
+    return torch_device
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast where the device supports it, else a no-op (fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ConfigError("fp16 is not supported on the CPU; use --precision bf16 or fp32")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def resolve_precision(precision: str, mode: str, device: torch.device) -> str:
+    """"auto": bf16 for the single-pass ``fast`` mode on CPU and CUDA (much faster at the same PSNR,
+    docs/NOTES.md), fp32 for the other modes."""
+    if precision != "auto":
+        return precision
+    return "bf16" if mode == "fast" and device.type in ("cpu", "cuda") else "fp32"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the networks run: made once, at the entry point, by :func:`resolve_runtime`.
+
+    precision: "auto", "fp32", "bf16" or "fp16"; "auto" depends on the mode (:meth:`precision_for`).
+    """
+
+    device: torch.device
+    precision: str = "auto"
+
+    def precision_for(self, mode: str) -> str:
+        """The precision a ``mode`` runs in (see :func:`resolve_precision`)."""
+        return resolve_precision(self.precision, mode, self.device)
+
+
+def resolve_runtime(device: str | torch.device = "auto", precision: str = "auto") -> Runtime:
+    """A :class:`Runtime`, refusing an absent or unknown device and a precision it cannot run
+    (see :func:`check_runtime`) before any work starts."""
+    return Runtime(check_runtime(device, precision), precision)

@@ -1,0 +1,1 @@
+"""Training both branches, distilling the fast student, and the short GPU slot recipe."""

@@ -1,0 +1,1 @@
+"""Pictures for people: before/after views, training curves, demo samples."""
