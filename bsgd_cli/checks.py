@@ -72,6 +72,8 @@ T_START = Bounds(0.0, 1.0)
 STRENGTH = Bounds(0.0, 1.0)
 WIENER_NOISE = Bounds(0.01, 100.0)
 WIENER_PASSES = _whole(1, 8)
+FUSION_WINDOW = _whole(3, 31)
+FUSION_SCALE = Bounds(0.0, 100.0, low_open=True)
 PROBABILITY = Bounds(0.0, 1.0)
 # Images: a size limit above 10 gigapixels is no limit (a 50 MP photo peaks at 2 GB here).
 MEGAPIXELS = Bounds(0.0, 10_000.0, low_open=True)

@@ -69,10 +69,6 @@ class BlindSpotConfig:
 
     ``width`` channels at full resolution, doubling ``depth`` times is avoided on purpose (CPU cost):
     widths are ``width * mults[i]``. ``pd_train`` / ``pd_infer`` are the pixel-shuffle strides.
-    ``variance``: the head also predicts, per pixel and channel, the log-variance of the noisy value
-    given its neighbours (trained by Gaussian likelihood), so the ``bsn`` mode can fuse the neighbours'
-    prediction with the pixel's own value (Laine et al. 2019's Bayesian step; see
-    :func:`bsgd_cli.engine.model.BsgdModel.blind_spot_posterior`).
     """
 
     width: int = 32
@@ -82,7 +78,6 @@ class BlindSpotConfig:
     pd_train: int = 5
     pd_infer: int = 2
     residual: bool = True
-    variance: bool = False
 
     def __post_init__(self) -> None:
         _check_widths("blind_spot", self.width, self.mults, self.blocks_per_level)
@@ -180,8 +175,10 @@ class SamplerConfig:
     replace_prob: p, the probability a pixel/channel is re-injected from the noisy input per step.
     refine: "wiener" runs :mod:`bsgd_cli.engine.wiener` on the mode's output (the pilot) with the
     settings in ``wiener`` (:class:`WienerConfig`); "none" returns the pilot.
-    bsn_noise_quantile: for a blind-spot branch with a variance head, the quantile of its predicted
-    variance taken as the image's noise variance in the ``bsn`` mode's fusion.
+    bsn_fusion: the ``bsn`` mode gives each pixel back its own noisy value where the blind spot's
+    prediction cannot explain it (:mod:`bsgd_cli.engine.fusion`): the local residual
+    power over a ``bsn_fusion_window`` square around the pixel (the pixel left out) against
+    ``bsn_fusion_scale`` times the image's median of it (the noise).
     strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
     """
 
@@ -195,7 +192,9 @@ class SamplerConfig:
     mask: MaskKind = "iid"
     r3_runs: int = 8
     r3_prob: float = 0.16
-    bsn_noise_quantile: float = 0.1
+    bsn_fusion: bool = True
+    bsn_fusion_window: int = 7
+    bsn_fusion_scale: float = 1.5
     refine: Refine = "wiener"
     wiener: WienerConfig = field(default_factory=WienerConfig)
     strength: float = 1.0
@@ -211,8 +210,10 @@ class SamplerConfig:
         checks.STRENGTH.check("strength", self.strength)
         checks.PROBABILITY.check("replace_prob", self.replace_prob)
         checks.PROBABILITY.check("r3_prob", self.r3_prob)
-        if not 0.0 < self.bsn_noise_quantile < 1.0:
-            raise ConfigError(f"bsn_noise_quantile must lie in (0, 1), got {self.bsn_noise_quantile}")
+        checks.FUSION_WINDOW.check("bsn_fusion_window", self.bsn_fusion_window)
+        checks.FUSION_SCALE.check("bsn_fusion_scale", self.bsn_fusion_scale)
+        if self.bsn_fusion_window % 2 == 0:
+            raise ConfigError(f"bsn_fusion_window must be odd, got {self.bsn_fusion_window}")
         if self.refine not in REFINES:
             raise ConfigError(f"refine must be 'none' or 'wiener', got {self.refine!r}")
         if not isinstance(self.wiener, WienerConfig):
@@ -344,6 +345,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
     if cls is SamplerConfig:
         data = _nest_legacy_wiener(data)
+    data = _drop_retired(cls, data)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -362,6 +364,22 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+
+RETIRED_KEYS: dict[str, dict[str, Any]] = {
+    # An experimental learned-variance head for the bsn mode, replaced by fuse_blind_spot (docs/LEARNING.md):
+    # files saved without the head (False) load as before; one with the head is refused as unknown.
+    "BlindSpotConfig": {"variance": False},
+    "SamplerConfig": {"bsn_noise_quantile": None},  # its setting; any value is dropped
+}
+"""Keys that files of this development line may hold and that no longer mean anything, with the one
+value that may be dropped silently (None: any)."""
+
+
+def _drop_retired(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    retired = RETIRED_KEYS.get(cls.__name__, {})
+    return {key: value for key, value in data.items()
+            if key not in retired or (retired[key] is not None and value != retired[key])}
 
 
 def _nest_legacy_wiener(data: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ in patches, not minutes, so runs sharing the machine with other work still compa
 logged too, but only a run on an idle machine measures throughput. One JSON line per evaluation
 goes to ``--out``; ``--table`` prints a Markdown table of every curve file given.
 
-    .venv/bin/python scripts/learning_curves.py --set sidd --variant base --patches 2400 --out runs/curves/sidd-base.jsonl
+    .venv/bin/python scripts/learning_curves.py --set sidd --variant base --patches 2400 \
+        --out runs/curves/sidd-base.jsonl
     .venv/bin/python scripts/learning_curves.py --table runs/curves/*.jsonl
 """
 
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 
 from bsgd_cli.benchmark.metrics import psnr_uint8
-from bsgd_cli.config import PRESETS, ModelConfig, TrainConfig
+from bsgd_cli.config import PRESETS, ModelConfig, SamplerConfig, TrainConfig
+from bsgd_cli.engine.fusion import fusion_pass
 from bsgd_cli.engine.model import BsgdModel
 from bsgd_cli.engine.runtime import autocast_context
 from bsgd_cli.training.data import NoisyImagePool, sample_patches
@@ -64,7 +66,6 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "p60b32": {"train": {"patch": 60, "batch": 32}},
     "p240b2": {"train": {"patch": 240, "batch": 2}},
     "b32": {"train": {"batch": 32}},
-    "var": {"net": {"variance": True}},
 }
 
 
@@ -121,29 +122,27 @@ def training_pool(kind: str, tmp: Path) -> NoisyImagePool:
 
 @torch.no_grad()
 def score(model: BsgdModel, pairs: list[tuple[np.ndarray, np.ndarray]], stride: int, fused: bool = False) -> float:
-    """Mean PSNR of B(y, 0) through PD ``stride``; ``fused``: the variance head's posterior instead."""
+    """Mean PSNR of B(y, 0) through PD ``stride``; ``fused``: with the ``bsn`` mode's fusion (default settings)."""
     model.eval()
     values = []
     for noisy, clean in pairs:
         y = torch.from_numpy(noisy).permute(2, 0, 1)[None] * 2 - 1
+        out = model.blind_spot(y, torch.zeros(1), stride)
         if fused:
-            out = model.blind_spot_posterior(y, stride, 0.1)
-        else:
-            out = model.blind_spot(y, torch.zeros(1), stride)
+            settings = SamplerConfig()
+            out = ((out + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+            out = fusion_pass(noisy, out.copy(), settings.bsn_fusion_window, settings.bsn_fusion_scale)
+            out = torch.from_numpy(out).permute(2, 0, 1)[None] * 2 - 1
         values.append(psnr_uint8(clean, ((out[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()))
     return float(np.mean(values))
 
 
 def initialised(model_config: ModelConfig, name: str) -> BsgdModel:
-    """A model of ``model_config`` whose blind-spot branch starts from model ``name``'s (a variance head added)."""
+    """A model of ``model_config`` whose blind-spot branch starts from model ``name``'s."""
     from bsgd_cli.checkpoint import load_model
-    from bsgd_cli.nets.blind_spot import add_variance_head
-
     source = load_model(name).model
     model = BsgdModel(model_config)
     net = source.blind_spot_net
-    if model_config.blind_spot.variance:
-        net = add_variance_head(net)
     if dataclasses.replace(net.config, pd_train=model_config.blind_spot.pd_train) != model_config.blind_spot:
         raise SystemExit(f"--init {name}: its blind-spot branch {net.config} differs from {model_config.blind_spot}")
     model.blind_spot_net.load_state_dict(net.state_dict())
@@ -171,7 +170,8 @@ def run(args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(args.seed + 3)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = {"variant": args.variant + (f"@{args.init}" if args.init else "") + (" on " + args.train_dir if args.train_dir else ""), "set": args.set, "net": dataclasses.asdict(net),
+    name = args.variant + (f"@{args.init}" if args.init else "") + (" on " + args.train_dir if args.train_dir else "")
+    header = {"variant": name, "set": args.set, "net": dataclasses.asdict(net),
               "train": dataclasses.asdict(config), "threads": args.threads,
               "params": sum(p.numel() for p in params),
               "noisy_psnr": float(np.mean([psnr_uint8(c, n) for n, c in pairs]))}
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> None:
                    "psnr_pd2": round(score(ema, pairs, 2), 3)}
             if args.set == "sidd":
                 row["psnr_pd5"] = round(score(ema, pairs, 5), 3)
-            if net.variance:
+            if args.fused:
                 row["psnr_fused"] = round(score(ema, pairs, 2, fused=True), 3)
             row["eval_s"] = round(time.perf_counter() - started, 1)
             handle.write(json.dumps(row) + "\n")
@@ -252,7 +252,8 @@ def table(paths: list[str]) -> None:
         rows.append((header["set"], header["variant"], header["params"], last["patches_per_s"], last["patches"],
                      first["psnr_pd2"], last["psnr_pd2"], best, last.get("psnr_pd5"), last.get("psnr_fused"),
                      header["noisy_psnr"], curve))
-    print("| set | variant | params | patches/s | patches | start | end | best | end, PD5 | end, fused | noisy | curve (PD2) |")
+    print("| set | variant | params | patches/s | patches | start | end | best | end, PD5 | end, fused | noisy "
+          "| curve (PD2) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     show = lambda value: "" if value is None else f"{value:.2f}"  # noqa: E731
     for r in sorted(rows):
@@ -267,6 +268,7 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=2400, help="training budget in patches")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fused", action="store_true", help="also score the bsn mode's fusion with the pixel")
     parser.add_argument("--train-dir", default=None, help="train on this folder of noisy images instead of the set's")
     parser.add_argument("--save", default=None, help="write the model (with --init's other branches) here at the end")
     parser.add_argument("--init", default=None, help="start the blind-spot branch from this model (e.g. default)")

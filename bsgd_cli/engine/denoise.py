@@ -19,6 +19,7 @@ from ..diffusion.guidance import blind_spot_guidance
 from ..diffusion.sampling import refine_r3, sample_bsgd
 from ..errors import ConfigError, DenoiseError
 from ..events import ProgressFn
+from .fusion import fusion_pass
 from .model import BsgdModel, LoadedModel
 from .runtime import Runtime, autocast_context, resolve_runtime
 from .tiling import Tile, TilePlan, apply_tiled, plan_tiles
@@ -61,16 +62,14 @@ def denoise_tensor(
 ) -> torch.Tensor:
     """Denoise (N, C, H, W) images in [0, 1] with ``sampler.mode``; returns (N, C, H, W) in [0, 1].
 
-    The network stage only: ``sampler.refine`` (which needs the whole image's noise estimate) and
-    ``sampler.strength`` are applied by :func:`denoise_array`.
+    The network stage only: the ``bsn`` mode's fusion and ``sampler.refine`` (which need the whole
+    image's noise estimate) and ``sampler.strength`` are applied by :func:`denoise_array`.
     """
     y = noisy * 2.0 - 1.0
     n = y.shape[0]
     stride = model.config.blind_spot.pd_infer
     zero = torch.zeros(n, device=y.device)
-    if sampler.mode == "bsn" and model.config.blind_spot.variance:
-        out = model.blind_spot_posterior(y, stride, sampler.bsn_noise_quantile)
-    elif sampler.mode == "bsn":
+    if sampler.mode == "bsn":
         out = model.blind_spot(y, zero, stride)
     elif sampler.mode == "bsn-r3":
         out = refine_r3(
@@ -132,14 +131,11 @@ def blend(denoised: np.ndarray, noisy: np.ndarray, strength: float) -> np.ndarra
 
 def network_pass(
     net: BsgdModel, image: np.ndarray, plan: TilePlan, sampler: SamplerConfig, *, device: torch.device,
-    precision: str, seed: int, image_index: int, batch: int, progress: ProgressFn | None = None,
+    precision: str, seed: int, image_index: int, batch: int, strength: float = 1.0,
+    progress: ProgressFn | None = None,
 ) -> np.ndarray:
-    """The networks over the tiles of ``image`` (H, W, C), blended: the pilot estimate, (H, W, C) float32.
-
-    Without the Wiener step the result is blended with the input here (``sampler.strength``); with it,
-    the Wiener pass does that.
-    """
-    strength = sampler.strength if sampler.refine != "wiener" else 1.0
+    """The networks over the tiles of ``image`` (H, W, C), blended: the pilot estimate, (H, W, C) float32,
+    blended with the input by ``strength`` (1 when a later pass blends instead)."""
 
     def run_tiles(stack: np.ndarray, tiles: Sequence[Tile]) -> np.ndarray:
         batch_tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).to(device)
@@ -244,15 +240,23 @@ def denoise_array(
     min_side = max(MIN_SIDE, largest_patch(wiener, channels)) if wiener is not None else MIN_SIDE
     padded, window = mirror_pad(np.ascontiguousarray(image, dtype=np.float32), min_side)
 
-    def both_passes(tile: int) -> np.ndarray:
+    fusion = settings.mode == "bsn" and settings.bsn_fusion
+
+    def all_passes(tile: int) -> np.ndarray:
         plan = plan_tiles(padded.shape[0], padded.shape[1], tile, min(tiling.overlap, tile // 4), net.size_multiple())
+        last = "wiener" if wiener is not None else "fusion" if fusion else "network"
         pilot = network_pass(net, padded, plan, settings, device=runtime.device, precision=precision, seed=seed,
-                             image_index=image_index, batch=tiling.batch, progress=progress)
+                             image_index=image_index, batch=tiling.batch, progress=progress,
+                             strength=settings.strength if last == "network" else 1.0)
+        if fusion:
+            pilot = fusion_pass(padded, pilot, settings.bsn_fusion_window, settings.bsn_fusion_scale)
+            if last == "fusion":
+                pilot = blend(pilot, padded, settings.strength)
         if wiener is None:
             return pilot
         return wiener_pass(padded, pilot, wiener, network_tile=tile, device=runtime.device, strength=settings.strength)
 
-    denoised = retry_on_out_of_memory(both_passes, tiling.tile, runtime.device)[window]
+    denoised = retry_on_out_of_memory(all_passes, tiling.tile, runtime.device)[window]
     bad = int(np.count_nonzero(~np.isfinite(denoised)))
     if bad:
         raise DenoiseError(

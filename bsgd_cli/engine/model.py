@@ -51,30 +51,6 @@ class BsgdModel(nn.Module):
     # -- branches -----------------------------------------------------------------------------
     def blind_spot(self, z: torch.Tensor, t: torch.Tensor, stride: int) -> torch.Tensor:
         """B(z, t) through pixel-shuffle downsampling with ``stride`` (1 = none): prediction of y."""
-        out = self._blind_spot_raw(z, t, stride)
-        return self.blind_spot_net.split(out)[0] if self.config.blind_spot.variance else out
-
-    def blind_spot_gaussian(self, z: torch.Tensor, t: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prediction, log-variance) of y from its neighbours; needs ``config.blind_spot.variance``."""
-        return self.blind_spot_net.split(self._blind_spot_raw(z, t, stride))
-
-    def blind_spot_posterior(self, y: torch.Tensor, stride: int, noise_quantile: float) -> torch.Tensor:
-        """The blind spot's prediction fused with each pixel's own noisy value (Laine et al. 2019).
-
-        The network predicts y at p from its neighbours as N(mean, v), v = prior + noise variance. The
-        noise variance (per image and channel) is taken as the ``noise_quantile`` quantile of v over
-        the image, where the neighbours predict best (flat areas: prior variance near 0). Then
-        prior = max(v - noise, 0) and the posterior mean is (noise * mean + prior * y) / (prior + noise):
-        flat areas take the smooth prediction, detail the neighbours cannot explain keeps the pixel.
-        ``y``: (N, C, H, W) in [-1, 1] at t = 0; returns the same shape.
-        """
-        mean, log_variance = self.blind_spot_gaussian(y, torch.zeros(y.shape[0], device=y.device), stride)
-        variance = log_variance.float().exp()
-        noise = torch.quantile(variance.flatten(2), noise_quantile, dim=2)[:, :, None, None]
-        prior = (variance - noise).clamp_min(0.0)
-        return ((noise * mean.float() + prior * y.float()) / (prior + noise).clamp_min(1e-12)).to(y.dtype)
-
-    def _blind_spot_raw(self, z: torch.Tensor, t: torch.Tensor, stride: int) -> torch.Tensor:
         if stride == 1:
             return self.blind_spot_net(z, t)
         padded, size = pad_to_multiple(z, stride, "constant")

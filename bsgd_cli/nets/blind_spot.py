@@ -13,9 +13,6 @@ With ``residual`` the head predicts a correction to the mean of the 8 neighbours
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -134,13 +131,6 @@ class BlindSpotNet(nn.Module):
             # any brightness and colour, including ones the training photos never showed.
             nn.init.zeros_(self.head[-1].weight)  # type: ignore[arg-type]
             nn.init.zeros_(self.head[-1].bias)  # type: ignore[arg-type]
-        self.variance_head: nn.Sequential | None = None
-        if config.variance:
-            # Its own head on detached features: the likelihood's large early gradients cannot
-            # reach the body (a shared head wrecked the prediction within minutes on the SIDD pair).
-            self.variance_head = _head(4 * features, config.head_width, channels)
-            nn.init.zeros_(self.variance_head[-1].weight)  # type: ignore[arg-type]
-            nn.init.constant_(self.variance_head[-1].bias, INITIAL_LOG_VARIANCE)  # type: ignore[arg-type]
         self.size_multiple = 2 ** (len(config.mults) - 1)
 
     def forward(
@@ -149,8 +139,6 @@ class BlindSpotNet(nn.Module):
         """The prediction of each value from its neighbours, (N, C, H, W).
 
         ``valid`` (N, 1, H, W): 1 on real pixels, 0 on padding the caller added (see neighbour_mean).
-        With ``config.variance`` the result has 2C channels: the prediction, then its log-variance
-        (see :meth:`split`).
         """
         padded, size = pad_to_multiple(z, self.size_multiple, "constant")
         emb = self.time(t)
@@ -170,18 +158,7 @@ class BlindSpotNet(nn.Module):
         if self.config.residual:
             mask = torch.ones_like(z[:, :1]) if valid is None else valid
             out = out + neighbour_mean(padded, pad_to_multiple(mask, self.size_multiple, "constant")[0])
-        if self.variance_head is not None:
-            out = torch.cat([out, self.variance_head(features.detach())], dim=1)
         return crop_to(out, size)
-
-    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prediction, log-variance clamped to [-18, 2]) of a ``variance`` network's output."""
-        return out[:, : self.channels], out[:, self.channels :].clamp(LOG_VARIANCE_MIN, LOG_VARIANCE_MAX)
-
-
-LOG_VARIANCE_MIN, LOG_VARIANCE_MAX = -18.0, 2.0
-# The variance head starts at the variance of sigma 10/255 noise in [-1, 1] model space.
-INITIAL_LOG_VARIANCE = 2.0 * math.log(2 * 10 / 255)
 
 
 def _head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
@@ -193,11 +170,3 @@ def _head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
         nn.LeakyReLU(0.1),
         nn.Conv2d(width, out_channels, 1),
     )
-
-
-def add_variance_head(net: BlindSpotNet) -> BlindSpotNet:
-    """A copy of ``net`` with a fresh variance head; the prediction is unchanged."""
-    wider = BlindSpotNet(replace(net.config, variance=True), net.channels)
-    missing, unexpected = wider.load_state_dict(net.state_dict(), strict=False)
-    assert not unexpected and all(name.startswith("variance_head.") for name in missing)
-    return wider

@@ -48,7 +48,6 @@ def blind_spot_loss(
     model: BsgdModel, noisy: torch.Tensor, generator: torch.Generator, config: TrainConfig, t_max: float
 ) -> torch.Tensor:
     """B(z_t, t) through PD (stride ``pd_train``) predicts the noisy y itself: L1 or L2 over all pixels;
-    a network with a variance head adds the Gaussian likelihood of y around the (detached) prediction.
 
     Because the blind spot hides each pixel's own (independent after PD) noise, the minimiser is an
     estimate of the clean image (Noise2Void / AP-BSN argument).
@@ -64,25 +63,10 @@ def blind_spot_loss_given(
     t = t.to(noisy.device)
     z, _eps, _a, _s = _diffuse(noisy, t, eps, model.config.schedule.kind)
     stride = model.config.blind_spot.pd_train
-    log_variance = None
-    if model.config.blind_spot.variance:
-        prediction, log_variance = model.blind_spot_gaussian(z, t, stride)
-    else:
-        prediction = model.blind_spot(z, t, stride)
+    prediction = model.blind_spot(z, t, stride)
     if config.bsn_loss == "l2":
-        loss = F.mse_loss(prediction.float(), noisy)
-    else:
-        loss = F.l1_loss(prediction.float(), noisy)
-    if log_variance is not None:
-        # The variance learns the spread of the prediction's residual; the prediction's own loss is
-        # unchanged (a joint likelihood lets it neglect the pixels it calls uncertain).
-        loss = loss + gaussian_nll(prediction.detach().float(), log_variance.float(), noisy)
-    return loss
-
-
-def gaussian_nll(mean: torch.Tensor, log_variance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of ``target`` under N(mean, exp(log_variance)), constant dropped."""
-    return 0.5 * (log_variance + (target - mean).square() * torch.exp(-log_variance)).mean()
+        return F.mse_loss(prediction.float(), noisy)
+    return F.l1_loss(prediction.float(), noisy)
 
 
 def diffusion_loss(
