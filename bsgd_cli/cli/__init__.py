@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..engine.threads import prepare_openmp
 from . import benchmark, denoise, distill, models, plot, samples, train
 from ._support import (
     EXIT_INTERRUPTED,
@@ -69,7 +70,9 @@ app.command()(samples.samples)
 
 
 def main() -> None:
-    """Console-script entry point: SIGTERM is handled like Ctrl-C from the start."""
+    """Console-script entry point: SIGTERM is handled like Ctrl-C from the start; idle OpenMP threads
+    sleep (set before any command imports torch; bsgd_cli.engine.threads)."""
+    prepare_openmp()
     handle_signals()
     try:
         app()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+from .threads import configure_torch_threads
 
 _DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
 
@@ -91,5 +92,8 @@ class Runtime:
 
 def resolve_runtime(device: str | torch.device = "auto", precision: str = "auto") -> Runtime:
     """A :class:`Runtime`, refusing an absent or unknown device and a precision it cannot run
-    (see :func:`check_runtime`) before any work starts."""
-    return Runtime(check_runtime(device, precision), precision)
+    (see :func:`check_runtime`) before any work starts. Caps torch's threads at the CPUs this process
+    may use (:func:`~bsgd_cli.engine.threads.configure_torch_threads`)."""
+    runtime = Runtime(check_runtime(device, precision), precision)
+    configure_torch_threads()
+    return runtime

@@ -1,0 +1,57 @@
+"""Thread settings: idle OpenMP threads sleep unless the user chose, and torch never gets more threads
+than the process may use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bsgd_cli.engine import threads
+
+
+def test_prepare_openmp_sets_passive_unless_chosen() -> None:
+    environ: dict[str, str] = {}
+    threads.prepare_openmp(environ)
+    assert environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    chosen = {"OMP_WAIT_POLICY": "ACTIVE"}
+    threads.prepare_openmp(chosen)
+    assert chosen == {"OMP_WAIT_POLICY": "ACTIVE"}
+    spin = {"GOMP_SPINCOUNT": "1000"}
+    threads.prepare_openmp(spin)
+    assert spin == {"GOMP_SPINCOUNT": "1000"}
+
+
+def test_available_cpus_respects_a_quota(monkeypatch, tmp_path) -> None:
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")
+    monkeypatch.setattr(threads, "_CGROUP_V2", quota)
+    assert threads.available_cpus() == min(2, len(os.sched_getaffinity(0)))
+    quota.write_text("max 100000\n")
+    assert threads.available_cpus() >= 1
+
+
+def test_configure_torch_threads_never_raises_the_count(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert threads.configure_torch_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_the_command_line_sets_the_policy_before_torch_loads() -> None:
+    code = (
+        "import os, sys\nfrom bsgd_cli.cli import main\nsys.argv = ['bsgd', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.strip().splitlines()[-1] == "PASSIVE False"
