@@ -55,3 +55,11 @@ def test_the_command_line_sets_the_policy_before_torch_loads() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert done.stdout.strip().splitlines()[-1] == "PASSIVE False"
+
+
+def test_tune_allocator_is_safe_to_call_twice() -> None:
+    from bsgd_cli.engine.allocator import tune_allocator
+
+    first = tune_allocator()
+    assert tune_allocator() == first
+    assert isinstance(first, bool)

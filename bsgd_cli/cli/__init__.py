@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..engine.allocator import tune_allocator
 from ..engine.threads import prepare_openmp
 from . import benchmark, denoise, distill, models, plot, samples, train
 from ._support import (
@@ -71,8 +72,10 @@ app.command()(samples.samples)
 
 def main() -> None:
     """Console-script entry point: SIGTERM is handled like Ctrl-C from the start; idle OpenMP threads
-    sleep (set before any command imports torch; bsgd_cli.engine.threads)."""
+    sleep (set before any command imports torch; bsgd_cli.engine.threads), and the allocator keeps a
+    tile's memory for the next tile (bsgd_cli.engine.allocator)."""
     prepare_openmp()
+    tune_allocator()
     handle_signals()
     try:
         app()
