@@ -33,12 +33,19 @@ class ShiftConv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (1, 1, 2, 0)))
+    def forward(self, x: torch.Tensor, gain: torch.Tensor | None = None, shift: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """The convolution, its output channels scaled by ``gain`` and moved by ``shift`` ((C,) each) if given."""
+        weight, bias = self.conv.weight, self.conv.bias
+        assert bias is not None
+        if gain is not None and shift is not None:
+            weight, bias = weight * gain[:, None, None, None], bias * gain + shift
+        return F.conv2d(F.pad(x, (1, 1, 2, 0)), weight, bias)
 
 
 class ShiftBlock(nn.Module):
-    """ShiftConv -> FiLM(t) -> LeakyReLU."""
+    """ShiftConv -> FiLM(t) -> LeakyReLU. At inference with one t for the whole batch, FiLM is folded
+    into the convolution's weights (:meth:`FiLM.shared`)."""
 
     def __init__(self, in_channels: int, out_channels: int, embed_dim: int) -> None:
         super().__init__()
@@ -46,6 +53,9 @@ class ShiftBlock(nn.Module):
         self.film = FiLM(embed_dim, out_channels)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        shared = self.film.shared(emb)
+        if shared is not None:
+            return F.leaky_relu(self.conv(x, *shared), 0.1, inplace=True)
         return F.leaky_relu(self.film(self.conv(x), emb), 0.1)
 
 

@@ -53,6 +53,16 @@ class FiLM(nn.Module):
         scale, shift = self.proj(emb)[:, :, None, None].chunk(2, dim=1)
         return x * (1.0 + scale) + shift
 
+    def shared(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(gain, shift), each (C,), when every item of the batch gets the same ones and no gradient is
+        needed; else None. Inference runs one time for the whole batch, so a caller can fold them into
+        the weights of the linear layer before (a convolution, a normalisation's affine): one pass over
+        the activations fewer, the same result up to float rounding."""
+        if torch.is_grad_enabled() or not bool((emb == emb[:1]).all()):
+            return None
+        scale, shift = self.proj(emb[:1])[0].float().chunk(2)
+        return 1.0 + scale, shift
+
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad (N, C, H, W) at the bottom and right so H and W are multiples of ``multiple``.

@@ -32,12 +32,22 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.norm2(h)
-        if self.film is not None and emb is not None:
-            h = self.film(h, emb)
-        h = self.conv2(F.silu(h))
+        inplace = not torch.is_grad_enabled()  # the norms' outputs are fresh tensors nothing else holds
+        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
+        h = self._norm2_film(h, emb)
+        h = self.conv2(F.silu(h, inplace=inplace))
         return h + self.skip(x)
+
+    def _norm2_film(self, h: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        """GroupNorm then FiLM; at inference with one t for the batch, FiLM is folded into the norm's affine."""
+        if self.film is None or emb is None:
+            return self.norm2(h)
+        shared = self.film.shared(emb)
+        if shared is None:
+            return self.film(self.norm2(h), emb)
+        gain, shift = shared
+        norm = self.norm2
+        return F.group_norm(h, norm.num_groups, norm.weight * gain, norm.bias * gain + shift, norm.eps)
 
 
 class UNet(nn.Module):
@@ -94,4 +104,4 @@ class UNet(nn.Module):
             h = torch.cat([h, skips.pop()], dim=1)
             for block in blocks:  # type: ignore[attr-defined]
                 h = block(h, emb)
-        return crop_to(self.out(F.silu(self.out_norm(h))), size)
+        return crop_to(self.out(F.silu(self.out_norm(h), inplace=not torch.is_grad_enabled())), size)
