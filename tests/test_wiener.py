@@ -19,6 +19,7 @@ from bsgd_cli.engine.wiener import (
     _block_dct,
     _block_idct_sum,
     _dct_basis,
+    _padding,
     estimate_noise,
     largest_patch,
     wiener_refine,
@@ -307,3 +308,15 @@ def test_largest_block_follows_the_planes_filtered() -> None:
     assert largest_patch(WienerConfig(), 3) == 32
     assert largest_patch(WienerConfig(), 4) == 16  # packed Bayer: every plane alike
     assert largest_patch(WienerConfig(opponent=False), 3) == 16
+
+
+@pytest.mark.parametrize("size, stride", [(16, 4), (32, 8), (8, 2), (24, 6)])
+@pytest.mark.parametrize("length, offset", [(5, 0), (37, 3), (100, 0), (129, 17)])
+def test_padding_puts_every_pixel_in_the_same_number_of_blocks(size, stride, length, offset) -> None:
+    """The inverse divides by (size / stride)^2 instead of counting blocks: the padding must make that exact."""
+    before, after = _padding(length, size, stride, offset)
+    blocks = (before + length + after - size) // stride + 1
+    counts = np.zeros(before + length + after)
+    for block in range(blocks):
+        counts[block * stride : block * stride + size] += 1
+    assert np.all(counts[before : before + length] == size // stride)

@@ -27,6 +27,9 @@ from .wiener import estimate_noise, largest_patch, wiener_refine
 
 StepCallback = Callable[[int, int], None]
 _MIN_TILE = 64
+WIENER_CPU_TILE = 512
+"""The Wiener step's largest tile side on a CPU: one plane's DCT coefficients then stay under the
+allocator's 32 MiB threshold (:mod:`bsgd_cli.engine.allocator`; docs/NOTES.md)."""
 MIN_SIDE = 32
 """Images with a side under this many pixels are denoised with their mirror image around them
 (:func:`mirror_pad`): alone they give the networks too little context and the Wiener step no block to
@@ -155,10 +158,11 @@ def wiener_pass(image: np.ndarray, pilot: np.ndarray, wiener: WienerConfig, *, n
     Its own tiles: at least 128 pixels and 12 of the largest blocks, overlapping by two of them
     and cut, not blended, in the middle of the overlap: a pixel at least one block from a tile's
     edge gets exactly the blocks the whole image would give it, so the tiled result is the
-    whole-image result (tests/test_wiener.py). The result is blended with ``image`` by ``strength``.
+    whole-image result (tests/test_wiener.py). On a CPU they are at most :data:`WIENER_CPU_TILE`
+    pixels a side, whatever the network's tile. The result is blended with ``image`` by ``strength``.
     """
     block = largest_patch(wiener, image.shape[2])
-    side = max(network_tile, 128, 12 * block)
+    side = max(min(network_tile, WIENER_CPU_TILE) if device.type == "cpu" else network_tile, 128, 12 * block)
     plan = plan_tiles(image.shape[0], image.shape[1], side, min(2 * block, side // 4))
     noise = estimate_noise(image, pilot, wiener)
     if noise is None:  # smaller than one Wiener block: nothing to measure

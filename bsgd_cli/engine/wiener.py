@@ -220,41 +220,66 @@ def _filter_planes(
     noise: torch.Tensor | None,
     offset: tuple[int, int],
 ) -> torch.Tensor:
-    """The Wiener step on (N, P, H, W) planes of one group; ``noise`` (P, F) or None (measure here)."""
-    n, c, h, w = y_planes.shape
+    """The Wiener step on (N, P, H, W) planes of one group; ``noise`` (P, F) or None (measure here).
+
+    One plane at a time: a 512-pixel tile's coefficients are then under 32 MiB per tensor, which the
+    allocator keeps for the next tile (:mod:`bsgd_cli.engine.allocator`), and fewer bytes move per
+    operation (two colour planes together took 1.7 times as long as one after the other; docs/NOTES.md).
+    """
+    filtered = [
+        _filter_plane(y_planes[:, [index]], pilot_planes[:, [index]], group, passes,
+                      None if noise is None else noise[index], offset)
+        for index in range(y_planes.shape[1])
+    ]
+    return torch.cat(filtered, dim=1)
+
+
+def _filter_plane(
+    y_plane: torch.Tensor,
+    pilot_plane: torch.Tensor,
+    group: _Group,
+    passes: int,
+    noise: torch.Tensor | None,
+    offset: tuple[int, int],
+) -> torch.Tensor:
+    """The Wiener step on one plane, (N, 1, H, W); ``noise`` (F,) or None (measure here)."""
+    n, _, h, w = y_plane.shape
     size, stride = group.patch, group.stride
     top, bottom = _padding(h, size, stride, offset[0])
     left, right = _padding(w, size, stride, offset[1])
     # Mirror at the borders; an image smaller than the padding repeats its edge pixels instead.
     pad_mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
 
-    def forward(planes: torch.Tensor) -> torch.Tensor:  # (N, P, H, W) -> (N, P, F, Lh, Lw)
-        padded = F.pad(planes.reshape(n * c, 1, h, w), (left, right, top, bottom), mode=pad_mode)
-        coefficients = _block_dct(padded, size, stride)
-        return coefficients.reshape(n, c, size * size, *coefficients.shape[-2:])
+    def forward(plane: torch.Tensor) -> torch.Tensor:  # (N, 1, H, W) -> (N, F, Lh, Lw)
+        return _block_dct(F.pad(plane, (left, right, top, bottom), mode=pad_mode), size, stride)
 
     def inverse(coefficients: torch.Tensor) -> torch.Tensor:
         rows, cols = coefficients.shape[-2:]
-        summed = _block_idct_sum(coefficients.reshape(n * c, size * size, rows, cols), size, stride)
+        summed = _block_idct_sum(coefficients, size, stride)[..., top : top + h, left : left + w]
+        if size % stride == 0:  # the padding puts every pixel in (size / stride)^2 blocks
+            return summed / float((size // stride) ** 2)
         count = F.conv_transpose2d(
             torch.ones(1, 1, rows, cols, device=coefficients.device),
             torch.ones(1, 1, size, size, device=coefficients.device),
             stride=stride,
         )
-        return (summed / count)[..., top : top + h, left : left + w].reshape(n, c, h, w)
+        return summed / count[..., top : top + h, left : left + w]
 
-    y = forward(y_planes)
-    p = forward(pilot_planes)
+    y = forward(y_plane)
+    p = forward(pilot_plane)
     if noise is None:
-        power = _noise_power((y - p).flatten(-2))  # (N, P, F)
+        power = _noise_power((y - p).flatten(-2))  # (N, F)
     else:
-        power = noise.to(y.device, torch.float32).expand(n, c, size * size)
+        power = noise.to(y.device, torch.float32).expand(n, size * size)
     sigma2 = (power * group.scale)[..., None, None].clamp_min(1e-12)
+    means = y[:, 0].clone()
     for index in range(passes):
-        power = p.square_()  # p is not used again in this pass
-        shrunk = y * power.div_(power + sigma2)
-        shrunk[:, :, 0] = y[:, :, 0]  # block means pass unchanged: no tonal shift, offset-equivariant
-        if index + 1 < passes:
+        last = index + 1 == passes
+        gain = p.square_()  # p is not used again in this pass
+        gain = gain.div_(gain + sigma2)
+        shrunk = y.mul_(gain) if last else y * gain  # y is needed again only for another pass
+        shrunk[:, 0] = means  # block means pass unchanged: no tonal shift, offset-equivariant
+        if not last:
             p = forward(inverse(shrunk))
     return inverse(shrunk)
 
