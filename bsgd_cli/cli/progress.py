@@ -105,7 +105,7 @@ class DenoiseDisplay:
 class TrainDisplay:
     """Training steps as a bar with the latest losses, validation and rate; a heartbeat on rank 0."""
 
-    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int, is_main: bool) -> None:
+    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int | None, is_main: bool) -> None:
         self.progress, self.heartbeat, self.steps, self.is_main = progress, heartbeat, steps, is_main
         self.task: TaskID = progress.add_task("training", total=steps, rate="")
 
@@ -140,6 +140,29 @@ class DistillDisplay:
         else:
             self.progress.update(self.student, completed=event.done, rate=f"loss {event.data['loss_student']:.4f}")
             self.heartbeat.beat(lambda: f"student step {event.done}/{self.steps}")
+
+
+class ReadyDisplay:
+    """``bsgd train``: the training bar, then the distillation's two bars, and with a time budget a bar of
+    the minutes used (its remaining-time column is the command's)."""
+
+    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int | None, is_main: bool,
+                 minutes: float | None) -> None:
+        self.progress, self.heartbeat, self.is_main = progress, heartbeat, is_main
+        self.training = TrainDisplay(progress, heartbeat, steps, is_main)
+        self.distilling: DistillDisplay | None = None
+        self.started = time.monotonic()
+        self.budget = None if minutes is None else progress.add_task("time budget", total=60.0 * minutes, rate="")
+
+    def __call__(self, event: Event) -> None:
+        if self.budget is not None:
+            self.progress.update(self.budget, completed=time.monotonic() - self.started)
+        if event.kind == "targets" or "loss_student" in event.data:
+            if self.distilling is None:
+                self.distilling = DistillDisplay(self.progress, self.heartbeat, event.total or 0)
+            self.distilling(event)
+        else:
+            self.training(event)
 
 
 class BenchmarkDisplay:
