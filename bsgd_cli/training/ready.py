@@ -102,10 +102,15 @@ def train_ready(
     return ReadySummary(summary, model_path, distilled=True, rounds=plan.rounds)
 
 
+def safe_name(name: str) -> str:
+    """``name`` with only letters, digits, '.', '_', '-' (runs of anything else become one '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "model"
+
+
 def install_user_model(path: Path, name: str) -> str:
     """Copy a model file into the user model folder as ``NAME.safetensors`` (``bsgd models`` lists it);
-    returns the name used (letters, digits, '.', '_', '-' only)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "model"
+    returns the name used (:func:`safe_name`)."""
+    safe = safe_name(name)
     folder = user_model_dir()
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{safe}.safetensors.partial"
