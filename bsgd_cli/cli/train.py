@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .. import checks as bounds
-from ..config import DOMAINS, PRESETS, RUNTIME_PRECISIONS, Domain, PresetName, RuntimePrecision, TrainedBranch
+from ..config import (
+    DOMAINS,
+    PRESETS,
+    RUNTIME_PRECISIONS,
+    UNCAPPED_STEPS,
+    Domain,
+    PresetName,
+    RuntimePrecision,
+    TrainedBranch,
+)
 from . import options as opt
 from ._support import Heartbeat, number, say, user_errors
 from .progress import ReadyDisplay, progress_bars
@@ -32,10 +42,15 @@ def train(
                                                   help="Wall-clock budget for the whole command (training, then "
                                                   "distillation); the schedule fits it; --steps then caps it.")]
     = None,
-    distill: Annotated[bool, typer.Option("--distill/--no-distill", rich_help_panel=opt.TRAINING,
-                                          help="End by distilling the fast student from the trained model's own "
-                                          "pipeline, so model.safetensors is ready to use.")] = True,
+    distill: Annotated[bool | None, typer.Option("--distill/--no-distill", rich_help_panel=opt.TRAINING,
+                                                 help="End by distilling the fast student from the trained "
+                                                 "model's own pipeline, so model.safetensors is ready to use "
+                                                 "(default: on for sRGB, off for RAW).")] = None,
     teacher_mode: opt.TeacherMode = None,
+    distill_steps: Annotated[int | None, typer.Option(parser=number(bounds.TRAIN_STEPS), metavar="N",
+                                                      rich_help_panel=opt.TRAINING,
+                                                      help="Student steps per distillation round (default: as many "
+                                                      "as --steps, or no cap with --minutes).")] = None,
     rounds: Annotated[int, typer.Option(parser=number(bounds.ROUNDS), metavar="N", rich_help_panel=opt.TRAINING,
                                         help="Distillation rounds, each taught by the previous one's model.")] = 1,
     train_share: Annotated[float, typer.Option(parser=number(bounds.SHARE), metavar="F", rich_help_panel=opt.TRAINING,
@@ -100,7 +115,7 @@ def train(
         check_output_folder(output)
         if init is not None and preset is not None:
             raise typer.BadParameter("--preset and --init both set the network size; give one")
-        total = steps if steps is not None else (10_000_000 if minutes is not None else 2000)
+        total = steps if steps is not None else (UNCAPPED_STEPS if minutes is not None else 2000)
         config = TrainConfig(steps=total, batch=batch, patch=patch, lr=lr, branch=branch, precision=train_precision,
                              seed=seed, val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every)
         start = load_model(init) if init is not None and not resume else None
@@ -109,7 +124,13 @@ def train(
         else:
             base = PRESETS[preset or "small"]
             model_config = training_model_config(base, domain, pd_train=pd_train, pd_infer=pd_infer)
-        plan = ReadyPlan(distill=distill, teacher_mode=teacher_mode, rounds=rounds, train_share=train_share)
+        if distill and domain != "srgb":
+            raise typer.BadParameter("the student is distilled on sRGB photos only; drop --distill for RAW")
+        if distill_steps is None:
+            distill_steps = UNCAPPED_STEPS if minutes is not None and steps is None else total
+        plan = ReadyPlan(distill=domain == "srgb" if distill is None else distill, teacher_mode=teacher_mode,
+                         rounds=rounds, train_share=train_share,
+                         distill_config=replace(ReadyPlan.distill_config, steps=distill_steps))
         info: dict[str, Any] = {"preset": preset or ("init" if start else "small"), "noisy_dir": str(noisy_dir)}
         if start is not None:
             info["init"] = {"path": str(start.path), "sha256": start.sha256}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checkpoint import load_model, user_model_dir
-from ..config import PRESETS, TrainConfig
+from ..config import PRESETS, UNCAPPED_STEPS, TrainConfig
 from ..engine.model import LoadedModel
 from ..errors import TrainingError
 from ..events import ProgressFn
@@ -28,10 +28,10 @@ from .train import init_config
 
 # The own-camera recipe (docs/OWN_CAMERA.md: chosen on the SIDD tuning pair).
 SRGB_PLAN = ReadyPlan(train_share=0.5, rounds=1)
-SRGB_TRAINING = TrainConfig(steps=10_000_000, batch=8, patch=120, lr=3e-4, branch="bsn", t_zero_prob=1.0,
-                            precision="bf16", checkpoint_every=10_000_000, val_every=10_000_000, log_every=10)
-RAW_TRAINING = TrainConfig(steps=10_000_000, batch=8, patch=64, lr=3e-4, branch="both", precision="bf16",
-                           checkpoint_every=10_000_000, val_every=10_000_000, log_every=10, val_fraction=0.0)
+SRGB_TRAINING = TrainConfig(steps=UNCAPPED_STEPS, batch=8, patch=120, lr=3e-4, branch="bsn", t_zero_prob=1.0,
+                            precision="bf16", checkpoint_every=UNCAPPED_STEPS, val_every=UNCAPPED_STEPS, log_every=10)
+RAW_TRAINING = TrainConfig(steps=UNCAPPED_STEPS, batch=8, patch=64, lr=3e-4, branch="both", precision="bf16",
+                           checkpoint_every=UNCAPPED_STEPS, val_every=UNCAPPED_STEPS, log_every=10, val_fraction=0.0)
 
 
 @dataclass

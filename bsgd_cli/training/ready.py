@@ -24,6 +24,7 @@ from ..checkpoint import load_model, user_model_dir
 from ..config import Mode, ModelConfig, TrainConfig
 from ..events import ProgressFn
 from .distill import DistillConfig, distill
+from .distributed import rank_and_world
 from .optim import WallClock
 from .train import TrainSummary, train
 
@@ -79,7 +80,8 @@ def train_ready(
     """Train, then (``plan.distill``) distil the student into the run's model file; see the module docstring.
 
     ``minutes``: the whole command's budget (training and distillation); ``init``: a
-    :class:`~bsgd_cli.engine.model.LoadedModel` to start from.
+    :class:`~bsgd_cli.engine.model.LoadedModel` to start from. Under torchrun only rank 0 distils (the
+    distillation runs in one process); the other ranks return after training.
     """
     out_dir = Path(out_dir)
     whole = None if minutes is None else WallClock.start(60.0 * minutes)
@@ -87,8 +89,10 @@ def train_ready(
     summary = train(noisy_dir, out_dir, model_config=model_config, config=config, resume=resume, val_pairs=val_pairs,
                     device=device, callback=callback, info=info, budget=_share(whole, 0.0, train_end), init=init)
     model_path = out_dir / MODEL_FILE
-    if not plan.distill:
+    if not plan.distill or rank_and_world()[0] != 0:
         return ReadySummary(summary, model_path, distilled=False)
+    if model_config.domain != "srgb":
+        raise ValueError("the student is distilled on sRGB photos only; train a RAW model with --no-distill")
     shutil.copyfile(model_path, out_dir / BRANCHES_FILE)
     teacher_path = model_path
     for index in range(plan.rounds):
