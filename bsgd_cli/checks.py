@@ -93,6 +93,8 @@ STUDENT_WIDTH = _whole(4, 512)
 CROPS_PER_IMAGE = _whole(1, 1000)
 CROP = _whole(32, 4096)
 MINUTES = Bounds(0.0, 100_000.0, low_open=True)
+ROUNDS = _whole(1, 20)
+SHARE = Bounds(0.0, 1.0)
 BIT_DEPTHS = (8, 16)
 EIGHT_BIT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".webp", ".avif", ".jxl")
 

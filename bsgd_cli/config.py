@@ -286,6 +286,10 @@ class ModelConfig:
             )
 
 
+UNCAPPED_STEPS = 10_000_000
+"""A step count only a time budget ends (``--minutes`` without ``--steps``)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """A training run. ``branch`` selects what is optimised; patch must be a multiple of the PD stride.

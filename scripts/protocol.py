@@ -33,6 +33,7 @@ import torch
 from bsgd_cli.benchmark.datasets import load_dataset
 from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
 from bsgd_cli.checkpoint import load_model
+from bsgd_cli.config import SamplerConfig, to_dict
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.model import LoadedModel
 from bsgd_cli.engine.runtime import resolve_runtime
@@ -69,18 +70,32 @@ def gaussian_blur(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     return gaussian_filter(image, sigma=(sigma, sigma, 0), mode="reflect").astype(np.float32)
 
 
+def pilot_sampler(model: LoadedModel, method: str) -> SamplerConfig:
+    """The sampler of a model method's network output (no Wiener step, strength 1)."""
+    sampler = replace(model.sampler, refine="none", strength=1.0)
+    if method in ("bsgd-w0", "bsgd-w1"):
+        return replace(sampler, mode="bsgd", guidance=float(method[-1]))
+    return replace(sampler, mode=method)
+
+
 def pilot(model: LoadedModel, method: str, noisy: np.ndarray, index: int) -> np.ndarray:
     """The network output of ``method`` (no Wiener step, strength 1) on one image."""
     if method == "noisy":
         return noisy
     if method == "blur":
         return gaussian_blur(noisy)
-    sampler = replace(model.sampler, refine="none", strength=1.0)
-    if method in ("bsgd-w0", "bsgd-w1"):
-        sampler = replace(sampler, mode="bsgd", guidance=float(method[-1]))
-    else:
-        sampler = replace(sampler, mode=method)
+    sampler = pilot_sampler(model, method)
     return denoise_array(model, noisy, sampler=sampler, runtime=resolve_runtime("cpu"), image_index=index)
+
+
+def cache_key(model: LoadedModel, method: str) -> str:
+    """The model file's hash with the method's sampler and the code's version: a stale cache is not reused."""
+    import hashlib
+
+    from bsgd_cli import __version__
+
+    settings = "" if method in ("noisy", "blur") else json.dumps(to_dict(pilot_sampler(model, method)), sort_keys=True)
+    return hashlib.sha256(f"{model.sha256}|{settings}|{__version__}|fusion-2".encode()).hexdigest()[:16]
 
 
 def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overrides: float) -> np.ndarray:
@@ -104,7 +119,7 @@ def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Pat
         for method in methods:
             alone, piped, ssim_alone, ssim_piped, seconds = [], [], [], [], 0.0
             for index, (_name, noisy, clean) in enumerate(samples):
-                path = cache / model.sha256[:16] / method / f"{set_name}_{index:03d}.npy"
+                path = cache / cache_key(model, method) / method / f"{set_name}_{index:03d}.npy"
                 if path.is_file():
                     estimate = np.load(path)
                 else:

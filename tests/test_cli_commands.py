@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bsgd_cli.cli import app
-from bsgd_cli.config import PRESETS, SamplerOverrides, TilingConfig
+from bsgd_cli.config import PRESETS, UNCAPPED_STEPS, SamplerOverrides, TilingConfig
 from bsgd_cli.events import Progress
 
 runner = CliRunner()
@@ -21,6 +21,7 @@ def calls(monkeypatch) -> dict[str, Any]:
     """Stubs for the library calls behind the three commands; each records its arguments."""
     import bsgd_cli.benchmark.evaluate as evaluate
     import bsgd_cli.training.distill as distill
+    import bsgd_cli.training.ready as ready
     import bsgd_cli.training.train as training
     from bsgd_cli.benchmark.runner import BenchmarkResult
     from bsgd_cli.training.train import TrainSummary
@@ -45,7 +46,9 @@ def calls(monkeypatch) -> dict[str, Any]:
         return BenchmarkResult("set", dataset, True, [row], [], {}, Path(kwargs["out_dir"]))
 
     monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(ready, "train", fake_train)  # ready.py holds its own reference to both
     monkeypatch.setattr(distill, "distill", fake_distill)
+    monkeypatch.setattr(ready, "distill", fake_distill)
     monkeypatch.setattr(evaluate, "run_benchmark", fake_benchmark)
     return seen
 
@@ -53,7 +56,8 @@ def calls(monkeypatch) -> dict[str, Any]:
 def test_train_passes_the_preset_and_training_settings(calls: dict[str, Any], tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--noisy-dir", str(tmp_path), "-o", str(tmp_path / "run"), "--preset", "tiny",
                                  "--steps", "7", "--batch", "4", "--patch", "40", "--lr", "0.002", "--branch", "bsn",
-                                 "--seed", "3", "--precision", "fp32", "--device", "cpu", "--resume", "-q"])
+                                 "--seed", "3", "--precision", "fp32", "--device", "cpu", "--resume", "--no-distill",
+                                 "-q"])
     assert result.exit_code == 0, result.output
     call = calls["train"]
     assert call["model_config"] == PRESETS["tiny"] and call["resume"] is True and call["device"] == "cpu"
@@ -62,6 +66,30 @@ def test_train_passes_the_preset_and_training_settings(calls: dict[str, Any], tm
         7, 4, 40, 0.002, "bsn", 3, "fp32")
     assert call["info"] == {"preset": "tiny", "noisy_dir": str(tmp_path)}
     assert "trained 1 steps" in result.output
+
+
+def test_train_distils_srgb_by_default_and_refuses_it_for_raw(monkeypatch, tmp_path: Path) -> None:
+    import bsgd_cli.training.ready as ready
+    from bsgd_cli.training.train import TrainSummary
+
+    plans: list[Any] = []
+
+    def fake_ready(noisy_dir: Path, out_dir: Path, **kwargs: Any) -> Any:
+        plans.append(kwargs["plan"])
+        return ready.ReadySummary(TrainSummary(Path(out_dir), 1, 0.5, 1, 0.25, "val_loss"), Path(out_dir) / "m",
+                                  distilled=False)
+
+    monkeypatch.setattr(ready, "train_ready", fake_ready)
+    base = ["train", "--noisy-dir", str(tmp_path), "-o", str(tmp_path / "run"), "--device", "cpu", "-q"]
+    for extra, distils, steps in (([], True, 2000), (["--steps", "30"], True, 30), (["--minutes", "2"], True, None),
+                                  (["--steps", "30", "--distill-steps", "9"], True, 9),
+                                  (["--domain", "raw"], False, 2000), (["--no-distill"], False, 2000)):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 0, result.output
+        assert plans[-1].distill is distils, extra
+        assert plans[-1].distill_config.steps == (steps or UNCAPPED_STEPS), extra
+    refused = runner.invoke(app, [*base, "--domain", "raw", "--distill"])
+    assert refused.exit_code == 2 and "sRGB photos only" in refused.output
 
 
 def test_train_raw_domain_and_auto_precision(calls: dict[str, Any], tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from ._support import (
     say,
     user_errors,
 )
-from .progress import DenoiseDisplay, progress_bars
+from .progress import DenoiseDisplay, ReadyDisplay, progress_bars
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 all files done or skipped; 1 some files failed (each named on stderr); "
@@ -90,6 +90,11 @@ def denoise(
                                                   "files (needs a RAW-domain model); default: the model's.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar=opt.FLAG, rich_help_panel=opt.BATCH,
                                         help="No progress display (a long job still prints a line a minute).")] = False,
+    adapt: Annotated[float | None, typer.Option(parser=number(bounds.MINUTES), metavar="MINUTES",
+                                                rich_help_panel=opt.SAMPLER, show_default=False,
+                                                help="First fit the model to these very photos for MINUTES (your "
+                                                "camera's noise; saved as adapted-<camera> in bsgd models and "
+                                                "refined by the next --adapt), then denoise with it.")] = None,
     json_out: Annotated[bool, typer.Option("--json", metavar=opt.FLAG, rich_help_panel=opt.BATCH,
                                            help="Print a JSON summary (one object per file) on stdout.")] = False,
 ) -> None:
@@ -118,6 +123,9 @@ def denoise(
             shard=shard_for_this_process(), domain=domain, raw_output=raw_output,
         )
         loaded = load_model(model)
+        if adapt is not None:
+            loaded = _adapt(list(inputs), loaded, domain or loaded.model.config.domain, adapt, recursive, device,
+                            quiet or json_out)
         report: dict[str, list[str]] = {"skipped": [], "notes": []}
         try:
             with progress_bars(quiet or json_out) as bars:
@@ -132,6 +140,21 @@ def denoise(
         summary = summarise(gathered, output, json_out, quiet, report)
     if summary["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _adapt(inputs: list[Path], loaded: Any, domain: str, minutes: float, recursive: bool, device: str,
+           quiet: bool) -> Any:
+    """The model adapted to the inputs (:mod:`bsgd_cli.training.adapt`), with its own progress bars."""
+    from ..training.adapt import adapt
+
+    with progress_bars(quiet) as bars:
+        display = ReadyDisplay(bars, Heartbeat(quiet), None, True, minutes)
+        adapted = adapt(inputs, base=loaded if loaded.model.config.domain == domain else None, domain=domain,
+                        minutes=minutes, recursive=recursive, device=device, callback=display)
+    if not quiet:
+        say("", f"adapted to {adapted.camera or 'an unknown camera'} from {adapted.started_from}: "
+            f"saved as {adapted.name} (bsgd models)")
+    return adapted.model
 
 
 def summarise(results: list, output: Path, json_out: bool, quiet: bool, report: dict[str, list[str]],

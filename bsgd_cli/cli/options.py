@@ -48,6 +48,12 @@ ModeChoice = Annotated[
                  help="bsgd (guided diffusion), bsn (blind-spot branch), bsn-r3, or fast (distilled student). "
                  "Default: fast on a CPU when the model has a student, else the model's."),
 ]
+TeacherMode = Annotated[
+    Mode | None,
+    typer.Option(metavar="MODE", rich_help_panel=TRAINING, show_default=False,
+                 help="The distillation teacher's mode (its Wiener step as stored). Default: the model's stored "
+                 "mode."),
+]
 Steps = Annotated[
     int | None, typer.Option(parser=number(bounds.STEPS), metavar="K", rich_help_panel=SAMPLER,
                              help="DDIM steps (bsgd mode), 1 to 100 (default: the model's).")]

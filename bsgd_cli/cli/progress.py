@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..config import UNCAPPED_STEPS
 from ..events import Progress as Event
 from ._support import Heartbeat, console, printable, say
 
@@ -105,7 +106,7 @@ class DenoiseDisplay:
 class TrainDisplay:
     """Training steps as a bar with the latest losses, validation and rate; a heartbeat on rank 0."""
 
-    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int, is_main: bool) -> None:
+    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int | None, is_main: bool) -> None:
         self.progress, self.heartbeat, self.steps, self.is_main = progress, heartbeat, steps, is_main
         self.task: TaskID = progress.add_task("training", total=steps, rate="")
 
@@ -128,7 +129,7 @@ class TrainDisplay:
 class DistillDisplay:
     """The teacher's outputs, then the student's steps, as two bars."""
 
-    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int) -> None:
+    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int | None) -> None:
         self.progress, self.heartbeat, self.steps = progress, heartbeat, steps
         self.targets = progress.add_task("teacher outputs", total=None, rate="")
         self.student = progress.add_task("student", total=steps, rate="")
@@ -138,8 +139,34 @@ class DistillDisplay:
             self.progress.update(self.targets, completed=event.done, total=event.total)
             self.heartbeat.beat(lambda: f"teacher output {event.done}/{event.total}")
         else:
-            self.progress.update(self.student, completed=event.done, rate=f"loss {event.data['loss_student']:.4f}")
-            self.heartbeat.beat(lambda: f"student step {event.done}/{self.steps}")
+            if event.total is not None and event.total < UNCAPPED_STEPS:  # a budget alone: no step total
+                self.steps = event.total
+            self.progress.update(self.student, completed=event.done, total=self.steps,
+                                 rate=f"loss {event.data['loss_student']:.4f}")
+            self.heartbeat.beat(lambda: f"student step {event.done}" + (f"/{self.steps}" if self.steps else ""))
+
+
+class ReadyDisplay:
+    """``bsgd train``: the training bar, then the distillation's two bars, and with a time budget a bar of
+    the minutes used (its remaining-time column is the command's)."""
+
+    def __init__(self, progress: Progress, heartbeat: Heartbeat, steps: int | None, is_main: bool,
+                 minutes: float | None) -> None:
+        self.progress, self.heartbeat, self.is_main = progress, heartbeat, is_main
+        self.training = TrainDisplay(progress, heartbeat, steps, is_main)
+        self.distilling: DistillDisplay | None = None
+        self.started = time.monotonic()
+        self.budget = None if minutes is None else progress.add_task("time budget", total=60.0 * minutes, rate="")
+
+    def __call__(self, event: Event) -> None:
+        if self.budget is not None:
+            self.progress.update(self.budget, completed=time.monotonic() - self.started)
+        if event.kind == "targets" or "loss_student" in event.data:
+            if self.distilling is None:
+                self.distilling = DistillDisplay(self.progress, self.heartbeat, None)
+            self.distilling(event)
+        else:
+            self.training(event)
 
 
 class BenchmarkDisplay:

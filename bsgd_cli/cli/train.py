@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import checks as bounds
-from ..config import DOMAINS, PRESETS, RUNTIME_PRECISIONS, Domain, PresetName, RuntimePrecision, TrainedBranch
+from ..config import (
+    DOMAINS,
+    PRESETS,
+    RUNTIME_PRECISIONS,
+    UNCAPPED_STEPS,
+    Domain,
+    PresetName,
+    RuntimePrecision,
+    TrainedBranch,
+)
 from . import options as opt
 from ._support import Heartbeat, number, say, user_errors
-from .progress import TrainDisplay, progress_bars
+from .progress import ReadyDisplay, progress_bars
 
 
 def train(
@@ -20,11 +30,35 @@ def train(
                                             "recursively).")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", rich_help_panel=opt.OUTPUT,
                                          help="Run folder: model.safetensors, best.safetensors, state.pt, log.jsonl.")],
-    preset: Annotated[PresetName, typer.Option(metavar="PRESET", rich_help_panel=opt.TRAINING,
-                                               help="Network size: small (2 CPU cores), gpu (short GPU slots, "
-                                               "docs/GPU.md), paper (large GPU runs), tiny (tests).")] = "small",
-    steps: Annotated[int, typer.Option(parser=number(bounds.TRAIN_STEPS), metavar="N", rich_help_panel=opt.TRAINING,
-                                       help="Total optimiser steps (on --resume: the new total).")] = 2000,
+    preset: Annotated[PresetName | None, typer.Option(metavar="PRESET", rich_help_panel=opt.TRAINING,
+                                                      help="Network size: small (2 CPU cores; the default), gpu "
+                                                      "(short GPU slots, docs/GPU.md), paper (large GPU runs), tiny "
+                                                      "(tests). Not with --init.")] = None,
+    init: Annotated[str | None, typer.Option(metavar="MODEL", rich_help_panel=opt.TRAINING,
+                                             help="Start from this model's weights and settings (default, a name "
+                                             "from bsgd models, or a file): minutes instead of hours.")] = None,
+    minutes: Annotated[float | None, typer.Option(parser=number(bounds.MINUTES), metavar="M",
+                                                  rich_help_panel=opt.TRAINING,
+                                                  help="Wall-clock budget for the whole command (training, then "
+                                                  "distillation); the schedule fits it; --steps then caps it.")]
+    = None,
+    distill: Annotated[bool | None, typer.Option("--distill/--no-distill", rich_help_panel=opt.TRAINING,
+                                                 help="End by distilling the fast student from the trained "
+                                                 "model's own pipeline, so model.safetensors is ready to use "
+                                                 "(default: on for sRGB, off for RAW).")] = None,
+    teacher_mode: opt.TeacherMode = None,
+    distill_steps: Annotated[int | None, typer.Option(parser=number(bounds.TRAIN_STEPS), metavar="N",
+                                                      rich_help_panel=opt.TRAINING,
+                                                      help="Student steps per distillation round (default: as many "
+                                                      "as --steps, or no cap with --minutes).")] = None,
+    rounds: Annotated[int, typer.Option(parser=number(bounds.ROUNDS), metavar="N", rich_help_panel=opt.TRAINING,
+                                        help="Distillation rounds, each taught by the previous one's model.")] = 1,
+    train_share: Annotated[float, typer.Option(parser=number(bounds.SHARE), metavar="F", rich_help_panel=opt.TRAINING,
+                                               help="Share of --minutes for the branches; the rest distils.")] = 0.5,
+    steps: Annotated[int | None, typer.Option(parser=number(bounds.TRAIN_STEPS), metavar="N",
+                                              rich_help_panel=opt.TRAINING,
+                                              help="Total optimiser steps (on --resume: the new total). Default "
+                                              "2000, or no cap with --minutes.")] = None,
     batch: Annotated[int, typer.Option(parser=number(bounds.TRAIN_BATCH), metavar="N", rich_help_panel=opt.TRAINING,
                                        help="Patches per step.")] = 8,
     patch: Annotated[int, typer.Option(parser=number(bounds.PATCH), metavar="PX", rich_help_panel=opt.TRAINING,
@@ -65,31 +99,56 @@ def train(
                                         help="auto, cpu, cuda, cuda:N.")] = "auto",
     quiet: opt.Quiet = False,
 ) -> None:
-    """Train on your own noisy captures: bsgd train --noisy-dir ./captures -o ./my_model"""
+    """Train on your own noisy captures: bsgd train --noisy-dir ./captures -o ./my_model --init default --minutes 15"""
+    from ..checkpoint import load_model
     from ..config import TrainConfig
     from ..engine.runtime import check_runtime
     from ..io.paths import check_output_folder
     from ..raw.domain import training_model_config
     from ..training.distributed import distributed_context
-    from ..training.train import train as run_training
+    from ..training.ready import ReadyPlan, install_user_model, train_ready
+    from ..training.train import init_config
 
     with user_errors("the training state was saved; continue with the same command and --resume"):
         train_precision = "bf16" if precision == "auto" else precision
         check_runtime(device, train_precision)
         check_output_folder(output)
-        config = TrainConfig(steps=steps, batch=batch, patch=patch, lr=lr, branch=branch, precision=train_precision,
+        if init is not None and preset is not None:
+            raise typer.BadParameter("--preset and --init both set the network size; give one")
+        total = steps if steps is not None else (UNCAPPED_STEPS if minutes is not None else 2000)
+        config = TrainConfig(steps=total, batch=batch, patch=patch, lr=lr, branch=branch, precision=train_precision,
                              seed=seed, val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every)
-        model_config = training_model_config(PRESETS[preset], domain, pd_train=pd_train, pd_infer=pd_infer)
+        start = load_model(init) if init is not None and not resume else None
+        if start is not None:
+            model_config = init_config(start, domain, pd_train=pd_train, pd_infer=pd_infer)
+        else:
+            base = PRESETS[preset or "small"]
+            model_config = training_model_config(base, domain, pd_train=pd_train, pd_infer=pd_infer)
+        if distill and domain != "srgb":
+            raise typer.BadParameter("the student is distilled on sRGB photos only; drop --distill for RAW")
+        if distill_steps is None:
+            distill_steps = UNCAPPED_STEPS if minutes is not None and steps is None else total
+        plan = ReadyPlan(distill=domain == "srgb" if distill is None else distill, teacher_mode=teacher_mode,
+                         rounds=rounds, train_share=train_share,
+                         distill_config=replace(ReadyPlan.distill_config, steps=distill_steps))
+        info: dict[str, Any] = {"preset": preset or ("init" if start else "small"), "noisy_dir": str(noisy_dir)}
+        if start is not None:
+            info["init"] = {"path": str(start.path), "sha256": start.sha256}
         with distributed_context(device) as dist_info, progress_bars(quiet or not dist_info.is_main) as bars:
-            display = TrainDisplay(bars, Heartbeat(quiet), steps, dist_info.is_main)
-            summary = run_training(noisy_dir, output, model_config=model_config, config=config, resume=resume,
-                                   val_pairs=val_pairs, device=dist_info.device, callback=display,
-                                   info={"preset": preset, "noisy_dir": str(noisy_dir)})
+            display = ReadyDisplay(bars, Heartbeat(quiet), total if steps is not None or minutes is None else None,
+                                   dist_info.is_main, minutes)
+            ready = train_ready(noisy_dir, output, model_config=model_config, config=config, plan=plan,
+                                minutes=minutes, init=start, resume=resume, val_pairs=val_pairs,
+                                device=dist_info.device, callback=display, info=info)
         if dist_info.is_main:
+            summary = ready.training
             for line in summary.skipped:
                 say("skipped", line, "yellow")
             best = "n/a"
             if summary.best_value is not None:
                 best = f"{summary.best_value:.4f} ({summary.best_metric}) at step {summary.best_step}"
             say("", f"trained {summary.steps} steps in {summary.seconds / 60:.1f} min; best {best}")
-            say("", f"model: {output / 'model.safetensors'}   best: {output / 'best.safetensors'}")
+            name = install_user_model(ready.model, output.resolve().name) if ready.distilled else None
+            listed = f" (also in bsgd models as {name})" if name else ""
+            say("", f"model: {ready.model}{listed}")
+            say("", f"use it: bsgd denoise PHOTOS -o OUT --model {name or ready.model}")

@@ -6,6 +6,7 @@ Importing this package does not import rawpy, exiv2, the format plugins or torch
 
 from __future__ import annotations
 
+from ._meta import camera_name
 from .dng import write_dng
 from .images import (
     RAW_EXTENSIONS,
@@ -24,6 +25,7 @@ __all__ = [
     "RAW_EXTENSIONS",
     "SRGB_EXTENSIONS",
     "BayerData",
+    "camera_name",
     "ImageData",
     "find_images",
     "is_image_path",

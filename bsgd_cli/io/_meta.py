@@ -212,6 +212,21 @@ def read_metadata(path: Path) -> tuple[Metadata | None, int | None, list[str]]:
     return Metadata(sidecar), orientation, []
 
 
+def camera_name(path: Path) -> str | None:
+    """"Make Model" from a photo's EXIF (any format exiv2 reads, camera RAW included), or None."""
+    try:
+        with _EXIV2_LOCK:
+            source, _data = _open_file(path)
+            source.readMetadata()
+            make, model = (_find(source.exifData(), f"Exif.Image.{key}") for key in ("Make", "Model"))
+    except Exception:  # no camera name is an answer, not an error
+        return None
+    parts = [part.strip() for part in (make, model) if part and part.strip()]
+    if len(parts) == 2 and parts[1].lower().startswith(parts[0].lower()):
+        parts = parts[1:]  # "Canon" + "Canon EOS 5D" -> "Canon EOS 5D"
+    return " ".join(parts) or None
+
+
 def _open_file(path: Path):
     """(exiv2 image, the bytes it was opened from or None). exiv2 takes file names as UTF-8, so a
     name that is not valid UTF-8 is opened from its contents in memory (keep the bytes alive)."""

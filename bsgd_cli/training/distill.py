@@ -25,7 +25,7 @@ import copy
 import json
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from .losses import student_loss
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
 
 TARGETS_FILE = "targets.npz"
+MIN_PATCH = 32  # the smallest image side the student trains on
 _SCALE = 65535.0
 
 
@@ -187,11 +188,9 @@ def _load_or_make_targets(
     key = {"teacher_sha256": teacher.sha256, "sampler": to_dict(sampler), "crop": config.crop,
            "crops_per_image": config.crops_per_image, "seed": config.seed, "noisy_dir": str(noisy_dir)}
     if targets_path.is_file() and key_path.is_file() and _stored_key(key_path) == key:
-        return Pairs.load(targets_path, config.patch)
-    pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.crop or config.patch)
+        return Pairs.load(targets_path, MIN_PATCH)
+    pool = NoisyImagePool.from_folder(Path(noisy_dir), min_side=config.crop or MIN_PATCH)
     pairs = make_targets(teacher, pool, config, sampler, device, callback)
-    if min(min(n.shape[:2]) for n in pairs.noisy) < config.patch:
-        raise TrainingError(f"the distillation patch {config.patch} is larger than a training image; lower it")
     pairs.save(targets_path)
     key_path.write_text(json.dumps(key, indent=1) + "\n")
     return pairs
@@ -251,6 +250,9 @@ def distill(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = _load_or_make_targets(teacher, noisy_dir, out_dir, config, sampler, torch_device, callback)
+    smallest = min(min(image.shape[:2]) for image in pairs.noisy)
+    if smallest < config.patch:  # small photos (a phone's crops): patches as large as they allow
+        config = replace(config, patch=smallest)
 
     torch.manual_seed(config.seed)
     model, started_from = _student_model(teacher, student, config.init)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import PRESETS, ModelConfig, PresetName, StudentConfig, TrainConfig
+from ..config import PRESETS, UNCAPPED_STEPS, ModelConfig, PresetName, StudentConfig, TrainConfig
 from ..engine.model import BsgdModel
 from ..errors import ConfigError
 from .distill import DistillConfig
@@ -144,8 +144,8 @@ def gpu_plan() -> SlotPlan:
         model_config=PRESETS[GPU_PRESET],
         train=TrainConfig(batch=64, patch=160, lr=5e-4, warmup=200, precision="bf16", channels_last=True, prefetch=2,
                           log_every=100, val_every=500, checkpoint_every=1000, seed=0),
-        steps=10_000_000,
-        distill=DistillConfig(crop=None, patch=128, steps=10_000_000, batch=32, lr=1e-3, warmup=50,
+        steps=UNCAPPED_STEPS,
+        distill=DistillConfig(crop=None, patch=128, steps=UNCAPPED_STEPS, batch=32, lr=1e-3, warmup=50,
                               log_every=100, precision="bf16"),
         student=StudentConfig(),
         benchmark_limit=None,

@@ -38,7 +38,7 @@ import torch
 from .. import __version__, checks
 from ..checkpoint import save_model
 from ..config import ModelConfig, SamplerConfig, TrainConfig, from_dict, to_dict
-from ..engine.model import BsgdModel
+from ..engine.model import BsgdModel, LoadedModel
 from ..engine.runtime import autocast_context, resolve_device
 from ..errors import BsgdError, TrainingError
 from ..events import Progress, ProgressFn, ignore
@@ -220,6 +220,8 @@ class Trainer:
         best = float(state["best_value"])
         self.best_value = None if math.isnan(best) else best
         self.best_step = int(state["best_step"])
+        if "sampler" in state:  # a run started from another model keeps that model's measured defaults
+            self.sampler = from_dict(SamplerConfig, json.loads(state["sampler"]))
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.rng_state_consumed = self.rng.bit_generator.state
         if state.get("torch_rng_device", "cpu") == self.generator.device.type:
@@ -394,6 +396,7 @@ def train(
     info: dict[str, Any] | None = None,
     budget: WallClock | None = None,
     stored_config: bool = True,
+    init: LoadedModel | None = None,
 ) -> TrainSummary:
     """Train (or resume training of) a BSGD model; see the module docstring for the outputs.
 
@@ -403,6 +406,8 @@ def train(
     ``budget``: stop after the step that uses it up, with the learning rate fitted to it (module
     docstring); start it where the time should count from. Under torchrun rank 0 reads the state
     and sends it to the others (no shared folder needed to resume).
+    ``init``: start from this model's weights (both branches and its student) and keep its architecture
+    and stored sampler defaults; ``model_config`` must then be the init model's (see :func:`init_config`).
     """
     out_dir = Path(out_dir)
     state: dict[str, Any] = {}
@@ -417,8 +422,11 @@ def train(
             raise TrainingError(
                 f"{out_dir / STATE_FILE}: its stored config is damaged ({exc}); start a fresh run"
             ) from exc
+    if init is not None and not resume and model_config.student != init.model.config.student:
+        raise TrainingError("the model config differs from the --init model's; build it with init_config()")
     trainer = Trainer(
-        noisy_dir, out_dir, model_config=model_config, config=config, val_pairs=val_pairs, device=device, info=info
+        noisy_dir, out_dir, model_config=model_config, config=config, val_pairs=val_pairs, device=device, info=info,
+        init_from=None if resume or init is None else init.model, sampler=None if init is None else init.sampler,
     )
     if resume:
         try:
@@ -429,3 +437,25 @@ def train(
                 f"{out_dir / STATE_FILE}: does not fit its own config ({reason}); start a fresh run"
             ) from exc
     return trainer.run(callback, budget)
+
+
+def init_config(
+    init: LoadedModel, domain: str, *, pd_train: int | None = None, pd_infer: int | None = None
+) -> ModelConfig:
+    """The model config of a run started from ``init`` (``bsgd train --init``): its own architecture.
+
+    A clear error when the data's domain is not the model's (an sRGB model cannot start a RAW-domain run,
+    whose inputs are 4 packed Bayer planes, nor the other way round). PD stride overrides apply.
+    """
+    config = init.model.config
+    if config.domain != domain:
+        raise TrainingError(
+            f"--init {init.path}: an {config.domain} model ({config.channels} channels) cannot start a {domain} run; "
+            f"give --domain {config.domain}, or an --init model made for {domain} data"
+        )
+    blind_spot = config.blind_spot
+    if pd_train is not None:
+        blind_spot = replace(blind_spot, pd_train=pd_train)
+    if pd_infer is not None:
+        blind_spot = replace(blind_spot, pd_infer=pd_infer)
+    return replace(config, blind_spot=blind_spot)

@@ -1,0 +1,123 @@
+"""One command to a ready model: train (from scratch or from an existing model), then distil the student.
+
+``bsgd train`` ends here. With a time budget the training gets the first share of it and the
+distillation (teacher outputs and student) the rest, so the whole command ends in time. The teacher is
+the trained model's own pipeline (its stored sampler, Wiener step included, or ``teacher_mode``); the
+student starts from the model's own student when it has one (a model started with ``--init default``
+does), so a short run refines it rather than starting over (docs/OWN_CAMERA.md has the measurements).
+
+Files under ``out_dir``: what :func:`bsgd_cli.training.train.train` writes, then ``distill-N/`` (teacher
+outputs, log) per round, and ``model.safetensors`` replaced by the trained branches with the distilled
+student: the file to denoise with. The branches alone stay in ``branches.safetensors``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import load_model, user_model_dir
+from ..config import Mode, ModelConfig, TrainConfig
+from ..events import ProgressFn
+from .distill import DistillConfig, distill
+from .distributed import rank_and_world
+from .optim import WallClock
+from .train import TrainSummary, train
+
+MODEL_FILE = "model.safetensors"
+BRANCHES_FILE = "branches.safetensors"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadyPlan:
+    """What a run does after (or instead of) training the branches.
+
+    train_share: the share of a time budget for the branches (the rest: ``rounds`` distillations, each
+    taking the previous one's model as its teacher). teacher_mode: None = the model's stored mode.
+    """
+
+    distill: bool = True
+    train_share: float = 0.5
+    rounds: int = 1
+    teacher_mode: Mode | None = None
+    distill_config: DistillConfig = DistillConfig(patch=96, steps=4000, lr=5e-4, warmup=50)
+
+
+@dataclass
+class ReadySummary:
+    training: TrainSummary
+    model: Path
+    distilled: bool
+    rounds: int = 0
+
+
+def _share(whole: WallClock | None, start: float, end: float) -> WallClock | None:
+    """The part of ``whole`` from ``start`` to ``end`` (fractions): a clock that expires at ``end``."""
+    if whole is None:
+        return None
+    return WallClock(seconds=whole.seconds * end, started=whole.started)
+
+
+def train_ready(
+    noisy_dir: Path,
+    out_dir: Path,
+    *,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    plan: ReadyPlan = ReadyPlan(),
+    minutes: float | None = None,
+    init: Any = None,
+    resume: bool = False,
+    val_pairs: Path | None = None,
+    device: str = "auto",
+    callback: ProgressFn | None = None,
+    info: dict[str, Any] | None = None,
+) -> ReadySummary:
+    """Train, then (``plan.distill``) distil the student into the run's model file; see the module docstring.
+
+    ``minutes``: the whole command's budget (training and distillation); ``init``: a
+    :class:`~bsgd_cli.engine.model.LoadedModel` to start from. Under torchrun only rank 0 distils (the
+    distillation runs in one process); the other ranks return after training.
+    """
+    out_dir = Path(out_dir)
+    whole = None if minutes is None else WallClock.start(60.0 * minutes)
+    train_end = plan.train_share if plan.distill else 1.0
+    summary = train(noisy_dir, out_dir, model_config=model_config, config=config, resume=resume, val_pairs=val_pairs,
+                    device=device, callback=callback, info=info, budget=_share(whole, 0.0, train_end), init=init)
+    model_path = out_dir / MODEL_FILE
+    if not plan.distill or rank_and_world()[0] != 0:
+        return ReadySummary(summary, model_path, distilled=False)
+    if model_config.domain != "srgb":
+        raise ValueError("the student is distilled on sRGB photos only; train a RAW model with --no-distill")
+    shutil.copyfile(model_path, out_dir / BRANCHES_FILE)
+    teacher_path = model_path
+    for index in range(plan.rounds):
+        teacher = load_model(teacher_path)
+        sampler = teacher.sampler if plan.teacher_mode is None else replace(teacher.sampler, mode=plan.teacher_mode)
+        end = train_end + (1.0 - train_end) * (index + 1) / plan.rounds
+        teacher_path = distill(teacher, noisy_dir, out_dir / f"distill-{index + 1}", config=plan.distill_config,
+                               sampler=sampler, store_sampler=teacher.sampler, device=device, callback=callback,
+                               budget=_share(whole, 0.0, end))
+    os.replace(teacher_path, model_path)
+    return ReadySummary(summary, model_path, distilled=True, rounds=plan.rounds)
+
+
+def safe_name(name: str) -> str:
+    """``name`` with only letters, digits, '.', '_', '-' (runs of anything else become one '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "model"
+
+
+def install_user_model(path: Path, name: str) -> str:
+    """Copy a model file into the user model folder as ``NAME.safetensors`` (``bsgd models`` lists it);
+    returns the name used (:func:`safe_name`)."""
+    safe = safe_name(name)
+    folder = user_model_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{safe}.safetensors.partial"
+    shutil.copyfile(path, temporary)
+    os.replace(temporary, folder / f"{safe}.safetensors")
+    return safe

@@ -1,0 +1,117 @@
+"""Own-camera training (issue 19): --init, a time budget for the whole command, a ready model, --adapt."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bsgd_cli.checkpoint import load_model
+from bsgd_cli.cli import app
+from bsgd_cli.config import PRESETS, TrainConfig
+from bsgd_cli.errors import TrainingError
+from bsgd_cli.training.distill import DistillConfig
+from bsgd_cli.training.ready import ReadyPlan, train_ready
+from bsgd_cli.training.train import init_config
+
+from .conftest import write_noisy_pngs
+
+TINY_TRAIN = TrainConfig(steps=3, batch=2, patch=40, lr=1e-3, warmup=1, log_every=1, val_every=1000,
+                         checkpoint_every=1000, precision="fp32")
+TINY_PLAN = ReadyPlan(distill_config=DistillConfig(patch=32, steps=2, batch=2, warmup=1, log_every=1,
+                                                   precision="fp32"))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in load_model(path).model.state_dict().items()}
+
+
+def test_init_starts_from_the_model_and_ends_with_a_ready_student(tmp_path: Path, tiny, tiny_model_file: Path) -> None:
+    """The run starts from every weight of the --init model (student too), keeps its stored sampler, and
+    ends with the student distilled from the trained model into model.safetensors."""
+    folder = write_noisy_pngs(tmp_path / "captures", 2, 64)
+    config = init_config(tiny, "srgb")
+    assert config == tiny.model.config
+    zero_steps = replace(TINY_TRAIN, lr=1e-12)
+    ready = train_ready(folder, tmp_path / "run", model_config=config, config=zero_steps, plan=TINY_PLAN, init=tiny,
+                        device="cpu")
+    assert ready.distilled and ready.model == tmp_path / "run" / "model.safetensors"
+    before, branches = _weights(tiny_model_file), _weights(tmp_path / "run" / "branches.safetensors")
+    for name, value in before.items():  # a learning rate of 1e-12 leaves the --init weights in place
+        assert torch.allclose(branches[name], value, atol=1e-6), name
+    final = load_model(ready.model)
+    assert final.sampler == tiny.sampler
+    assert final.info["student"]["started_from"] == "the teacher's student"
+    changed = [name for name, value in final.model.state_dict().items() if name.startswith("student.")
+               and not torch.equal(value, before[name])]
+    assert changed, "the student was not distilled"
+
+
+def test_init_refuses_another_domain(tiny) -> None:
+    with pytest.raises(TrainingError, match="cannot start a raw run"):
+        init_config(tiny, "raw")
+
+
+def test_the_whole_command_keeps_its_time_budget(tmp_path: Path) -> None:
+    """Training and distillation share one budget: the command ends close to it, however many steps
+    it could otherwise take."""
+    folder = write_noisy_pngs(tmp_path / "captures", 2, 64)
+    unbounded = replace(TINY_TRAIN, steps=10_000_000)
+    plan = replace(TINY_PLAN, distill_config=replace(TINY_PLAN.distill_config, steps=10_000_000), rounds=2)
+    started = time.monotonic()
+    ready = train_ready(folder, tmp_path / "run", model_config=PRESETS["tiny"], config=unbounded, plan=plan,
+                        minutes=0.15, device="cpu")
+    elapsed = time.monotonic() - started
+    assert 0.15 * 60 <= elapsed < 0.15 * 60 + 15
+    assert ready.rounds == 2 and (tmp_path / "run" / "distill-2" / "log.jsonl").is_file()
+
+
+def test_cli_train_init_prints_the_denoise_command_and_lists_the_model(tmp_path: Path, tiny_model_file: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BSGD_MODEL_DIR", str(tmp_path / "models"))
+    folder = write_noisy_pngs(tmp_path / "captures", 2, 64)
+    result = CliRunner().invoke(app, ["train", "--noisy-dir", str(folder), "-o", str(tmp_path / "mycam"), "--init",
+                                      str(tiny_model_file), "--minutes", "0.1", "--patch", "40", "--batch", "2",
+                                      "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "bsgd denoise PHOTOS -o OUT --model mycam" in result.output
+    assert (tmp_path / "models" / "mycam.safetensors").is_file()
+    listed = CliRunner().invoke(app, ["models"])
+    assert "mycam" in listed.output
+    both = CliRunner().invoke(app, ["train", "--noisy-dir", str(folder), "-o", str(tmp_path / "x"), "--init",
+                                    str(tiny_model_file), "--preset", "tiny"])
+    assert both.exit_code == 2 and "--preset and --init" in both.output
+
+
+def test_adapt_saves_the_camera_model_and_refines_it_next_time(tmp_path: Path, tiny_model_file: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import bsgd_cli.training.adapt as adapt_module
+
+    monkeypatch.setenv("BSGD_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(adapt_module, "SRGB_TRAINING", replace(adapt_module.SRGB_TRAINING, patch=40, batch=2))
+    monkeypatch.setattr(adapt_module, "SRGB_PLAN", TINY_PLAN)
+    folder = write_noisy_pngs(tmp_path / "photos", 2, 64)
+    first = CliRunner().invoke(app, ["denoise", str(folder), "-o", str(tmp_path / "out"), "--model",
+                                     str(tiny_model_file), "--adapt", "0.1", "--device", "cpu"])
+    assert first.exit_code == 0, first.output
+    saved = tmp_path / "models" / "adapted-unknown-camera.safetensors"
+    assert saved.is_file() and "saved as adapted-unknown-camera" in first.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
+    adapted = load_model(saved)
+    assert adapted.info["adapted_to"] == "unknown camera" and adapted.info["images"] == 2
+    again = CliRunner().invoke(app, ["denoise", str(folder), "-o", str(tmp_path / "out2"), "--model",
+                                     str(tiny_model_file), "--adapt", "0.1", "--device", "cpu"])
+    assert "from adapted-unknown-camera (earlier adaptation)" in again.output
+
+
+def test_adapted_names_come_from_the_camera() -> None:
+    from bsgd_cli.training.adapt import adapted_name
+
+    assert adapted_name("Canon EOS Kiss X4", "srgb") == "adapted-Canon-EOS-Kiss-X4"
+    assert adapted_name(None, "raw") == "adapted-unknown-camera-raw"
+    assert "/" not in adapted_name("../../etc", "srgb") and "/" not in adapted_name("a/b", "srgb")
+
