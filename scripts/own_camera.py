@@ -30,6 +30,7 @@ from PIL import Image
 
 from bsgd_cli.benchmark.metrics import psnr_uint8
 from bsgd_cli.checkpoint import load_model
+from bsgd_cli.config import SamplerOverrides
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.runtime import resolve_runtime
 
@@ -48,10 +49,13 @@ def captures(folder: Path) -> tuple[Path, np.ndarray]:
     return folder / "sidd_pair_noisy.png", scipy.io.loadmat(pair / "gt.mat")["im_gt"]
 
 
-def score(model: str, noisy_file: Path, clean: np.ndarray) -> float:
+def score(model: str, noisy_file: Path, clean: np.ndarray) -> dict[str, float]:
+    """PSNR of the model's CPU default mode with its stored Wiener step ("psnr") and alone ("alone")."""
     noisy = np.asarray(Image.open(noisy_file).convert("RGB"), dtype=np.float32) / 255.0
-    denoised = denoise_array(load_model(model), noisy, runtime=resolve_runtime("cpu"))
-    return psnr_uint8(clean, denoised)
+    loaded, runtime = load_model(model), resolve_runtime("cpu")
+    return {"psnr": psnr_uint8(clean, denoise_array(loaded, noisy, runtime=runtime)),
+            "alone": psnr_uint8(clean, denoise_array(loaded, noisy, sampler=SamplerOverrides(refine="none"),
+                                                     runtime=runtime))}
 
 
 def run(minutes: float, init: str, extra: str, work: Path, capture_dir: Path) -> tuple[Path, float]:
@@ -78,23 +82,23 @@ def main() -> None:
     noisy_file, clean = captures(args.work / "captures")
     rows = []
     if args.init != "scratch":
-        rows.append({"init": args.init, "minutes": 0, "extra": "", "psnr": score(args.init, noisy_file, clean),
+        rows.append({"init": args.init, "minutes": 0, "extra": "", **score(args.init, noisy_file, clean),
                      "command_s": 0.0})
         print(json.dumps(rows[-1]), flush=True)
     for minutes in args.minutes:
         model, seconds = run(minutes, args.init, args.extra, args.work, noisy_file.parent)
         rows.append({"init": args.init, "minutes": minutes, "extra": args.extra,
-                     "psnr": score(str(model), noisy_file, clean), "command_s": round(seconds, 1)})
+                     **score(str(model), noisy_file, clean), "command_s": round(seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.with_suffix(".jsonl").open("a") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
     every = [json.loads(line) for line in args.out.with_suffix(".jsonl").read_text().splitlines()]
-    lines = ["| start | budget (min) | options | SIDD pair PSNR (dB) | whole `bsgd train` (s) |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['init']} | {r['minutes']:g} | {r['extra']} | {r['psnr']:.2f} | {r['command_s']:.0f} |"
-              for r in every]
+    lines = ["| start | budget (min) | options | SIDD pair: pipeline | alone (`--no-wiener`) "
+             "| whole `bsgd train` (s) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['init']} | {r['minutes']:g} | {r['extra']} | {r['psnr']:.2f} "
+              f"| {r.get('alone', float('nan')):.2f} | {r['command_s']:.0f} |" for r in every]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bsgd_cli.checkpoint import load_model, save_model
-from bsgd_cli.config import LEGACY_WIENER_KEYS
+from bsgd_cli.config import LEGACY_WIENER_KEYS, SamplerConfig
 
 
 def _value(text: str, current: Any) -> Any:
@@ -25,22 +25,27 @@ def _value(text: str, current: Any) -> Any:
     return float(value) if isinstance(current, float) else value
 
 
-def main() -> None:
-    if len(sys.argv) < 4:
-        raise SystemExit(__doc__)
-    source, target, *pairs = sys.argv[1:]
-    loaded = load_model(source)
+def parse_changes(sampler: SamplerConfig, pairs: list[str]) -> SamplerConfig:
+    """``sampler`` with ``key=value`` changes (see the module docstring)."""
     top: dict[str, Any] = {}
     wiener: dict[str, Any] = {}
     for pair in pairs:
         key, _, text = pair.partition("=")
         field = LEGACY_WIENER_KEYS.get(key) or (key.removeprefix("wiener.") if key.startswith("wiener.") else None)
         if field is not None:
-            wiener[field] = _value(text, getattr(loaded.sampler.wiener, field))
+            wiener[field] = _value(text, getattr(sampler.wiener, field))
         else:
-            top[key] = _value(text, getattr(loaded.sampler, key))
-    sampler = replace(loaded.sampler, **top, wiener=replace(loaded.sampler.wiener, **wiener))
-    changes = {**top, **{f"wiener.{key}": value for key, value in wiener.items()}}
+            top[key] = _value(text, getattr(sampler, key))
+    return replace(sampler, **top, wiener=replace(sampler.wiener, **wiener))
+
+
+def main() -> None:
+    if len(sys.argv) < 4:
+        raise SystemExit(__doc__)
+    source, target, *pairs = sys.argv[1:]
+    loaded = load_model(source)
+    sampler = parse_changes(loaded.sampler, pairs)
+    changes = {pair.partition("=")[0]: pair.partition("=")[2] for pair in pairs}
     info = {**loaded.info, "sampler_changed": {**loaded.info.get("sampler_changed", {}), **changes}}
     save_model(Path(target), loaded.model, sampler=sampler, info=info)
     print(f"{target}: {sampler}")
