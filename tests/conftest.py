@@ -19,6 +19,13 @@ def _few_threads():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_model_folder(tmp_path_factory, monkeypatch):
+    """Models that commands install (bsgd train, --adapt) go to a temporary folder, never the user's."""
+    monkeypatch.setenv("BSGD_MODEL_DIR", str(tmp_path_factory.mktemp("user-models")))
+    yield
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

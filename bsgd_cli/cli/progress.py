@@ -123,7 +123,9 @@ class TrainDisplay:
         else:
             self.progress.update(self.task, completed=event.done)
         if self.is_main:
-            self.heartbeat.beat(lambda: f"training step {event.done}/{event.total or self.steps}")
+            total = event.total or self.steps
+            shown = f"/{total}" if total and total < UNCAPPED_STEPS else ""  # a time budget alone: no step total
+            self.heartbeat.beat(lambda: f"training step {event.done}{shown}")
 
 
 class DistillDisplay:

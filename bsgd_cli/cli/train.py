@@ -144,10 +144,10 @@ def train(
             summary = ready.training
             for line in summary.skipped:
                 say("skipped", line, "yellow")
-            best = "n/a"
+            best = ""
             if summary.best_value is not None:
-                best = f"{summary.best_value:.4f} ({summary.best_metric}) at step {summary.best_step}"
-            say("", f"trained {summary.steps} steps in {summary.seconds / 60:.1f} min; best {best}")
+                best = f"; best {summary.best_value:.4f} ({summary.best_metric}) at step {summary.best_step}"
+            say("", f"trained {summary.steps} steps in {summary.seconds / 60:.1f} min{best}")
             name = install_user_model(ready.model, output.resolve().name) if ready.distilled else None
             listed = f" (also in bsgd models as {name})" if name else ""
             say("", f"model: {ready.model}{listed}")
