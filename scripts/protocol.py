@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from set_sampler import parse_changes  # scripts/ is on the path when run as a script
 
 from bsgd_cli.benchmark.datasets import load_dataset
 from bsgd_cli.benchmark.metrics import psnr_uint8, ssim_skimage, to_uint8
@@ -78,24 +79,25 @@ def pilot_sampler(model: LoadedModel, method: str) -> SamplerConfig:
     return replace(sampler, mode=method)
 
 
-def pilot(model: LoadedModel, method: str, noisy: np.ndarray, index: int) -> np.ndarray:
+def pilot(model: LoadedModel, method: str, noisy: np.ndarray, index: int, precision: str = "auto") -> np.ndarray:
     """The network output of ``method`` (no Wiener step, strength 1) on one image."""
     if method == "noisy":
         return noisy
     if method == "blur":
         return gaussian_blur(noisy)
     sampler = pilot_sampler(model, method)
-    return denoise_array(model, noisy, sampler=sampler, runtime=resolve_runtime("cpu"), image_index=index)
+    return denoise_array(model, noisy, sampler=sampler, runtime=resolve_runtime("cpu", precision), image_index=index)
 
 
-def cache_key(model: LoadedModel, method: str) -> str:
+def cache_key(model: LoadedModel, method: str, precision: str = "auto") -> str:
     """The model file's hash with the method's sampler and the code's version: a stale cache is not reused."""
     import hashlib
 
     from bsgd_cli import __version__
 
     settings = "" if method in ("noisy", "blur") else json.dumps(to_dict(pilot_sampler(model, method)), sort_keys=True)
-    return hashlib.sha256(f"{model.sha256}|{settings}|{__version__}|fusion-2".encode()).hexdigest()[:16]
+    tag = "" if precision == "auto" else f"|{precision}"  # "auto" keys stay as they were
+    return hashlib.sha256(f"{model.sha256}|{settings}|{__version__}|fusion-2{tag}".encode()).hexdigest()[:16]
 
 
 def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overrides: float) -> np.ndarray:
@@ -112,19 +114,19 @@ def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overri
 
 
 def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Path, limit: int | None,
-             **overrides: float) -> list[dict]:
+             precision: str = "auto", **overrides: float) -> list[dict]:
     rows = []
     for set_name in sets:
         samples = load_set(set_name)[:limit]
         for method in methods:
             alone, piped, ssim_alone, ssim_piped, seconds = [], [], [], [], 0.0
             for index, (_name, noisy, clean) in enumerate(samples):
-                path = cache / cache_key(model, method) / method / f"{set_name}_{index:03d}.npy"
+                path = cache / cache_key(model, method, precision) / method / f"{set_name}_{index:03d}.npy"
                 if path.is_file():
                     estimate = np.load(path)
                 else:
                     started = time.perf_counter()
-                    estimate = pilot(model, method, noisy, index)
+                    estimate = pilot(model, method, noisy, index, precision)
                     seconds += time.perf_counter() - started
                     if method not in ("noisy", "blur"):
                         path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,15 +176,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="writes OUT.json and OUT.md")
     parser.add_argument("--wiener-noise", type=float, default=None, help="override the model's Wiener noise scale")
     parser.add_argument("--wiener-chroma", type=float, default=None, help="override the colour planes' factor")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="the networks' precision (auto: bsgd denoise's choice per mode)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="sampler settings to change first, as scripts/set_sampler.py (e.g. steps=1 runs=1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model)
+    if args.set:
+        model = replace(model, sampler=parse_changes(model.sampler, args.set))
     sets = args.sets.split(",") if args.sets else SPLITS[args.split]
     if args.split == "report" and not args.sets:
         print("report split: numbers only, choose nothing by them (docs/EVALUATION.md)", flush=True)
     overrides = {k: v for k, v in (("noise_scale", args.wiener_noise), ("chroma_scale", args.wiener_chroma)) if v}
-    rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit, **overrides)
+    rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit, args.precision, **overrides)
     text = markdown(rows, model)
     print(text)
     if args.out:

@@ -115,3 +115,13 @@ def test_adapted_names_come_from_the_camera() -> None:
     assert adapted_name(None, "raw") == "adapted-unknown-camera-raw"
     assert "/" not in adapted_name("../../etc", "srgb") and "/" not in adapted_name("a/b", "srgb")
 
+
+
+def test_model_names_are_safe_file_names() -> None:
+    from bsgd_cli.training.adapt import adapted_name
+    from bsgd_cli.training.ready import safe_name
+
+    named = adapted_name("Nikon DSC_1339 crop (mushfiqulalam/isp)", "raw")
+    assert named == "adapted-Nikon-DSC_1339-crop-mushfiqulalam-isp-raw"
+    assert adapted_name(None, "srgb") == "adapted-unknown-camera"
+    assert safe_name("../..") == "model" and safe_name("a -- b") == "a-b"

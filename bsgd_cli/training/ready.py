@@ -107,8 +107,8 @@ def train_ready(
 
 
 def safe_name(name: str) -> str:
-    """``name`` with only letters, digits, '.', '_', '-' (runs of anything else become one '-')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "model"
+    """``name`` with only letters, digits, '.', '_', '-' (runs of anything else, and of '-', become one '-')."""
+    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", name)).strip(".-") or "model"
 
 
 def install_user_model(path: Path, name: str) -> str:
