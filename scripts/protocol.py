@@ -37,7 +37,7 @@ from bsgd_cli.checkpoint import load_model
 from bsgd_cli.config import SamplerConfig, to_dict
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.model import LoadedModel
-from bsgd_cli.engine.runtime import resolve_runtime
+from bsgd_cli.engine.runtime import resolve_precision, resolve_runtime
 from bsgd_cli.engine.wiener import estimate_noise, wiener_refine
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -96,7 +96,12 @@ def cache_key(model: LoadedModel, method: str, precision: str = "auto") -> str:
     from bsgd_cli import __version__
 
     settings = "" if method in ("noisy", "blur") else json.dumps(to_dict(pilot_sampler(model, method)), sort_keys=True)
-    tag = "" if precision == "auto" else f"|{precision}"  # "auto" keys stay as they were
+    if method in ("noisy", "blur"):
+        tag = ""
+    else:  # the precision the networks ran in; keys made before bsn ran in bf16 stay as they were
+        mode = pilot_sampler(model, method).mode
+        resolved = resolve_precision(precision, mode, torch.device("cpu"))
+        tag = "" if resolved == ("bf16" if mode == "fast" else "fp32") else f"|{resolved}"
     return hashlib.sha256(f"{model.sha256}|{settings}|{__version__}|fusion-2{tag}".encode()).hexdigest()[:16]
 
 
