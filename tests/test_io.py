@@ -516,3 +516,17 @@ def test_pillow_warnings_do_not_escape(tmp_path: Path, recwarn: pytest.WarningsR
     (tmp_path / "a.png").write_bytes(buf.getvalue())
     read_image(tmp_path / "a.png")
     assert not [w for w in recwarn if "PIL" in str(w.filename)]
+
+
+def test_banded_quantisation_is_the_whole_array_formula() -> None:
+    """Writing converts a band of rows at a time (peak memory); the samples are those of the formula."""
+    from bsgd_cli.io._quantise import QUANTISE_ROWS, quantise_rows
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-0.2, 1.2, size=(2 * QUANTISE_ROWS + 7, 5, 3)).astype(np.float32)
+    x[0, 0] = [np.nan, np.inf, -np.inf]
+    whole = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    for top, dtype in ((255.0, np.uint8), (65535.0, np.uint16)):
+        expected = np.floor(whole * top + 0.5).astype(dtype)
+        got = quantise_rows(x, top, dtype)
+        assert got.dtype == dtype and np.array_equal(got, expected)

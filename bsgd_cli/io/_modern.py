@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from ._decode import Decoded, damaged
+from ._quantise import quantise_rows
 from .imagedata import check_megapixels
 
 # format -> (import name, PyPI package, bsgd-cli extra, name for messages)
@@ -103,10 +104,11 @@ def heif_depth(wanted: int | None) -> int:
 
 def quantise_heif(x: np.ndarray, depth: int) -> np.ndarray:
     """Samples for pillow-heif: uint8 for 8 bits; else uint16 holding the ``depth``-bit value in its top bits."""
-    x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     if depth == 8:
-        return np.floor(x * 255.0 + 0.5).astype(np.uint8)
-    return (np.floor(x * float(2**depth - 1) + 0.5).astype(np.uint16) << (16 - depth)).astype(np.uint16)
+        return quantise_rows(x, 255.0, np.uint8)
+    samples = quantise_rows(x, float(2**depth - 1), np.uint16)
+    samples <<= 16 - depth
+    return samples
 
 
 def encode_heif(

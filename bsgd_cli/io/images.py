@@ -29,6 +29,7 @@ from ._modern import (
     sniff,
 )
 from ._png import encode_png
+from ._quantise import clean_unit, quantise_rows
 from ._tiff import decode_tiff, encode_tiff
 from .imagedata import (
     RAW_EXTENSIONS,
@@ -74,8 +75,10 @@ def _finish(dec: Decoded, path: Path, metadata: Metadata | None, tagged_orientat
     notes = list(dec.warnings)
     orientation = dec.orientation if dec.orientation is not None else (tagged_orientation or 1)
     arr = dec.array
-    if dec.scale is not None:
-        x = arr.astype(np.float32) if dec.scale == 1.0 else (arr / np.float32(dec.scale)).astype(np.float32)
+    if dec.scale is not None:  # one float32 array, scaled in place (a 50 MP photo: 600 MB, not three)
+        x = arr.astype(np.float32)
+        if dec.scale != 1.0:
+            np.divide(x, np.float32(dec.scale), out=x)
     else:
         x = np.array(arr, dtype=np.float32)
         bad = ~np.isfinite(x)
@@ -92,7 +95,7 @@ def _finish(dec: Decoded, path: Path, metadata: Metadata | None, tagged_orientat
     alpha = x[..., n - 1] if n in (2, 4) else None
     if dec.premultiplied and alpha is not None:
         colour = np.divide(colour, alpha[..., None], out=np.zeros_like(colour), where=alpha[..., None] > 0)
-    colour = np.clip(colour, 0.0, 1.0)
+    colour = np.clip(colour, 0.0, 1.0, out=colour)  # x is this function's own array
     if colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
     colour = apply_orientation(np.ascontiguousarray(colour, dtype=np.float32), orientation)
@@ -192,11 +195,9 @@ def _channels(pixels: np.ndarray, like: ImageData | None) -> tuple[np.ndarray, n
 
 
 def _quantise(x: np.ndarray, depth: int) -> np.ndarray:
-    x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     if depth == 32:
-        return x.astype(np.float32)
-    top = 255.0 if depth == 8 else 65535.0
-    return np.floor(x * top + 0.5).astype(np.uint8 if depth == 8 else np.uint16)
+        return clean_unit(x)
+    return quantise_rows(x, 255.0 if depth == 8 else 65535.0, np.uint8 if depth == 8 else np.uint16)
 
 
 def _icc_for(icc: bytes | None, grey: bool) -> bytes | None:
