@@ -125,3 +125,25 @@ def test_model_names_are_safe_file_names() -> None:
     assert named == "adapted-Nikon-DSC_1339-crop-mushfiqulalam-isp-raw"
     assert adapted_name(None, "srgb") == "adapted-unknown-camera"
     assert safe_name("../..") == "model" and safe_name("a -- b") == "a-b"
+
+
+def test_adapt_names_the_model_after_the_most_common_camera(tmp_path: Path) -> None:
+    """A folder that mixes cameras: the model is named after the one with most photos, the rest are listed."""
+    from PIL import Image
+
+    from bsgd_cli.io import camera_name
+    from bsgd_cli.training.adapt import _image_folder
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, (make, model) in enumerate([("Canon", "EOS R5"), ("Nikon", "Z 6"), ("Canon", "EOS R5")]):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = make, model  # Make, Model
+        Image.new("RGB", (40, 40), (index * 60, 90, 120)).save(photos / f"p{index}.jpg", exif=exif)
+    if camera_name(photos / "p0.jpg") is None:
+        pytest.skip("exiv2 cannot read the EXIF here")
+    links = tmp_path / "links"
+    links.mkdir()
+    count, cameras = _image_folder([photos], False, links)
+    assert count == 3 and cameras == ["Canon EOS R5", "Nikon Z 6"]
+    assert len(list(links.iterdir())) == 3

@@ -154,6 +154,9 @@ def _adapt(inputs: list[Path], loaded: Any, domain: str, minutes: float, recursi
     if not quiet:
         say("", f"adapted to {adapted.camera or 'an unknown camera'} from {adapted.started_from}: "
             f"saved as {adapted.name} (bsgd models)")
+        if adapted.others:
+            say("note", f"the photos come from {len(adapted.others) + 1} cameras; the model is named after the "
+                "most common one; adapt one camera's folder at a time for a model per camera", "yellow")
     return adapted.model
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checkpoint import load_model, user_model_dir
@@ -41,6 +42,8 @@ class Adapted:
     name: str
     started_from: str
     camera: str | None
+    others: list[str] = field(default_factory=list)
+    """Other cameras among the photos (the model is named after ``camera``, the most common)."""
 
 
 def adapted_name(camera: str | None, domain: str) -> str:
@@ -48,14 +51,17 @@ def adapted_name(camera: str | None, domain: str) -> str:
     return safe_name(f"adapted-{camera or 'unknown-camera'}" + ("-raw" if domain == "raw" else ""))
 
 
-def _image_folder(inputs: list[Path], recursive: bool, into: Path) -> tuple[int, str | None]:
-    """Links to the input images in ``into`` (the training pool reads a folder); (count, first camera)."""
+def _image_folder(inputs: list[Path], recursive: bool, into: Path) -> tuple[int, list[str]]:
+    """Links to the input images in ``into`` (the training pool reads a folder); (count, the cameras
+    named in their EXIF, most photos first)."""
     images, _notes = find_images(inputs, recursive=recursive)
-    camera = None
+    cameras: Counter[str] = Counter()
     for index, (path, _relative) in enumerate(images):
         os.symlink(Path(path).resolve(), into / f"{index:06d}{Path(path).suffix.lower()}")
-        camera = camera or camera_name(Path(path))
-    return len(images), camera
+        name = camera_name(Path(path))
+        if name:
+            cameras[name] += 1
+    return len(images), [name for name, _count in cameras.most_common()]
 
 
 def adapt(
@@ -66,9 +72,10 @@ def adapt(
     with tempfile.TemporaryDirectory(prefix="bsgd-adapt-") as work:
         folder = Path(work) / "images"
         folder.mkdir()
-        count, camera = _image_folder(inputs, recursive, folder)
+        count, cameras = _image_folder(inputs, recursive, folder)
         if count == 0:
             raise TrainingError("--adapt found no image to learn from among the inputs")
+        camera = cameras[0] if cameras else None  # the model is named after the most common camera
         name = adapted_name(camera, domain)
         earlier = user_model_dir() / f"{name}.safetensors"
         start = load_model(earlier) if earlier.is_file() else (base if domain == "srgb" else None)
@@ -84,4 +91,5 @@ def adapt(
                             minutes=minutes, init=start, device=device, callback=callback,
                             info={"adapted_to": camera or "unknown camera", "images": count})
         installed = install_user_model(ready.model, name)
-        return Adapted(load_model(user_model_dir() / f"{installed}.safetensors"), installed, started_from, camera)
+        return Adapted(load_model(user_model_dir() / f"{installed}.safetensors"), installed, started_from, camera,
+                       others=cameras[1:])
