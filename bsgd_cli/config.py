@@ -285,6 +285,11 @@ class ModelConfig:
                 f"domain {self.domain!r} with {self.channels!r} channels: expected srgb or raw, 3 or 4 channels"
             )
 
+    def with_pd_strides(self, pd_train: int | None = None, pd_infer: int | None = None) -> ModelConfig:
+        """This config with the blind-spot branch's PD strides replaced where given (None keeps them)."""
+        strides = {key: value for key, value in (("pd_train", pd_train), ("pd_infer", pd_infer)) if value is not None}
+        return replace(self, blind_spot=replace(self.blind_spot, **strides)) if strides else self
+
 
 UNCAPPED_STEPS = 10_000_000
 """A step count only a time budget ends (``--minutes`` without ``--steps``)."""

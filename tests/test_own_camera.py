@@ -147,3 +147,15 @@ def test_adapt_names_the_model_after_the_most_common_camera(tmp_path: Path) -> N
     count, cameras = _image_folder([photos], False, links)
     assert count == 3 and cameras == ["Canon EOS R5", "Nikon Z 6"]
     assert len(list(links.iterdir())) == 3
+
+
+def test_a_raw_run_that_would_distil_is_refused_before_training(tmp_path: Path) -> None:
+    from bsgd_cli.config import PRESETS, TrainConfig
+    from bsgd_cli.errors import ConfigError
+    from bsgd_cli.raw.domain import training_model_config
+    from bsgd_cli.training.ready import ReadyPlan, train_ready
+
+    with pytest.raises(ConfigError, match="sRGB photos only"):
+        train_ready(tmp_path, tmp_path / "run", model_config=training_model_config(PRESETS["tiny"], "raw"),
+                    config=TrainConfig(steps=1), plan=ReadyPlan(distill=True), device="cpu")
+    assert not (tmp_path / "run").exists()

@@ -103,6 +103,17 @@ class DenoiseDisplay:
         self.progress.update(self.files, advance=1, rate=rate)
 
 
+def _capped(total: int | None) -> int | None:
+    """A step total worth showing: None for a run that only a time budget ends (UNCAPPED_STEPS)."""
+    return total if total is not None and total < UNCAPPED_STEPS else None
+
+
+def _of(done: int, total: int | None) -> str:
+    """"12/300", or "12" without a total worth showing."""
+    capped = _capped(total)
+    return f"{done}/{capped}" if capped else str(done)
+
+
 class TrainDisplay:
     """Training steps as a bar with the latest losses, validation and rate; a heartbeat on rank 0."""
 
@@ -123,9 +134,7 @@ class TrainDisplay:
         else:
             self.progress.update(self.task, completed=event.done)
         if self.is_main:
-            total = event.total or self.steps
-            shown = f"/{total}" if total and total < UNCAPPED_STEPS else ""  # a time budget alone: no step total
-            self.heartbeat.beat(lambda: f"training step {event.done}{shown}")
+            self.heartbeat.beat(lambda: f"training step {_of(event.done, event.total or self.steps)}")
 
 
 class DistillDisplay:
@@ -141,11 +150,10 @@ class DistillDisplay:
             self.progress.update(self.targets, completed=event.done, total=event.total)
             self.heartbeat.beat(lambda: f"teacher output {event.done}/{event.total}")
         else:
-            if event.total is not None and event.total < UNCAPPED_STEPS:  # a budget alone: no step total
-                self.steps = event.total
+            self.steps = _capped(event.total) or self.steps
             self.progress.update(self.student, completed=event.done, total=self.steps,
                                  rate=f"loss {event.data['loss_student']:.4f}")
-            self.heartbeat.beat(lambda: f"student step {event.done}" + (f"/{self.steps}" if self.steps else ""))
+            self.heartbeat.beat(lambda: f"student step {_of(event.done, self.steps)}")
 
 
 class ReadyDisplay:

@@ -126,11 +126,9 @@ def train(
             model_config = training_model_config(base, domain, pd_train=pd_train, pd_infer=pd_infer)
         if distill and domain != "srgb":
             raise typer.BadParameter("the student is distilled on sRGB photos only; drop --distill for RAW")
-        if distill_steps is None:
-            distill_steps = UNCAPPED_STEPS if minutes is not None and steps is None else total
         plan = ReadyPlan(distill=domain == "srgb" if distill is None else distill, teacher_mode=teacher_mode,
                          rounds=rounds, train_share=train_share,
-                         distill_config=replace(ReadyPlan.distill_config, steps=distill_steps))
+                         distill_config=replace(ReadyPlan.distill_config, steps=distill_steps or total))
         info: dict[str, Any] = {"preset": preset or ("init" if start else "small"), "noisy_dir": str(noisy_dir)}
         if start is not None:
             info["init"] = {"path": str(start.path), "sha256": start.sha256}

@@ -296,9 +296,4 @@ def training_model_config(
         return raw_model_config(base, pd_train=pd_train, pd_infer=pd_infer)
     if domain != "srgb":
         raise ConfigError(f"unknown domain {domain!r}; use srgb or raw")
-    blind_spot = base.blind_spot
-    if pd_train is not None:
-        blind_spot = replace(blind_spot, pd_train=pd_train)
-    if pd_infer is not None:
-        blind_spot = replace(blind_spot, pd_infer=pd_infer)
-    return replace(base, blind_spot=blind_spot)
+    return base.with_pd_strides(pd_train, pd_infer)

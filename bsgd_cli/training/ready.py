@@ -22,6 +22,7 @@ from typing import Any
 
 from ..checkpoint import load_model, user_model_dir
 from ..config import Mode, ModelConfig, TrainConfig
+from ..errors import ConfigError
 from ..events import ProgressFn
 from .distill import DistillConfig, distill
 from .distributed import rank_and_world
@@ -83,6 +84,8 @@ def train_ready(
     :class:`~bsgd_cli.engine.model.LoadedModel` to start from. Under torchrun only rank 0 distils (the
     distillation runs in one process); the other ranks return after training.
     """
+    if plan.distill and model_config.domain != "srgb":  # refused before any training, not after it
+        raise ConfigError("the student is distilled on sRGB photos only; train a RAW model with --no-distill")
     out_dir = Path(out_dir)
     whole = None if minutes is None else WallClock.start(60.0 * minutes)
     train_end = plan.train_share if plan.distill else 1.0
@@ -91,8 +94,6 @@ def train_ready(
     model_path = out_dir / MODEL_FILE
     if not plan.distill or rank_and_world()[0] != 0:
         return ReadySummary(summary, model_path, distilled=False)
-    if model_config.domain != "srgb":
-        raise ValueError("the student is distilled on sRGB photos only; train a RAW model with --no-distill")
     shutil.copyfile(model_path, out_dir / BRANCHES_FILE)
     teacher_path = model_path
     for index in range(plan.rounds):

@@ -453,9 +453,4 @@ def init_config(
             f"--init {init.path}: an {config.domain} model ({config.channels} channels) cannot start a {domain} run; "
             f"give --domain {config.domain}, or an --init model made for {domain} data"
         )
-    blind_spot = config.blind_spot
-    if pd_train is not None:
-        blind_spot = replace(blind_spot, pd_train=pd_train)
-    if pd_infer is not None:
-        blind_spot = replace(blind_spot, pd_infer=pd_infer)
-    return replace(config, blind_spot=blind_spot)
+    return config.with_pd_strides(pd_train, pd_infer)
