@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 from PIL import Image
+from protocol import refine  # scripts/ is on the path when run as a script
 
 from bsgd_cli.benchmark.metrics import psnr_uint8
 from bsgd_cli.checkpoint import load_model
@@ -77,11 +78,11 @@ def score(model: str, pairs: list[tuple[Path, np.ndarray]]) -> dict[str, float]:
     """Mean PSNR of the model's CPU default mode with its stored Wiener step ("psnr") and alone ("alone")."""
     loaded, runtime = load_model(model), resolve_runtime("cpu")
     piped, alone = [], []
-    for noisy_file, clean in pairs:
+    for noisy_file, clean in pairs:  # one network pass per image; the Wiener step on its output, as denoise does
         noisy = np.asarray(Image.open(noisy_file).convert("RGB"), dtype=np.float32) / 255.0
-        piped.append(psnr_uint8(clean, denoise_array(loaded, noisy, runtime=runtime)))
-        alone.append(psnr_uint8(clean, denoise_array(loaded, noisy, sampler=SamplerOverrides(refine="none"),
-                                                     runtime=runtime)))
+        output = denoise_array(loaded, noisy, sampler=SamplerOverrides(refine="none"), runtime=runtime)
+        alone.append(psnr_uint8(clean, output))
+        piped.append(psnr_uint8(clean, refine(loaded, noisy, output)))
     return {"psnr": float(np.mean(piped)), "alone": float(np.mean(alone))}
 
 
