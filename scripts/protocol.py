@@ -105,6 +105,17 @@ def cache_key(model: LoadedModel, method: str, precision: str = "auto") -> str:
     return hashlib.sha256(f"{model.sha256}|{settings}|{__version__}|fusion-2{tag}".encode()).hexdigest()[:16]
 
 
+def wiener_overrides(pairs: list[str]) -> dict[str, float]:
+    """``FIELD=VALUE`` pairs as WienerConfig overrides; integers stay integers (block sides, strides)."""
+    overrides: dict[str, float] = {}
+    for pair in pairs:
+        field, _, text = pair.partition("=")
+        value = float(text)
+        overrides[field] = int(value) if value.is_integer() and field in ("passes", "patch", "stride",
+                                                                          "chroma_patch", "chroma_stride") else value
+    return overrides
+
+
 def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overrides: float) -> np.ndarray:
     """The model's stored Wiener step on a pilot (``overrides``: WienerConfig fields such as noise_scale),
     whole image, noise measured on the image."""
@@ -150,7 +161,7 @@ def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Pat
     return rows
 
 
-def markdown(rows: list[dict], model: LoadedModel) -> str:
+def markdown(rows: list[dict], model: LoadedModel, overrides: dict[str, float] | None = None) -> str:
     sets = list(dict.fromkeys(r["set"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["set"], r["method"]): r for r in rows}
@@ -166,7 +177,8 @@ def markdown(rows: list[dict], model: LoadedModel) -> str:
                       "" if r is None else f"{r['wiener_psnr']:.2f} / {r['wiener_ssim']:.3f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     images = ", ".join(f"{s}: {by[(s, methods[0])]['images']} images" for s in sets)
-    return "\n".join(lines) + f"\n\n({images})\n"
+    changed = "; Wiener step with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
+    return "\n".join(lines) + f"\n\n({images}{changed})\n"
 
 
 def main() -> None:
@@ -181,6 +193,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="writes OUT.json and OUT.md")
     parser.add_argument("--wiener-noise", type=float, default=None, help="override the model's Wiener noise scale")
     parser.add_argument("--wiener-chroma", type=float, default=None, help="override the colour planes' factor")
+    parser.add_argument("--wiener", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="override Wiener settings for the '+ Wiener' column only (WienerConfig fields, e.g. "
+                             "chroma_stride=16 chroma_scale=12); the cached network outputs are reused")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="the networks' precision (auto: bsgd denoise's choice per mode)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -195,13 +210,14 @@ def main() -> None:
     if args.split == "report" and not args.sets:
         print("report split: numbers only, choose nothing by them (docs/EVALUATION.md)", flush=True)
     overrides = {k: v for k, v in (("noise_scale", args.wiener_noise), ("chroma_scale", args.wiener_chroma)) if v}
+    overrides.update(wiener_overrides(args.wiener))
     rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit, args.precision, **overrides)
-    text = markdown(rows, model)
+    text = markdown(rows, model, overrides)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps({"model": str(model.path), "sha256": model.sha256,
-                                                            "rows": rows}, indent=1) + "\n")
+        record = {"model": str(model.path), "sha256": model.sha256, "wiener_overrides": overrides, "rows": rows}
+        args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text)
 
 
