@@ -122,6 +122,20 @@ def resolve_sampler(
     return overrides.apply(model.sampler)
 
 
+def inference_net(model: LoadedModel, device: torch.device) -> BsgdModel:
+    """The model's networks on ``device`` in eval mode; on a CPU with their weights channels-last.
+
+    oneDNN's convolutions then keep activations channels-last instead of converting every layer's
+    input and output: the blind-spot branch's pixel-shuffled tiles are plain NCHW, so ``bsn`` and
+    ``bsgd`` ran 1.6-1.8 times faster (docs/NOTES.md); outputs are unchanged. The change is in
+    place and harmless elsewhere (training works in either layout; saving makes tensors contiguous).
+    """
+    net = model.model.to(device).eval()
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
 def blend(denoised: np.ndarray, noisy: np.ndarray, strength: float) -> np.ndarray:
     """``strength * denoised + (1 - strength) * noisy`` in float32 (``denoised`` itself at strength 1).
 
@@ -239,7 +253,7 @@ def denoise_array(
     runtime = runtime or resolve_runtime()
     settings = resolve_sampler(model, sampler, runtime.device)
     precision = runtime.precision_for(settings.mode)
-    net = model.model.to(runtime.device).eval()
+    net = inference_net(model, runtime.device)
     wiener = settings.wiener if settings.refine == "wiener" else None
     min_side = max(MIN_SIDE, largest_patch(wiener, channels)) if wiener is not None else MIN_SIDE
     padded, window = mirror_pad(np.ascontiguousarray(image, dtype=np.float32), min_side)
