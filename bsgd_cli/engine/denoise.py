@@ -132,7 +132,7 @@ def inference_net(model: LoadedModel, device: torch.device) -> BsgdModel:
     """
     net = model.model.to(device).eval()
     if device.type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
     return net
 
 
