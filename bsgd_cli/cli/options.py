@@ -83,7 +83,7 @@ WienerNoise = Annotated[
 Device = Annotated[str, typer.Option(metavar="NAME", rich_help_panel=DEVICE, help="auto, cpu, cuda, cuda:N or mps.")]
 PrecisionChoice = Annotated[
     RuntimePrecision, typer.Option(metavar="NAME", rich_help_panel=DEVICE,
-                                   help=f"{choices(RUNTIME_PRECISIONS)}; auto: bf16, fp32 for bsn-r3; "
+                                   help=f"{choices(RUNTIME_PRECISIONS)}; auto: bf16 on CPU and CUDA; "
                                    "bf16 and fp16 run under autocast.")]
 Tile = Annotated[int, typer.Option(parser=number(bounds.TILE), metavar="PX", rich_help_panel=DEVICE,
                                    help="Tile side in pixels (halved automatically on out-of-memory).")]

@@ -67,13 +67,13 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-BF16_MODES = ("fast", "bsn", "bsgd")
+BF16_MODES = ("fast", "bsn", "bsgd", "bsn-r3")
 """Modes whose "auto" precision is bf16: measured to keep their PSNR on the tuning split (docs/NOTES.md)."""
 
 
 def resolve_precision(precision: str, mode: str, device: torch.device) -> str:
-    """"auto": bf16 for the modes in :data:`BF16_MODES` on CPU and CUDA (faster at the same PSNR,
-    docs/NOTES.md), fp32 for ``bsn-r3``."""
+    """"auto": bf16 for the modes in :data:`BF16_MODES` (all of them) on CPU and CUDA (faster at the
+    same PSNR, docs/NOTES.md); fp32 on other devices."""
     if precision != "auto":
         return precision
     return "bf16" if mode in BF16_MODES and device.type in ("cpu", "cuda") else "fp32"
