@@ -26,10 +26,14 @@ from bsgd_cli.engine.runtime import resolve_runtime
 original = engine.inference_net
 
 
-def contiguous(model: LoadedModel, device: torch.device) -> BsgdModel:
-    """``inference_net`` as it was: the weights in torch's default (contiguous) layout."""
-    net = original(model, device)
-    return net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+def contiguous(model: LoadedModel, device: torch.device, mode: str) -> BsgdModel:
+    """``inference_net`` without the layout choice: the weights in torch's default (contiguous) layout."""
+    return original(model, device, mode).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+
+
+def channels_last(model: LoadedModel, device: torch.device, mode: str) -> BsgdModel:
+    """``inference_net`` with channels-last weights whatever the mode."""
+    return original(model, device, mode).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def main() -> None:
@@ -48,7 +52,7 @@ def main() -> None:
         sampler = replace(model.sampler, mode=mode, refine="none")
         outputs = {}
         for layout in (torch.contiguous_format, torch.channels_last):
-            engine.inference_net = original if layout == torch.channels_last else contiguous
+            engine.inference_net = channels_last if layout == torch.channels_last else contiguous
             denoise_array(model, image[:128, :128], sampler=sampler, runtime=runtime)
             started = time.perf_counter()
             outputs[layout] = denoise_array(model, image, sampler=sampler, runtime=runtime)
