@@ -44,7 +44,12 @@ def test_init_starts_from_the_model_and_ends_with_a_ready_student(tmp_path: Path
     for name, value in before.items():  # a learning rate of 1e-12 leaves the --init weights in place
         assert torch.allclose(branches[name], value, atol=1e-6), name
     final = load_model(ready.model)
-    assert final.sampler == tiny.sampler
+    # the stored sampler is kept, but for the Wiener noise scale chosen on the captures (no val pairs)
+    chosen = final.info["wiener_choice"]
+    assert ready.wiener is not None and chosen["noise_scale"] == ready.wiener.noise_scale
+    assert chosen["previous"] == tiny.sampler.wiener.noise_scale and chosen["images"] == 2
+    wiener = replace(tiny.sampler.wiener, noise_scale=chosen["noise_scale"])
+    assert final.sampler == replace(tiny.sampler, wiener=wiener)
     assert final.info["student"]["started_from"] == "the teacher's student"
     changed = [name for name, value in final.model.state_dict().items() if name.startswith("student.")
                and not torch.equal(value, before[name])]

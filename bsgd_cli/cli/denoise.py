@@ -152,8 +152,10 @@ def _adapt(inputs: list[Path], loaded: Any, domain: str, minutes: float, recursi
         adapted = adapt(inputs, base=loaded if loaded.model.config.domain == domain else None, domain=domain,
                         minutes=minutes, recursive=recursive, device=device, callback=display)
     if not quiet:
+        choice = adapted.model.info.get("wiener_choice")
+        strength = f"; Wiener noise scale {choice['noise_scale']:g} chosen on your photos" if choice else ""
         say("", f"adapted to {adapted.camera or 'an unknown camera'} from {adapted.started_from}: "
-            f"saved as {adapted.name} (bsgd models)")
+            f"saved as {adapted.name} (bsgd models){strength}")
         if adapted.others:
             say("note", f"the photos come from {len(adapted.others) + 1} cameras; the model is named after the "
                 "most common one; adapt one camera's folder at a time for a model per camera", "yellow")

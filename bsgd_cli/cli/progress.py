@@ -165,13 +165,19 @@ class ReadyDisplay:
         self.progress, self.heartbeat, self.is_main = progress, heartbeat, is_main
         self.training = TrainDisplay(progress, heartbeat, steps, is_main)
         self.distilling: DistillDisplay | None = None
+        self.choosing: TaskID | None = None
         self.started = time.monotonic()
         self.budget = None if minutes is None else progress.add_task("time budget", total=60.0 * minutes, rate="")
 
     def __call__(self, event: Event) -> None:
         if self.budget is not None:
             self.progress.update(self.budget, completed=time.monotonic() - self.started)
-        if event.kind == "targets" or "loss_student" in event.data:
+        if event.kind == "wiener":  # the Wiener strength chosen on the captures, image by image
+            if self.choosing is None:
+                self.choosing = self.progress.add_task("Wiener strength", total=event.total, rate="")
+            self.progress.update(self.choosing, completed=event.done, total=event.total)
+            self.heartbeat.beat(lambda: f"Wiener strength: capture {event.done}/{event.total}")
+        elif event.kind == "targets" or "loss_student" in event.data:
             if self.distilling is None:
                 self.distilling = DistillDisplay(self.progress, self.heartbeat, None)
             self.distilling(event)

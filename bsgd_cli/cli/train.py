@@ -146,6 +146,9 @@ def train(
             if summary.best_value is not None:
                 best = f"; best {summary.best_value:.4f} ({summary.best_metric}) at step {summary.best_step}"
             say("", f"trained {summary.steps} steps in {summary.seconds / 60:.1f} min{best}")
+            if ready.wiener is not None:
+                say("", f"Wiener strength: noise scale {ready.wiener.noise_scale:g}, chosen on "
+                        f"{ready.wiener.images} of your captures (no clean references needed)")
             name = install_user_model(ready.model, output.resolve().name) if ready.distilled else None
             listed = f" (also in bsgd models as {name})" if name else ""
             say("", f"model: {ready.model}{listed}")

@@ -219,6 +219,7 @@ def _filter_planes(
     passes: int,
     noise: torch.Tensor | None,
     offset: tuple[int, int],
+    divergence: list[float] | None = None,
 ) -> torch.Tensor:
     """The Wiener step on (N, P, H, W) planes of one group; ``noise`` (P, F) or None (measure here).
 
@@ -228,7 +229,7 @@ def _filter_planes(
     """
     filtered = [
         _filter_plane(y_planes[:, [index]], pilot_planes[:, [index]], group, passes,
-                      None if noise is None else noise[index], offset)
+                      None if noise is None else noise[index], offset, divergence)
         for index in range(y_planes.shape[1])
     ]
     return torch.cat(filtered, dim=1)
@@ -241,8 +242,13 @@ def _filter_plane(
     passes: int,
     noise: torch.Tensor | None,
     offset: tuple[int, int],
+    divergence: list[float] | None = None,
 ) -> torch.Tensor:
-    """The Wiener step on one plane, (N, 1, H, W); ``noise`` (F,) or None (measure here)."""
+    """The Wiener step on one plane, (N, 1, H, W); ``noise`` (F,) or None (measure here).
+
+    ``divergence``: a one-pass step appends sum over blocks and frequencies of gain x (unscaled)
+    noise power / blocks per pixel, the term SURE needs (:func:`wiener_sure`).
+    """
     n, _, h, w = y_plane.shape
     size, stride = group.patch, group.stride
     top, bottom = _padding(h, size, stride, offset[0])
@@ -277,11 +283,26 @@ def _filter_plane(
         last = index + 1 == passes
         gain = p.square_()  # p is not used again in this pass
         gain = gain.div_(gain + sigma2)
+        if divergence is not None:
+            inside = F.avg_pool2d(F.pad(torch.ones_like(y_plane[:1]), (left, right, top, bottom)), size, stride)
+            divergence.append(_divergence(gain, power, inside[0, 0], size, stride))
         shrunk = y.mul_(gain) if last else y * gain  # y is needed again only for another pass
         shrunk[:, 0] = means  # block means pass unchanged: no tonal shift, offset-equivariant
         if not last:
             p = forward(inverse(shrunk))
     return inverse(shrunk)
+
+
+def _divergence(gain: torch.Tensor, power: torch.Tensor, inside: torch.Tensor, size: int, stride: int) -> float:
+    """Sum of gain x noise power over blocks and frequencies, the block mean counted with gain 1 (it
+    passes unchanged), each block weighted by the share of its pixels inside the image (``inside``,
+    (rows, cols): border blocks reach into the padding), divided by the blocks each pixel lies in: the
+    trace of the filter (linear in y for a fixed pilot) against the noise covariance, taken as diagonal
+    in each block's DCT."""
+    weighted = gain * inside
+    weighted[:, 0] = inside
+    per_frequency = weighted.flatten(2).sum(dim=-1)  # (N, F)
+    return float((per_frequency * power).sum()) / float((size / stride) ** 2)
 
 
 def wiener_refine(
@@ -290,6 +311,7 @@ def wiener_refine(
     settings: WienerConfig = WienerConfig(),
     noise: list[torch.Tensor] | None = None,
     offset: tuple[int, int] = (0, 0),
+    divergence: list[float] | None = None,
 ) -> torch.Tensor:
     """Refine ``pilot`` against ``noisy``; both (N, C, H, W) in the same value range; returns the same shape.
 
@@ -298,7 +320,7 @@ def wiener_refine(
     ``offset``: (row, column) of these pixels in the whole image, for a tile: it puts the blocks
     where a whole-image pass would, so tiled and untiled results agree.
     Computed in float32 whatever the input dtype (bf16 autocast is not used here). An RGB input is
-    filtered in opponent planes and returned in RGB.
+    filtered in opponent planes and returned in RGB. ``divergence``: see :func:`_filter_plane`.
     """
     if noisy.shape != pilot.shape or noisy.ndim != 4:
         raise ConfigError(
@@ -318,6 +340,7 @@ def wiener_refine(
                 settings.passes,
                 None if noise is None else noise[i],
                 offset,
+                divergence,
             )
             for i, g in enumerate(groups)
         ]

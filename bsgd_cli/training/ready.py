@@ -6,6 +6,10 @@ the trained model's own pipeline (its stored sampler, Wiener step included, or `
 student starts from the model's own student when it has one (a model started with ``--init default``
 does), so a short run refines it rather than starting over (docs/OWN_CAMERA.md has the measurements).
 
+Without ``--val-pairs``, the Wiener step's noise scale is then chosen on the captures themselves, by
+the risk estimate of :mod:`bsgd_cli.engine.wiener_choice` with the student's output as the pilot, and
+stored in the model (its info says so under ``wiener_choice``).
+
 Files under ``out_dir``: what :func:`bsgd_cli.training.train.train` writes, then ``distill-N/`` (teacher
 outputs, log) per round, and ``model.safetensors`` replaced by the trained branches with the distilled
 student: the file to denoise with. The branches alone stay in ``branches.safetensors``.
@@ -20,10 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import load_model, user_model_dir
+from ..checkpoint import load_model, save_model, user_model_dir
 from ..config import Mode, ModelConfig, TrainConfig
-from ..errors import ConfigError
-from ..events import ProgressFn
+from ..engine.runtime import resolve_runtime
+from ..engine.wiener_choice import SURE_NOISE_FACTOR, WienerChoice, choose_noise_scale
+from ..errors import BsgdError, ConfigError
+from ..events import Progress, ProgressFn
+from ..io import find_images
+from .data import read_rgb
 from .distill import DistillConfig, distill
 from .distributed import rank_and_world
 from .optim import WallClock
@@ -31,6 +39,8 @@ from .train import TrainSummary, train
 
 MODEL_FILE = "model.safetensors"
 BRANCHES_FILE = "branches.safetensors"
+CHOICE_IMAGES = 12
+"""The captures (spread evenly over the folder's sorted list) the Wiener strength is chosen on."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,9 +49,11 @@ class ReadyPlan:
 
     train_share: the share of a time budget for the branches (the rest: ``rounds`` distillations, each
     taking the previous one's model as its teacher). teacher_mode: None = the model's stored mode.
+    choose_wiener: after distilling, choose the Wiener noise scale on the captures (not with val pairs).
     """
 
     distill: bool = True
+    choose_wiener: bool = True
     train_share: float = 0.5
     rounds: int = 1
     teacher_mode: Mode | None = None
@@ -54,6 +66,7 @@ class ReadySummary:
     model: Path
     distilled: bool
     rounds: int = 0
+    wiener: WienerChoice | None = None
 
 
 def _share(whole: WallClock | None, start: float, end: float) -> WallClock | None:
@@ -104,7 +117,46 @@ def train_ready(
                                sampler=sampler, store_sampler=teacher.sampler, device=device, callback=callback,
                                budget=_share(whole, 0.0, end))
     os.replace(teacher_path, model_path)
-    return ReadySummary(summary, model_path, distilled=True, rounds=plan.rounds)
+    choice = None
+    if plan.choose_wiener and val_pairs is None:
+        choice = choose_wiener(model_path, noisy_dir, device=device, callback=callback)
+    return ReadySummary(summary, model_path, distilled=True, rounds=plan.rounds, wiener=choice)
+
+
+def choose_wiener(model_path: Path, noisy_dir: Path, *, device: str = "auto",
+                  callback: ProgressFn | None = None) -> WienerChoice | None:
+    """Choose the Wiener step's noise scale on up to :data:`CHOICE_IMAGES` of the captures in
+    ``noisy_dir`` and store it in the model file; None (file unchanged) for a model without a student,
+    Wiener step or sRGB domain, or when no capture can be read."""
+    model = load_model(model_path)
+    if model.model.student is None or model.sampler.refine != "wiener" or model.model.config.domain != "srgb":
+        return None
+    found, _warnings = find_images([Path(noisy_dir)], recursive=True)
+    paths = [path for path, _relative in found]
+    if len(paths) > CHOICE_IMAGES:
+        paths = [paths[round(i * (len(paths) - 1) / (CHOICE_IMAGES - 1))] for i in range(CHOICE_IMAGES)]
+    images = []
+    for path in paths:
+        try:
+            images.append(read_rgb(path))
+        except BsgdError:
+            continue
+    if not images:
+        return None
+
+    def progress(done: int, total: int) -> None:
+        if callback is not None:
+            callback(Progress("wiener", done=done, total=total))
+
+    choice = choose_noise_scale(model, images, runtime=resolve_runtime(device, "auto"), progress=progress)
+    previous = model.sampler.wiener.noise_scale
+    sampler = replace(model.sampler, wiener=replace(model.sampler.wiener, noise_scale=choice.noise_scale))
+    info = {**model.info, "wiener_choice": {
+        "noise_scale": choice.noise_scale, "previous": previous, "images": choice.images, "pilot": choice.mode,
+        "by": "SURE on the training captures", "sure_noise_factor": SURE_NOISE_FACTOR,
+        "risks": {str(scale): round(risk, 5) for scale, risk in choice.risks.items()}}}
+    save_model(model_path, model.model, sampler=sampler, info=info)
+    return choice
 
 
 def safe_name(name: str) -> str:

@@ -1,0 +1,108 @@
+"""Calibrate and check the no-reference choice of the Wiener noise scale (bsgd_cli/engine/wiener_choice.py).
+
+For each model, set and pilot method: the PSNR of the Wiener step at every candidate noise scale
+(the best of them is the set's oracle, which needs the clean images), and the scale that the risk
+estimate picks for the whole set at each calibration factor, with its PSNR. The factor is chosen on
+the tuning split (docs/EVALUATION.md); the report split is for measuring the chosen factor only.
+Network outputs come from scripts/protocol.py's cache (computed and stored when missing).
+
+    .venv/bin/python scripts/wiener_choice_calibration.py --split tuning \\
+        --models runs/v7.safetensors,runs/v8b/model.safetensors --methods fast --out runs/eval/choice-tuning
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from protocol import SPLITS, cache_key, load_set, pilot  # scripts/ is on the path when run as a script
+
+from bsgd_cli.benchmark.metrics import psnr_uint8, to_uint8
+from bsgd_cli.checkpoint import load_model
+from bsgd_cli.engine.wiener import estimate_noise, wiener_refine
+from bsgd_cli.engine.wiener_choice import CANDIDATE_SCALES, central_crop, sure_terms
+
+FACTORS = (2.0, 4.0, 6.0, 7.0, 8.0, 10.0, 12.0)
+
+
+def cached_pilot(model, method: str, set_name: str, index: int, noisy: np.ndarray, cache: Path) -> np.ndarray:
+    path = cache / cache_key(model, method) / method / f"{set_name}_{index:03d}.npy"
+    if path.is_file():
+        return np.load(path)
+    estimate = pilot(model, method, noisy, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, estimate)
+    return estimate
+
+
+def measure(model, method: str, set_name: str, cache: Path) -> list[dict]:
+    """Per image: PSNR at each candidate scale (whole image) and the risk terms on the central crop."""
+    rows = []
+    as_batch = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731
+    for index, (_name, noisy, clean) in enumerate(load_set(set_name)):
+        estimate = cached_pilot(model, method, set_name, index, noisy, cache)
+        noise = estimate_noise(noisy, estimate, model.sampler.wiener)
+        crop_noisy, crop_pilot = central_crop(noisy), central_crop(estimate)
+        crop_noise = estimate_noise(crop_noisy, crop_pilot, model.sampler.wiener)
+        row: dict = {"psnr": {}, "risk": {}}
+        for scale in CANDIDATE_SCALES:
+            settings = replace(model.sampler.wiener, noise_scale=scale)
+            with torch.inference_mode():
+                out = wiener_refine(as_batch(noisy), as_batch(estimate), settings, noise)[0].permute(1, 2, 0)
+            row["psnr"][scale] = psnr_uint8(clean, to_uint8(out.clamp(0, 1).numpy()))
+            terms = sure_terms(np.ascontiguousarray(crop_noisy), np.ascontiguousarray(crop_pilot), settings, crop_noise)
+            row["risk"][scale] = {f: terms.risk(f) for f in FACTORS}
+        rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    fixed = {s: float(np.mean([r["psnr"][s] for r in rows])) for s in CANDIDATE_SCALES}
+    oracle = max(fixed, key=lambda s: fixed[s])
+    chosen = {}
+    for factor in FACTORS:
+        risks = {s: float(np.mean([r["risk"][s][factor] for r in rows])) for s in CANDIDATE_SCALES}
+        scale = min(risks, key=lambda s: risks[s])
+        chosen[factor] = {"scale": scale, "psnr": fixed[scale]}
+    return {"fixed": fixed, "oracle": {"scale": oracle, "psnr": fixed[oracle]}, "chosen": chosen}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=sorted(SPLITS), default="tuning")
+    parser.add_argument("--models", required=True, help="comma list of model files or names")
+    parser.add_argument("--methods", default="fast")
+    parser.add_argument("--cache", type=Path, default=Path("runs/pilots-protocol"))
+    parser.add_argument("--out", type=Path, default=None, help="writes OUT.json and OUT.md")
+    args = parser.parse_args()
+    results, lines = [], ["| model | method | set | stored scale | oracle scale: PSNR | "
+                          + " | ".join(f"factor {f:g}" for f in FACTORS) + " |",
+                          "|---|---|---|---|---|" + "---|" * len(FACTORS)]
+    for model_name in args.models.split(","):
+        model = load_model(model_name)
+        for method in args.methods.split(","):
+            for set_name in SPLITS[args.split]:
+                summary = summarise(measure(model, method, set_name, args.cache))
+                stored = model.sampler.wiener.noise_scale
+                stored_psnr = summary["fixed"].get(stored)
+                stored_cell = f"{stored:g}" + ("" if stored_psnr is None else f": {stored_psnr:.2f}")
+                cells = [f"{c['scale']:g}: {c['psnr']:.2f}" for c in summary["chosen"].values()]
+                oracle = f"{summary['oracle']['scale']:g}: {summary['oracle']['psnr']:.2f}"
+                row = f"| {model_name} | {method} | {set_name} | {stored_cell} | {oracle} | "
+                lines.append(row + " | ".join(cells) + " |")
+                results.append({"model": model_name, "method": method, "set": set_name, **summary})
+                print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n\nCells: noise scale: mean PSNR dB with the Wiener step at that scale.\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+        args.out.with_suffix(".md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
