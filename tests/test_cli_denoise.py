@@ -150,3 +150,40 @@ def test_bsgd_mode_through_cli_is_deterministic(photos: Path, tmp_path: Path, ti
         assert result.exit_code == 0, result.output
         outputs.append(np.asarray(Image.open(tmp_path / name / "a.png")))
     assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_wiener_noise_auto_chooses_on_the_photos(photos: Path, tmp_path: Path, tiny_model_file: Path) -> None:
+    """--wiener-noise auto picks a candidate scale on the inputs, says so, and denoises them all with it."""
+    from bsgd_cli.engine.wiener_choice import CANDIDATE_SCALES
+
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["denoise", str(photos), "-o", str(out), "-r", "--model", str(tiny_model_file),
+                                 "--mode", "fast", "--wiener-noise", "auto"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "chosen on 3 of these photos" in line]
+    assert said, result.output
+    assert float(said[0].split("Wiener noise scale ")[1].split(",")[0]) in CANDIDATE_SCALES
+    assert len(list(out.rglob("*.*"))) == 3
+
+
+@pytest.mark.parametrize(("extra", "message"), [(["--mode", "bsgd"], "calibrated for the modes fast and bsn"),
+                                                (["--mode", "fast", "--no-wiener"], "drop --no-wiener")])
+def test_wiener_noise_auto_is_refused_where_it_was_not_calibrated(photos: Path, tmp_path: Path,
+                                                                   tiny_model_file: Path, extra: list[str],
+                                                                   message: str) -> None:
+    result = runner.invoke(app, ["denoise", str(photos), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file),
+                                 "--wiener-noise", "auto", *extra])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_choice_reads_a_spread_of_the_files(tmp_path: Path, tiny) -> None:
+    from bsgd_cli.batch.wiener_choice import choose_on_files, spread
+    from bsgd_cli.engine.runtime import resolve_runtime
+
+    paths = [Path(f"{index:02d}.png") for index in range(30)]
+    picked = spread(paths, 12)
+    assert len(picked) == 12 and picked[0] == paths[0] and picked[-1] == paths[-1] and len(set(picked)) == 12
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert choose_on_files(tiny, [broken], mode="fast", runtime=resolve_runtime("cpu", "auto")) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,7 +47,7 @@ def denoise(
     seed: opt.Seed = 0,
     strength: opt.Strength = None,
     wiener: opt.Wiener = None,
-    wiener_noise: opt.WienerNoise = None,
+    wiener_noise: opt.WienerNoiseOrAuto = None,
     device: opt.Device = "auto",
     precision: opt.PrecisionChoice = "auto",
     tile: opt.Tile = 512,
@@ -116,7 +117,8 @@ def denoise(
         bounds.check_bit_depth(depth, ext)
         options = DenoiseOptions(
             sampler=opt.sampler_overrides(mode=mode, steps=steps, guidance=guidance, runs=runs, t_start=t_start,
-                                          strength=strength, wiener=wiener, wiener_noise=wiener_noise),
+                                          strength=strength, wiener=wiener,
+                                          wiener_noise=None if wiener_noise in (None, "auto") else float(wiener_noise)),
             tiling=TilingConfig(tile=tile, overlap=overlap, batch=batch), runtime=runtime, seed=seed,
             ext=ext, suffix=suffix, bit_depth=depth, quality=quality, overwrite=overwrite, in_place=in_place,
             recursive=recursive, max_megapixels=max_megapixels, workers=workers, compare=compare,
@@ -126,6 +128,8 @@ def denoise(
         if adapt is not None:
             loaded = _adapt(list(inputs), loaded, domain or loaded.model.config.domain, adapt, recursive, device,
                             quiet or json_out)
+        if wiener_noise == "auto":
+            options = _auto_wiener(list(inputs), output, loaded, options, quiet or json_out)
         report: dict[str, list[str]] = {"skipped": [], "notes": []}
         try:
             with progress_bars(quiet or json_out) as bars:
@@ -140,6 +144,32 @@ def denoise(
         summary = summarise(gathered, output, json_out, quiet, report)
     if summary["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _auto_wiener(inputs: list[Path], output: Path, loaded: Any, options: Any, quiet: bool) -> Any:
+    """``options`` with the Wiener noise scale chosen on some of the input photos
+    (:mod:`bsgd_cli.batch.wiener_choice`)."""
+    from ..batch.wiener_choice import AUTO_MODES, choose_on_files
+    from ..engine.denoise import resolve_sampler
+    from ..io import find_images
+
+    settings = resolve_sampler(loaded, options.sampler, options.runtime.device)
+    if settings.refine != "wiener":
+        raise typer.BadParameter("--wiener-noise auto chooses the Wiener step's strength; drop --no-wiener")
+    if settings.mode not in AUTO_MODES:
+        raise typer.BadParameter(f"--wiener-noise auto is calibrated for the modes {' and '.join(AUTO_MODES)}; "
+                                 f"with --mode {settings.mode} give a number")
+    if (options.domain or loaded.model.config.domain) != "srgb":
+        raise typer.BadParameter("--wiener-noise auto works on sRGB photos; give a number for the RAW domain")
+    found, _notes = find_images(inputs, recursive=options.recursive, exclude=output)
+    choice = choose_on_files(loaded, [path for path, _relative in found], mode=settings.mode,
+                             runtime=options.runtime)
+    if choice is None:
+        raise typer.BadParameter("--wiener-noise auto found no readable photo among the inputs")
+    if not quiet:
+        say("", f"Wiener noise scale {choice.noise_scale:g}, chosen on {choice.images} of these photos "
+            f"(the model's: {settings.wiener.noise_scale:g})")
+    return replace(options, sampler=replace(options.sampler, wiener_noise=choice.noise_scale))
 
 
 def _adapt(inputs: list[Path], loaded: Any, domain: str, minutes: float, recursive: bool, device: str,

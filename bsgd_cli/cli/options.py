@@ -8,7 +8,7 @@ in :mod:`bsgd_cli.checks` and refuses a bad value in one line before any work st
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Literal
 
 import typer
@@ -80,6 +80,24 @@ WienerNoise = Annotated[
     float | None, typer.Option(parser=number(bounds.WIENER_NOISE), metavar="X", rich_help_panel=SAMPLER,
                                help="Scale of the measured noise power in the Wiener step: higher is smoother "
                                "(default: the model's).")]
+
+
+def number_or_auto(limits: bounds.Bounds) -> Callable[[str], str]:
+    """An option parser for "auto" or a number within ``limits`` (kept as text; the command converts it)."""
+    as_number = number(limits)
+
+    def parse(text: str) -> str:
+        return "auto" if text.strip().lower() == "auto" else str(as_number(text))
+
+    return parse
+
+
+WienerNoiseOrAuto = Annotated[
+    str | None, typer.Option("--wiener-noise", parser=number_or_auto(bounds.WIENER_NOISE), metavar="X|auto",
+                             rich_help_panel=SAMPLER, show_default=False,
+                             help="Scale of the measured noise power in the Wiener step: higher is smoother "
+                             "(default: the model's). auto: chosen on up to 12 of these photos by a risk "
+                             "estimate, no clean reference needed (modes fast and bsn).")]
 Device = Annotated[str, typer.Option(metavar="NAME", rich_help_panel=DEVICE, help="auto, cpu, cuda, cuda:N or mps.")]
 PrecisionChoice = Annotated[
     RuntimePrecision, typer.Option(metavar="NAME", rich_help_panel=DEVICE,

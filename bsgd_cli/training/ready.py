@@ -24,14 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..batch.wiener_choice import choose_on_files
 from ..checkpoint import load_model, save_model, user_model_dir
 from ..config import Mode, ModelConfig, TrainConfig
 from ..engine.runtime import resolve_runtime
-from ..engine.wiener_choice import SURE_NOISE_FACTOR, WienerChoice, choose_noise_scale
-from ..errors import BsgdError, ConfigError
+from ..engine.wiener_choice import SURE_NOISE_FACTOR, WienerChoice
+from ..errors import ConfigError
 from ..events import Progress, ProgressFn
 from ..io import find_images
-from .data import read_rgb
 from .distill import DistillConfig, distill
 from .distributed import rank_and_world
 from .optim import WallClock
@@ -39,8 +39,6 @@ from .train import TrainSummary, train
 
 MODEL_FILE = "model.safetensors"
 BRANCHES_FILE = "branches.safetensors"
-CHOICE_IMAGES = 12
-"""The captures (spread evenly over the folder's sorted list) the Wiener strength is chosen on."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,30 +123,23 @@ def train_ready(
 
 def choose_wiener(model_path: Path, noisy_dir: Path, *, device: str = "auto",
                   callback: ProgressFn | None = None) -> WienerChoice | None:
-    """Choose the Wiener step's noise scale on up to :data:`CHOICE_IMAGES` of the captures in
-    ``noisy_dir`` and store it in the model file; None (file unchanged) for a model without a student,
-    Wiener step or sRGB domain, or when no capture can be read."""
+    """Choose the Wiener step's noise scale on some of the captures in ``noisy_dir``
+    (:func:`bsgd_cli.batch.wiener_choice.choose_on_files`, the student's output as the pilot) and store it
+    in the model file; None (file unchanged) for a model without a student, Wiener step or sRGB domain,
+    or when no capture can be read."""
     model = load_model(model_path)
     if model.model.student is None or model.sampler.refine != "wiener" or model.model.config.domain != "srgb":
         return None
-    found, _warnings = find_images([Path(noisy_dir)], recursive=True)
-    paths = [path for path, _relative in found]
-    if len(paths) > CHOICE_IMAGES:
-        paths = [paths[round(i * (len(paths) - 1) / (CHOICE_IMAGES - 1))] for i in range(CHOICE_IMAGES)]
-    images = []
-    for path in paths:
-        try:
-            images.append(read_rgb(path))
-        except BsgdError:
-            continue
-    if not images:
-        return None
+    found, _notes = find_images([Path(noisy_dir)], recursive=True)
 
     def progress(done: int, total: int) -> None:
         if callback is not None:
             callback(Progress("wiener", done=done, total=total))
 
-    choice = choose_noise_scale(model, images, runtime=resolve_runtime(device, "auto"), progress=progress)
+    choice = choose_on_files(model, [path for path, _relative in found], mode="fast",
+                             runtime=resolve_runtime(device, "auto"), progress=progress)
+    if choice is None:
+        return None
     previous = model.sampler.wiener.noise_scale
     sampler = replace(model.sampler, wiener=replace(model.sampler.wiener, noise_scale=choice.noise_scale))
     info = {**model.info, "wiener_choice": {
