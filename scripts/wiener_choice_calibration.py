@@ -29,22 +29,23 @@ from bsgd_cli.engine.wiener_choice import CANDIDATE_SCALES, central_crop, sure_t
 FACTORS = (2.0, 4.0, 6.0, 7.0, 8.0, 10.0, 12.0)
 
 
-def cached_pilot(model, method: str, set_name: str, index: int, noisy: np.ndarray, cache: Path) -> np.ndarray:
-    path = cache / cache_key(model, method) / method / f"{set_name}_{index:03d}.npy"
+def cached_pilot(model, method: str, set_name: str, index: int, noisy: np.ndarray, cache: Path,
+                 precision: str = "auto") -> np.ndarray:
+    path = cache / cache_key(model, method, precision) / method / f"{set_name}_{index:03d}.npy"
     if path.is_file():
         return np.load(path)
-    estimate = pilot(model, method, noisy, index)
+    estimate = pilot(model, method, noisy, index, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, estimate)
     return estimate
 
 
-def measure(model, method: str, set_name: str, cache: Path) -> list[dict]:
+def measure(model, method: str, set_name: str, cache: Path, precision: str = "auto") -> list[dict]:
     """Per image: PSNR at each candidate scale (whole image) and the risk terms on the central crop."""
     rows = []
     as_batch = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731
     for index, (_name, noisy, clean) in enumerate(load_set(set_name)):
-        estimate = cached_pilot(model, method, set_name, index, noisy, cache)
+        estimate = cached_pilot(model, method, set_name, index, noisy, cache, precision)
         noise = estimate_noise(noisy, estimate, model.sampler.wiener)
         crop_noisy, crop_pilot = central_crop(noisy), central_crop(estimate)
         crop_noise = estimate_noise(crop_noisy, crop_pilot, model.sampler.wiener)
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--models", required=True, help="comma list of model files or names")
     parser.add_argument("--methods", default="fast")
     parser.add_argument("--cache", type=Path, default=Path("runs/pilots-protocol"))
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="the networks' precision (as scripts/protocol.py; fp32 reuses older cached outputs)")
     parser.add_argument("--out", type=Path, default=None, help="writes OUT.json and OUT.md")
     args = parser.parse_args()
     results, lines = [], ["| model | method | set | stored scale | oracle scale: PSNR | "
@@ -86,7 +89,7 @@ def main() -> None:
         model = load_model(model_name)
         for method in args.methods.split(","):
             for set_name in SPLITS[args.split]:
-                summary = summarise(measure(model, method, set_name, args.cache))
+                summary = summarise(measure(model, method, set_name, args.cache, args.precision))
                 stored = model.sampler.wiener.noise_scale
                 stored_psnr = summary["fixed"].get(stored)
                 stored_cell = f"{stored:g}" + ("" if stored_psnr is None else f": {stored_psnr:.2f}")
