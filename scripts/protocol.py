@@ -105,15 +105,25 @@ def cache_key(model: LoadedModel, method: str, precision: str = "auto") -> str:
     return hashlib.sha256(f"{model.sha256}|{settings}|{__version__}|fusion-2{tag}".encode()).hexdigest()[:16]
 
 
-def wiener_overrides(pairs: list[str]) -> dict[str, float]:
-    """``FIELD=VALUE`` pairs as WienerConfig overrides; integers stay integers (block sides, strides)."""
-    overrides: dict[str, float] = {}
-    for pair in pairs:
-        field, _, text = pair.partition("=")
-        value = float(text)
-        overrides[field] = int(value) if value.is_integer() and field in ("passes", "patch", "stride",
-                                                                          "chroma_patch", "chroma_stride") else value
-    return overrides
+def cached_pilot(model: LoadedModel, method: str, set_name: str, index: int, noisy: np.ndarray, cache: Path,
+                 precision: str = "auto") -> tuple[np.ndarray, bool]:
+    """(the network output of ``method`` on image ``index`` of ``set_name``, whether it was computed now):
+    read from ``cache`` when there, else computed and stored (noisy and blur are never stored)."""
+    path = cache / cache_key(model, method, precision) / method / f"{set_name}_{index:03d}.npy"
+    if path.is_file():
+        return np.load(path), False
+    estimate = pilot(model, method, noisy, index, precision)
+    if method not in ("noisy", "blur"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, estimate)
+    return estimate, True
+
+
+def wiener_overrides(model: LoadedModel, pairs: list[str]) -> dict[str, float]:
+    """``FIELD=VALUE`` pairs as WienerConfig overrides, typed as the model's own values
+    (scripts/set_sampler.py's parser)."""
+    changed = parse_changes(model.sampler, [f"wiener.{pair}" for pair in pairs]).wiener
+    return {field: getattr(changed, field) for field in (pair.partition("=")[0] for pair in pairs)}
 
 
 def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overrides: float) -> np.ndarray:
@@ -137,16 +147,9 @@ def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Pat
         for method in methods:
             alone, piped, ssim_alone, ssim_piped, seconds = [], [], [], [], 0.0
             for index, (_name, noisy, clean) in enumerate(samples):
-                path = cache / cache_key(model, method, precision) / method / f"{set_name}_{index:03d}.npy"
-                if path.is_file():
-                    estimate = np.load(path)
-                else:
-                    started = time.perf_counter()
-                    estimate = pilot(model, method, noisy, index, precision)
-                    seconds += time.perf_counter() - started
-                    if method not in ("noisy", "blur"):
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        np.save(path, estimate)
+                started = time.perf_counter()
+                estimate, computed = cached_pilot(model, method, set_name, index, noisy, cache, precision)
+                seconds += time.perf_counter() - started if computed else 0.0
                 out_alone, out_piped = to_uint8(estimate), to_uint8(refine(model, noisy, estimate, **overrides))
                 alone.append(psnr_uint8(clean, out_alone))
                 piped.append(psnr_uint8(clean, out_piped))
@@ -210,7 +213,7 @@ def main() -> None:
     if args.split == "report" and not args.sets:
         print("report split: numbers only, choose nothing by them (docs/EVALUATION.md)", flush=True)
     overrides = {k: v for k, v in (("noise_scale", args.wiener_noise), ("chroma_scale", args.wiener_chroma)) if v}
-    overrides.update(wiener_overrides(args.wiener))
+    overrides.update(wiener_overrides(model, args.wiener))
     rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit, args.precision, **overrides)
     text = markdown(rows, model, overrides)
     print(text)

@@ -18,44 +18,28 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from protocol import SPLITS, cache_key, load_set, pilot  # scripts/ is on the path when run as a script
+from protocol import SPLITS, cached_pilot, load_set, refine  # scripts/ is on the path when run as a script
 
 from bsgd_cli.benchmark.metrics import psnr_uint8, to_uint8
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.engine.wiener import estimate_noise, wiener_refine
+from bsgd_cli.engine.wiener import estimate_noise
 from bsgd_cli.engine.wiener_choice import CANDIDATE_SCALES, central_crop, sure_terms
 
 FACTORS = (2.0, 4.0, 6.0, 7.0, 8.0, 10.0, 12.0)
 
 
-def cached_pilot(model, method: str, set_name: str, index: int, noisy: np.ndarray, cache: Path,
-                 precision: str = "auto") -> np.ndarray:
-    path = cache / cache_key(model, method, precision) / method / f"{set_name}_{index:03d}.npy"
-    if path.is_file():
-        return np.load(path)
-    estimate = pilot(model, method, noisy, index, precision)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, estimate)
-    return estimate
-
-
 def measure(model, method: str, set_name: str, cache: Path, precision: str = "auto") -> list[dict]:
     """Per image: PSNR at each candidate scale (whole image) and the risk terms on the central crop."""
     rows = []
-    as_batch = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731
     for index, (_name, noisy, clean) in enumerate(load_set(set_name)):
-        estimate = cached_pilot(model, method, set_name, index, noisy, cache, precision)
-        noise = estimate_noise(noisy, estimate, model.sampler.wiener)
-        crop_noisy, crop_pilot = central_crop(noisy), central_crop(estimate)
+        estimate, _computed = cached_pilot(model, method, set_name, index, noisy, cache, precision)
+        crop_noisy, crop_pilot = (np.ascontiguousarray(central_crop(a)) for a in (noisy, estimate))
         crop_noise = estimate_noise(crop_noisy, crop_pilot, model.sampler.wiener)
         row: dict = {"psnr": {}, "risk": {}}
         for scale in CANDIDATE_SCALES:
-            settings = replace(model.sampler.wiener, noise_scale=scale)
-            with torch.inference_mode():
-                out = wiener_refine(as_batch(noisy), as_batch(estimate), settings, noise)[0].permute(1, 2, 0)
-            row["psnr"][scale] = psnr_uint8(clean, to_uint8(out.clamp(0, 1).numpy()))
-            terms = sure_terms(np.ascontiguousarray(crop_noisy), np.ascontiguousarray(crop_pilot), settings, crop_noise)
+            out = refine(model, noisy, estimate, noise_scale=scale)
+            row["psnr"][scale] = psnr_uint8(clean, to_uint8(out))
+            terms = sure_terms(crop_noisy, crop_pilot, replace(model.sampler.wiener, noise_scale=scale), crop_noise)
             row["risk"][scale] = {f: terms.risk(f) for f in FACTORS}
         rows.append(row)
     return rows
