@@ -352,6 +352,27 @@ def test_the_risk_estimate_tracks_the_true_error_on_gaussian_noise() -> None:
     assert np.argsort(estimated).tolist() == np.argsort(true).tolist()
 
 
+def test_the_risk_sweep_filters_as_the_wiener_step_does() -> None:
+    """The sweep takes the forward transforms once for every candidate scale: its residual at each
+    scale is the one the Wiener step itself leaves, on an odd-sized image (border blocks) with the
+    measured noise of real-looking colour noise."""
+    from bsgd_cli.engine.wiener import sure_sweep
+
+    rng = np.random.default_rng(5)
+    clean = rng.uniform(0.2, 0.8, (1, 3, 1, 1)) + 0.1 * np.sin(np.arange(75) / 5.0)[None, None, :, None]
+    noisy = torch.from_numpy((clean + rng.normal(0, 0.05, (1, 3, 75, 91))).astype(np.float32))
+    pilot = torch.from_numpy(np.broadcast_to(clean, (1, 3, 75, 91)).astype(np.float32))
+    settings = WienerConfig()
+    noise = estimate_noise(noisy[0].permute(1, 2, 0).numpy(), pilot[0].permute(1, 2, 0).numpy(), settings)
+    scales = [2.0, 5.0, 24.0]
+    swept = sure_sweep(noisy, pilot, settings, noise, scales)
+    for scale, (residual, divergence) in zip(scales, swept, strict=True):
+        out = wiener_refine(noisy, pilot, WienerConfig(noise_scale=scale), noise)
+        assert residual == pytest.approx(float(((out.double() - noisy.double()) ** 2).sum()), rel=1e-5)
+        assert divergence > 0
+    assert [d for _r, d in swept] == sorted((d for _r, d in swept), reverse=True)  # stronger: fewer kept
+
+
 def test_the_risk_estimate_needs_one_pass() -> None:
     from bsgd_cli.engine.wiener_choice import wiener_sure
 

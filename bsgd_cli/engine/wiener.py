@@ -35,7 +35,7 @@ All defaults were chosen by measurement (docs/BENCHMARKS.md, third and fourth ab
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -219,7 +219,6 @@ def _filter_planes(
     passes: int,
     noise: torch.Tensor | None,
     offset: tuple[int, int],
-    divergence: list[float] | None = None,
 ) -> torch.Tensor:
     """The Wiener step on (N, P, H, W) planes of one group; ``noise`` (P, F) or None (measure here).
 
@@ -229,10 +228,54 @@ def _filter_planes(
     """
     filtered = [
         _filter_plane(y_planes[:, [index]], pilot_planes[:, [index]], group, passes,
-                      None if noise is None else noise[index], offset, divergence)
+                      None if noise is None else noise[index], offset)
         for index in range(y_planes.shape[1])
     ]
     return torch.cat(filtered, dim=1)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The blocks of one (N, 1, H, W) plane: its padding (blocks laid on whole-image coordinates) and
+    the forward and inverse block transforms over it."""
+
+    height: int
+    width: int
+    size: int
+    stride: int
+    pad: tuple[int, int, int, int]  # left, right, top, bottom
+    pad_mode: str
+
+    @classmethod
+    def of(cls, plane: torch.Tensor, group: _Group, offset: tuple[int, int]) -> _Grid:
+        h, w = plane.shape[-2:]
+        top, bottom = _padding(h, group.patch, group.stride, offset[0])
+        left, right = _padding(w, group.patch, group.stride, offset[1])
+        # Mirror at the borders; an image smaller than the padding repeats its edge pixels instead.
+        pad_mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
+        return cls(h, w, group.patch, group.stride, (left, right, top, bottom), pad_mode)
+
+    def forward(self, plane: torch.Tensor) -> torch.Tensor:  # (N, 1, H, W) -> (N, F, Lh, Lw)
+        return _block_dct(F.pad(plane, self.pad, mode=self.pad_mode), self.size, self.stride)
+
+    def inverse(self, coefficients: torch.Tensor) -> torch.Tensor:  # (N, F, Lh, Lw) -> (N, 1, H, W)
+        left, _, top, _ = self.pad
+        rows, cols = coefficients.shape[-2:]
+        summed = _block_idct_sum(coefficients, self.size, self.stride)[..., top : top + self.height,
+                                                                       left : left + self.width]
+        if self.size % self.stride == 0:  # the padding puts every pixel in (size / stride)^2 blocks
+            return summed / float((self.size // self.stride) ** 2)
+        count = F.conv_transpose2d(
+            torch.ones(1, 1, rows, cols, device=coefficients.device),
+            torch.ones(1, 1, self.size, self.size, device=coefficients.device),
+            stride=self.stride,
+        )
+        return summed / count[..., top : top + self.height, left : left + self.width]
+
+    def inside(self, like: torch.Tensor) -> torch.Tensor:
+        """(rows, cols): the share of each block's pixels inside the plane (border blocks reach into the padding)."""
+        ones = torch.ones_like(like[:1])
+        return F.avg_pool2d(F.pad(ones, self.pad), self.size, self.stride)[0, 0]
 
 
 def _filter_plane(
@@ -242,55 +285,48 @@ def _filter_plane(
     passes: int,
     noise: torch.Tensor | None,
     offset: tuple[int, int],
-    divergence: list[float] | None = None,
 ) -> torch.Tensor:
-    """The Wiener step on one plane, (N, 1, H, W); ``noise`` (F,) or None (measure here).
-
-    ``divergence``: a one-pass step appends sum over blocks and frequencies of gain x (unscaled)
-    noise power / blocks per pixel, the term SURE needs (:func:`wiener_sure`).
-    """
-    n, _, h, w = y_plane.shape
-    size, stride = group.patch, group.stride
-    top, bottom = _padding(h, size, stride, offset[0])
-    left, right = _padding(w, size, stride, offset[1])
-    # Mirror at the borders; an image smaller than the padding repeats its edge pixels instead.
-    pad_mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
-
-    def forward(plane: torch.Tensor) -> torch.Tensor:  # (N, 1, H, W) -> (N, F, Lh, Lw)
-        return _block_dct(F.pad(plane, (left, right, top, bottom), mode=pad_mode), size, stride)
-
-    def inverse(coefficients: torch.Tensor) -> torch.Tensor:
-        rows, cols = coefficients.shape[-2:]
-        summed = _block_idct_sum(coefficients, size, stride)[..., top : top + h, left : left + w]
-        if size % stride == 0:  # the padding puts every pixel in (size / stride)^2 blocks
-            return summed / float((size // stride) ** 2)
-        count = F.conv_transpose2d(
-            torch.ones(1, 1, rows, cols, device=coefficients.device),
-            torch.ones(1, 1, size, size, device=coefficients.device),
-            stride=stride,
-        )
-        return summed / count[..., top : top + h, left : left + w]
-
-    y = forward(y_plane)
-    p = forward(pilot_plane)
+    """The Wiener step on one plane, (N, 1, H, W); ``noise`` (F,) or None (measure here)."""
+    grid = _Grid.of(y_plane, group, offset)
+    y = grid.forward(y_plane)
+    p = grid.forward(pilot_plane)
     if noise is None:
         power = _noise_power((y - p).flatten(-2))  # (N, F)
     else:
-        power = noise.to(y.device, torch.float32).expand(n, size * size)
+        power = noise.to(y.device, torch.float32).expand(y_plane.shape[0], grid.size * grid.size)
     sigma2 = (power * group.scale)[..., None, None].clamp_min(1e-12)
     means = y[:, 0].clone()
     for index in range(passes):
         last = index + 1 == passes
         gain = p.square_()  # p is not used again in this pass
         gain = gain.div_(gain + sigma2)
-        if divergence is not None:
-            inside = F.avg_pool2d(F.pad(torch.ones_like(y_plane[:1]), (left, right, top, bottom)), size, stride)
-            divergence.append(_divergence(gain, power, inside[0, 0], size, stride))
         shrunk = y.mul_(gain) if last else y * gain  # y is needed again only for another pass
         shrunk[:, 0] = means  # block means pass unchanged: no tonal shift, offset-equivariant
         if not last:
-            p = forward(inverse(shrunk))
-    return inverse(shrunk)
+            p = grid.forward(grid.inverse(shrunk))
+    return grid.inverse(shrunk)
+
+
+def _sweep_plane(
+    y_plane: torch.Tensor, pilot_plane: torch.Tensor, group: _Group, noise: torch.Tensor, factors: list[float]
+) -> list[tuple[float, float]]:
+    """The one-pass Wiener step on one (1, 1, H, W) plane at the group's scale times each of ``factors``:
+    per factor the squared residual ``|y - x|^2`` and the divergence (:func:`_divergence`). The forward
+    transforms are taken once for all of them."""
+    grid = _Grid.of(y_plane, group, (0, 0))
+    y = grid.forward(y_plane)
+    p2 = grid.forward(pilot_plane).square_()
+    power = noise.to(y.device, torch.float32).expand(1, grid.size * grid.size)
+    inside = grid.inside(y_plane)
+    results = []
+    for factor in factors:
+        sigma2 = (power * group.scale * factor)[..., None, None].clamp_min(1e-12)
+        gain = p2 / (p2 + sigma2)
+        shrunk = y * gain
+        shrunk[:, 0] = y[:, 0]
+        residual = float((grid.inverse(shrunk).double() - y_plane.double()).square().sum())
+        results.append((residual, _divergence(gain, power, inside, grid.size, grid.stride)))
+    return results
 
 
 def _divergence(gain: torch.Tensor, power: torch.Tensor, inside: torch.Tensor, size: int, stride: int) -> float:
@@ -305,13 +341,40 @@ def _divergence(gain: torch.Tensor, power: torch.Tensor, inside: torch.Tensor, s
     return float((per_frequency * power).sum()) / float((size / stride) ** 2)
 
 
+def sure_sweep(
+    noisy: torch.Tensor, pilot: torch.Tensor, settings: WienerConfig, noise: list[torch.Tensor], scales: list[float]
+) -> list[tuple[float, float]]:
+    """For each of ``scales`` (the luminance's noise scale; the colour planes' is ``chroma_scale`` times
+    it), the one-pass Wiener step's squared residual ``|noisy - x|^2`` and divergence (see
+    :func:`_divergence`), on one (1, C, H, W) image with its ``noise`` from :func:`estimate_noise`.
+    The risk estimate's terms for every candidate at the price of one set of forward transforms
+    (:mod:`bsgd_cli.engine.wiener_choice`); its filter is :func:`wiener_refine`'s.
+    ``settings.noise_scale`` and ``passes`` are not used."""
+    if noisy.shape != pilot.shape or noisy.ndim != 4 or noisy.shape[0] != 1:
+        raise ConfigError(
+            f"noisy and pilot must both be (1, C, H, W), got {tuple(noisy.shape)} and {tuple(pilot.shape)}"
+        )
+    groups = _groups(noisy.shape[1], replace(settings, noise_scale=1.0))
+    if len(noise) != len(groups):
+        raise ConfigError(f"the noise estimate has {len(noise)} plane groups, these settings filter {len(groups)}")
+    totals = [(0.0, 0.0)] * len(scales)
+    with torch.autocast(device_type=noisy.device.type, enabled=False):
+        y_planes = _to_planes(noisy.float(), 1, settings.opponent)
+        pilot_planes = _to_planes(pilot.float(), 1, settings.opponent)
+        for group, group_noise in zip(groups, noise, strict=True):
+            for index in range(group.planes.start, group.planes.stop):
+                plane = _sweep_plane(y_planes[:, [index]], pilot_planes[:, [index]], group,
+                                     group_noise[index - group.planes.start], list(scales))
+                totals = [(r + pr, d + pd) for (r, d), (pr, pd) in zip(totals, plane, strict=True)]
+    return totals
+
+
 def wiener_refine(
     noisy: torch.Tensor,
     pilot: torch.Tensor,
     settings: WienerConfig = WienerConfig(),
     noise: list[torch.Tensor] | None = None,
     offset: tuple[int, int] = (0, 0),
-    divergence: list[float] | None = None,
 ) -> torch.Tensor:
     """Refine ``pilot`` against ``noisy``; both (N, C, H, W) in the same value range; returns the same shape.
 
@@ -320,7 +383,7 @@ def wiener_refine(
     ``offset``: (row, column) of these pixels in the whole image, for a tile: it puts the blocks
     where a whole-image pass would, so tiled and untiled results agree.
     Computed in float32 whatever the input dtype (bf16 autocast is not used here). An RGB input is
-    filtered in opponent planes and returned in RGB. ``divergence``: see :func:`_filter_plane`.
+    filtered in opponent planes and returned in RGB.
     """
     if noisy.shape != pilot.shape or noisy.ndim != 4:
         raise ConfigError(
@@ -340,7 +403,6 @@ def wiener_refine(
                 settings.passes,
                 None if noise is None else noise[i],
                 offset,
-                divergence,
             )
             for i, g in enumerate(groups)
         ]

@@ -4,7 +4,7 @@ For a fixed pilot the Wiener step is linear in the noisy image y: x = H y. With 
 covariance S, ``|y - x|^2 - tr(S) + 2 tr(H S)`` estimates ``|x - clean|^2`` without the clean image.
 Here S is the noise the step measures (per DCT frequency, taken as diagonal in each block's DCT), so
 ``tr(H S)`` is the sum of each block's gains times the noise power, over the blocks a pixel lies in
-(:func:`bsgd_cli.engine.wiener.wiener_refine`'s ``divergence``). Two things break the textbook case:
+(:func:`bsgd_cli.engine.wiener.sure_sweep`). Two things break the textbook case:
 the pilot is made from the same noisy image, and the median-based noise measure reads real,
 signal-dependent noise low. Both are absorbed by one calibration factor on the noise in the estimate,
 ``SURE_NOISE_FACTOR``, chosen on the tuning split; docs/OWN_CAMERA.md has the rule, the calibration
@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from .denoise import denoise_array
 from .model import LoadedModel
 from .runtime import Runtime, resolve_runtime
-from .wiener import estimate_noise, wiener_refine
+from .wiener import estimate_noise, sure_sweep
 
 SURE_NOISE_FACTOR = 8.0
 """The measured noise power is multiplied by this in the risk estimate (calibrated on the tuning split)."""
@@ -66,25 +66,26 @@ class SureTerms:
         return (self.residual - factor * self.trace + 2.0 * factor * self.divergence) / (factor * self.trace)
 
 
-def sure_terms(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig, noise: list[torch.Tensor]) -> SureTerms:
-    """The risk estimate's pieces for the one-pass Wiener step on one (H, W, C) image (``noise`` from
-    :func:`estimate_noise`, unscaled)."""
+def sure_terms(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig, noise: list[torch.Tensor],
+               scales: Sequence[float]) -> dict[float, SureTerms]:
+    """The risk estimate's pieces for the one-pass Wiener step on one (H, W, C) image at each of
+    ``scales`` (``noise`` from :func:`estimate_noise`, unscaled; ``settings``' other fields)."""
     if settings.passes != 1:
         raise ConfigError("the risk estimate covers a one-pass Wiener step only")
-    divergence: list[float] = []
     with torch.inference_mode():
-        refined = wiener_refine(_as_tensor(noisy), _as_tensor(pilot), settings, noise, divergence=divergence)
-    residual = float(((refined[0].permute(1, 2, 0).double() - torch.from_numpy(noisy).double()) ** 2).sum())
+        swept = sure_sweep(_as_tensor(noisy), _as_tensor(pilot), settings, noise, list(scales))
     height, width = noisy.shape[:2]
     trace = height * width * sum(float(group.mean(dim=-1).sum()) for group in noise)
-    return SureTerms(residual, trace, sum(divergence))
+    return {scale: SureTerms(residual, trace, divergence)
+            for scale, (residual, divergence) in zip(scales, swept, strict=True)}
 
 
 def wiener_sure(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig,
                 noise: list[torch.Tensor], factor: float = SURE_NOISE_FACTOR) -> float:
-    """The estimated squared error of the one-pass Wiener step on one image, relative to its noise
-    power times ``factor`` (:class:`SureTerms`)."""
-    return sure_terms(noisy, pilot, settings, noise).risk(factor)
+    """The estimated squared error of the one-pass Wiener step (at ``settings.noise_scale``) on one
+    image, relative to its noise power times ``factor`` (:class:`SureTerms`)."""
+    scale = settings.noise_scale
+    return sure_terms(noisy, pilot, settings, noise, [scale])[scale].risk(factor)
 
 
 def central_crop(image: np.ndarray, side: int = CHOICE_CROP) -> np.ndarray:
@@ -118,9 +119,8 @@ def choose_noise_scale(
         noise = estimate_noise(crop, pilot, model.sampler.wiener)
         if noise is not None:
             used += 1
-            for scale in candidates:
-                settings = replace(model.sampler.wiener, noise_scale=scale)
-                totals[scale] += wiener_sure(crop, pilot, settings, noise, factor)
+            for scale, terms in sure_terms(crop, pilot, model.sampler.wiener, noise, candidates).items():
+                totals[scale] += terms.risk(factor)
         if progress is not None:
             progress(index + 1, len(images))
     if not used:
