@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,28 +147,14 @@ def denoise(
 
 def _auto_wiener(inputs: list[Path], output: Path, loaded: Any, options: Any, quiet: bool) -> Any:
     """``options`` with the Wiener noise scale chosen on some of the input photos
-    (:mod:`bsgd_cli.batch.wiener_choice`)."""
-    from ..batch.wiener_choice import AUTO_MODES, choose_on_files
-    from ..engine.denoise import resolve_sampler
-    from ..io import find_images
+    (:func:`bsgd_cli.batch.wiener_choice.choose_for_batch`)."""
+    from ..batch.wiener_choice import choose_for_batch
 
-    settings = resolve_sampler(loaded, options.sampler, options.runtime.device)
-    if settings.refine != "wiener":
-        raise typer.BadParameter("--wiener-noise auto chooses the Wiener step's strength; drop --no-wiener")
-    if settings.mode not in AUTO_MODES:
-        raise typer.BadParameter(f"--wiener-noise auto is calibrated for the modes {' and '.join(AUTO_MODES)}; "
-                                 f"with --mode {settings.mode} give a number")
-    if (options.domain or loaded.model.config.domain) != "srgb":
-        raise typer.BadParameter("--wiener-noise auto works on sRGB photos; give a number for the RAW domain")
-    found, _notes = find_images(inputs, recursive=options.recursive, exclude=output)
-    choice = choose_on_files(loaded, [path for path, _relative in found], mode=settings.mode,
-                             runtime=options.runtime)
-    if choice is None:
-        raise typer.BadParameter("--wiener-noise auto found no readable photo among the inputs")
+    decided = choose_for_batch(inputs, output, loaded, options)
     if not quiet:
-        say("", f"Wiener noise scale {choice.noise_scale:g}, chosen on {choice.images} of these photos "
-            f"(the model's: {settings.wiener.noise_scale:g})")
-    return replace(options, sampler=replace(options.sampler, wiener_noise=choice.noise_scale))
+        say("", f"Wiener noise scale {decided.choice.noise_scale:g}, chosen on {decided.choice.images} of these "
+            f"photos (the model's: {decided.stored:g})")
+    return decided.options
 
 
 def _adapt(inputs: list[Path], loaded: Any, domain: str, minutes: float, recursive: bool, device: str,
