@@ -66,13 +66,38 @@ def test_the_whole_command_keeps_its_time_budget(tmp_path: Path) -> None:
     it could otherwise take."""
     folder = write_noisy_pngs(tmp_path / "captures", 2, 64)
     unbounded = replace(TINY_TRAIN, steps=10_000_000)
-    plan = replace(TINY_PLAN, distill_config=replace(TINY_PLAN.distill_config, steps=10_000_000), rounds=2)
+    plan = replace(TINY_PLAN, distill_config=replace(TINY_PLAN.distill_config, steps=10_000_000), rounds=2,
+                   choose_wiener=False)  # its reserve: the next test
     started = time.monotonic()
     ready = train_ready(folder, tmp_path / "run", model_config=PRESETS["tiny"], config=unbounded, plan=plan,
                         minutes=0.15, device="cpu")
     elapsed = time.monotonic() - started
     assert 0.15 * 60 <= elapsed < 0.15 * 60 + 15
     assert ready.rounds == 2 and (tmp_path / "run" / "distill-2" / "log.jsonl").is_file()
+
+
+def test_the_budget_sets_time_aside_for_the_strength_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Wiener strength choice runs after distillation; its time comes out of the budget, so a
+    choice that takes all the time set aside for it still ends the command near the budget (without
+    the reserve it would end about 8 s after it)."""
+    import bsgd_cli.training.ready as ready
+
+    monkeypatch.setattr(ready, "CHOICE_SECONDS_PER_IMAGE", 4.0)
+    real = ready.choose_wiener
+
+    def slow_choice(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(2 * ready.CHOICE_SECONDS_PER_IMAGE)  # two captures
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ready, "choose_wiener", slow_choice)
+    folder = write_noisy_pngs(tmp_path / "captures", 2, 64)
+    plan = replace(TINY_PLAN, distill_config=replace(TINY_PLAN.distill_config, steps=10_000_000))
+    started = time.monotonic()
+    summary = train_ready(folder, tmp_path / "run", model_config=PRESETS["tiny"],
+                          config=replace(TINY_TRAIN, steps=10_000_000), plan=plan, minutes=0.25, device="cpu")
+    elapsed = time.monotonic() - started
+    assert summary.wiener is not None
+    assert 0.25 * 60 - 1 <= elapsed < 0.25 * 60 + 5
 
 
 def test_cli_train_init_prints_the_denoise_command_and_lists_the_model(tmp_path: Path, tiny_model_file: Path,

@@ -1,7 +1,8 @@
 """One command to a ready model: train (from scratch or from an existing model), then distil the student.
 
 ``bsgd train`` ends here. With a time budget the training gets the first share of it and the
-distillation (teacher outputs and student) the rest, so the whole command ends in time. The teacher is
+distillation (teacher outputs and student) the rest, less the time set aside for choosing the Wiener
+strength, so the whole command ends in time. The teacher is
 the trained model's own pipeline (its stored sampler, Wiener step included, or ``teacher_mode``); the
 student starts from the model's own student when it has one (a model started with ``--init default``
 does), so a short run refines it rather than starting over (docs/OWN_CAMERA.md has the measurements).
@@ -24,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..batch.wiener_choice import choose_on_files
+from ..batch.wiener_choice import CHOICE_IMAGES, choose_on_files
 from ..checkpoint import load_model, save_model, user_model_dir
 from ..config import Mode, ModelConfig, TrainConfig
 from ..engine.runtime import resolve_runtime
@@ -38,6 +39,8 @@ from .optim import WallClock
 from .train import TrainSummary, train
 
 MODEL_FILE = "model.safetensors"
+CHOICE_SECONDS_PER_IMAGE = 2.0
+"""Time set aside in a ``--minutes`` budget for the Wiener strength choice, per capture it reads (docs/NOTES.md)."""
 BRANCHES_FILE = "branches.safetensors"
 
 
@@ -65,6 +68,14 @@ class ReadySummary:
     distilled: bool
     rounds: int = 0
     wiener: WienerChoice | None = None
+
+
+def _usable_share(whole: WallClock, noisy_dir: Path) -> float:
+    """The share of the budget left to training and distillation once the Wiener strength choice's
+    time is set aside (:data:`CHOICE_SECONDS_PER_IMAGE` for each capture it reads); at least half."""
+    found, _notes = find_images([Path(noisy_dir)], recursive=True)
+    reserved = CHOICE_SECONDS_PER_IMAGE * min(len(found), CHOICE_IMAGES)
+    return max(0.5, 1.0 - reserved / whole.seconds)
 
 
 def _share(whole: WallClock | None, start: float, end: float) -> WallClock | None:
@@ -99,7 +110,9 @@ def train_ready(
         raise ConfigError("the student is distilled on sRGB photos only; train a RAW model with --no-distill")
     out_dir = Path(out_dir)
     whole = None if minutes is None else WallClock.start(60.0 * minutes)
-    train_end = plan.train_share if plan.distill else 1.0
+    choosing = plan.distill and plan.choose_wiener and val_pairs is None
+    usable = 1.0 if whole is None or not choosing else _usable_share(whole, noisy_dir)
+    train_end = plan.train_share * usable if plan.distill else 1.0
     summary = train(noisy_dir, out_dir, model_config=model_config, config=config, resume=resume, val_pairs=val_pairs,
                     device=device, callback=callback, info=info, budget=_share(whole, 0.0, train_end), init=init)
     model_path = out_dir / MODEL_FILE
@@ -110,13 +123,13 @@ def train_ready(
     for index in range(plan.rounds):
         teacher = load_model(teacher_path)
         sampler = teacher.sampler if plan.teacher_mode is None else replace(teacher.sampler, mode=plan.teacher_mode)
-        end = train_end + (1.0 - train_end) * (index + 1) / plan.rounds
+        end = train_end + (usable - train_end) * (index + 1) / plan.rounds
         teacher_path = distill(teacher, noisy_dir, out_dir / f"distill-{index + 1}", config=plan.distill_config,
                                sampler=sampler, store_sampler=teacher.sampler, device=device, callback=callback,
                                budget=_share(whole, 0.0, end))
     os.replace(teacher_path, model_path)
     choice = None
-    if plan.choose_wiener and val_pairs is None:
+    if choosing:
         choice = choose_wiener(model_path, noisy_dir, device=device, callback=callback)
     return ReadySummary(summary, model_path, distilled=True, rounds=plan.rounds, wiener=choice)
 
