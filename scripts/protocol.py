@@ -8,7 +8,8 @@ Splits (file names sorted; ``../shared/data`` beside the repository):
 Methods (``--methods``, comma list): ``noisy``; ``blur`` (a Gaussian blur, sigma 1.5: the classical floor of
 the Wiener step, which turns any pilot into its estimate); the model's modes ``bsn``, ``bsn-r3``, ``fast``,
 ``bsgd``; and the sampler's limit cases ``bsgd-w0`` (diffusion branch alone) and ``bsgd-w1`` (blind-spot
-branch alone inside the sampler), with the model's other stored sampler settings.
+branch alone inside the sampler), or any guidance between (``bsgd-w0.25``), with the model's other stored
+sampler settings.
 
 Each method's network output (the "pilot") is computed once per image on the CPU and cached under
 ``--cache`` (keyed by the model file's hash); the row "alone" scores it, "+ Wiener" scores the model's
@@ -74,8 +75,8 @@ def gaussian_blur(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
 def pilot_sampler(model: LoadedModel, method: str) -> SamplerConfig:
     """The sampler of a model method's network output (no Wiener step, strength 1)."""
     sampler = replace(model.sampler, refine="none", strength=1.0)
-    if method in ("bsgd-w0", "bsgd-w1"):
-        return replace(sampler, mode="bsgd", guidance=float(method[-1]))
+    if method.startswith("bsgd-w"):  # bsgd-w0, bsgd-w1, or any other guidance: bsgd-w0.25
+        return replace(sampler, mode="bsgd", guidance=float(method.removeprefix("bsgd-w")))
     return replace(sampler, mode=method)
 
 

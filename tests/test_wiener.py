@@ -365,7 +365,8 @@ def test_the_risk_sweep_filters_as_the_wiener_step_does() -> None:
     settings = WienerConfig()
     noise = estimate_noise(noisy[0].permute(1, 2, 0).numpy(), pilot[0].permute(1, 2, 0).numpy(), settings)
     scales = [2.0, 5.0, 24.0]
-    swept = sure_sweep(noisy, pilot, settings, noise, scales)
+    luminance, colour = sure_sweep(noisy, pilot, settings, noise, scales)
+    swept = [(r1 + r2, d1 + d2) for (r1, d1), (r2, d2) in zip(luminance, colour, strict=True)]
     for scale, (residual, divergence) in zip(scales, swept, strict=True):
         out = wiener_refine(noisy, pilot, WienerConfig(noise_scale=scale), noise)
         assert residual == pytest.approx(float(((out.double() - noisy.double()) ** 2).sum()), rel=1e-5)

@@ -343,11 +343,13 @@ def _divergence(gain: torch.Tensor, power: torch.Tensor, inside: torch.Tensor, s
 
 def sure_sweep(
     noisy: torch.Tensor, pilot: torch.Tensor, settings: WienerConfig, noise: list[torch.Tensor], scales: list[float]
-) -> list[tuple[float, float]]:
-    """For each of ``scales`` (the luminance's noise scale; the colour planes' is ``chroma_scale`` times
-    it), the one-pass Wiener step's squared residual ``|noisy - x|^2`` and divergence (see
+) -> list[list[tuple[float, float]]]:
+    """Per plane group (luminance, colour; see :func:`estimate_noise`) and for each of ``scales`` (the
+    luminance's noise scale; the colour planes' is ``chroma_scale`` times it), the one-pass Wiener
+    step's squared residual ``|noisy - x|^2`` over the group's planes and its divergence (see
     :func:`_divergence`), on one (1, C, H, W) image with its ``noise`` from :func:`estimate_noise`.
-    The risk estimate's terms for every candidate at the price of one set of forward transforms
+    The planes are orthonormal, so the groups' residuals add up to the image's. The risk estimate's
+    terms for every candidate at the price of one set of forward transforms
     (:mod:`bsgd_cli.engine.wiener_choice`); its filter is :func:`wiener_refine`'s.
     ``settings.noise_scale`` and ``passes`` are not used."""
     if noisy.shape != pilot.shape or noisy.ndim != 4 or noisy.shape[0] != 1:
@@ -357,16 +359,18 @@ def sure_sweep(
     groups = _groups(noisy.shape[1], replace(settings, noise_scale=1.0))
     if len(noise) != len(groups):
         raise ConfigError(f"the noise estimate has {len(noise)} plane groups, these settings filter {len(groups)}")
-    totals = [(0.0, 0.0)] * len(scales)
+    per_group = []
     with torch.autocast(device_type=noisy.device.type, enabled=False):
         y_planes = _to_planes(noisy.float(), 1, settings.opponent)
         pilot_planes = _to_planes(pilot.float(), 1, settings.opponent)
         for group, group_noise in zip(groups, noise, strict=True):
+            totals = [(0.0, 0.0)] * len(scales)
             for index in range(group.planes.start, group.planes.stop):
                 plane = _sweep_plane(y_planes[:, [index]], pilot_planes[:, [index]], group,
                                      group_noise[index - group.planes.start], list(scales))
                 totals = [(r + pr, d + pd) for (r, d), (pr, pd) in zip(totals, plane, strict=True)]
-    return totals
+            per_group.append(totals)
+    return per_group
 
 
 def wiener_refine(

@@ -66,18 +66,30 @@ class SureTerms:
         return (self.residual - factor * self.trace + 2.0 * factor * self.divergence) / (factor * self.trace)
 
 
-def sure_terms(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig, noise: list[torch.Tensor],
-               scales: Sequence[float]) -> dict[float, SureTerms]:
-    """The risk estimate's pieces for the one-pass Wiener step on one (H, W, C) image at each of
-    ``scales`` (``noise`` from :func:`estimate_noise`, unscaled; ``settings``' other fields)."""
+def sure_group_terms(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig, noise: list[torch.Tensor],
+                     scales: Sequence[float]) -> list[dict[float, SureTerms]]:
+    """Per plane group (luminance, then colour), the risk estimate's pieces for the one-pass Wiener
+    step on one (H, W, C) image at each of ``scales`` (``noise`` from :func:`estimate_noise`, unscaled;
+    ``settings``' other fields). The groups' risks add up: their planes are orthonormal."""
     if settings.passes != 1:
         raise ConfigError("the risk estimate covers a one-pass Wiener step only")
     with torch.inference_mode():
         swept = sure_sweep(_as_tensor(noisy), _as_tensor(pilot), settings, noise, list(scales))
     height, width = noisy.shape[:2]
-    trace = height * width * sum(float(group.mean(dim=-1).sum()) for group in noise)
-    return {scale: SureTerms(residual, trace, divergence)
-            for scale, (residual, divergence) in zip(scales, swept, strict=True)}
+    return [
+        {scale: SureTerms(residual, height * width * float(group_noise.mean(dim=-1).sum()), divergence)
+         for scale, (residual, divergence) in zip(scales, group, strict=True)}
+        for group, group_noise in zip(swept, noise, strict=True)
+    ]
+
+
+def sure_terms(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig, noise: list[torch.Tensor],
+               scales: Sequence[float]) -> dict[float, SureTerms]:
+    """The risk estimate's pieces for the whole image (all plane groups) at each of ``scales``
+    (:func:`sure_group_terms`)."""
+    groups = sure_group_terms(noisy, pilot, settings, noise, scales)
+    return {scale: SureTerms(sum(g[scale].residual for g in groups), sum(g[scale].trace for g in groups),
+                             sum(g[scale].divergence for g in groups)) for scale in scales}
 
 
 def wiener_sure(noisy: np.ndarray, pilot: np.ndarray, settings: WienerConfig,
