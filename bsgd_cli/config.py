@@ -180,6 +180,11 @@ class SamplerConfig:
     power over a ``bsn_fusion_window`` square around the pixel (the pixel left out) against
     ``bsn_fusion_scale`` times the image's median of it (the noise).
     strength: the result is ``strength * denoised + (1 - strength) * noisy`` (1 = fully denoised).
+    t_start_noise: above 0, the ``bsgd`` mode starts each image later where its measured noise is
+    strong: at the diffusion time whose noise-to-signal ratio is ``t_start_noise`` times the image's
+    noise (its standard deviation in model units, measured on the student's or blind-spot branch's
+    output), never before ``t_start`` and at most :data:`T_START_CAP` (:mod:`bsgd_cli.engine.start`).
+    0 starts every image at ``t_start``.
     """
 
     # Defaults for newly trained models: the measured best of docs/BENCHMARKS.md (second ablation).
@@ -198,6 +203,7 @@ class SamplerConfig:
     refine: Refine = "wiener"
     wiener: WienerConfig = field(default_factory=WienerConfig)
     strength: float = 1.0
+    t_start_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -207,6 +213,7 @@ class SamplerConfig:
         checks.RUNS.check("runs", self.runs)
         checks.RUNS.check("r3_runs", self.r3_runs)
         checks.T_START.check("t_start", self.t_start)
+        checks.T_START_NOISE.check("t_start_noise", self.t_start_noise)
         checks.STRENGTH.check("strength", self.strength)
         checks.PROBABILITY.check("replace_prob", self.replace_prob)
         checks.PROBABILITY.check("r3_prob", self.r3_prob)
@@ -247,8 +254,10 @@ class SamplerOverrides:
             if self.wiener_noise is None
             else dataclasses.replace(base.wiener, noise_scale=self.wiener_noise)
         )
+        fixed_start = None if self.t_start is None else 0.0  # a start asked for is used for every image
         return replace(base, mode=self.mode, steps=self.steps, guidance=self.guidance, runs=self.runs,
-                       t_start=self.t_start, strength=self.strength, refine=self.refine, wiener=wiener)
+                       t_start=self.t_start, t_start_noise=fixed_start, strength=self.strength, refine=self.refine,
+                       wiener=wiener)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -125,3 +125,59 @@ def test_every_mode_runs_and_keeps_range(tiny, mode: str) -> None:
         out = denoise_tensor(tiny.model, x, SamplerConfig(mode=mode, steps=2, runs=2, r3_runs=2), _gens(1))
     assert out.shape == x.shape
     assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+@pytest.mark.parametrize("t", [0.01, 0.05, 0.3, 0.7])
+def test_time_for_ratio_inverts_the_schedule(t: float) -> None:
+    from bsgd_cli.diffusion.schedule import time_for_ratio
+
+    a, s = signal_and_noise(t)
+    assert time_for_ratio(float(s / a)) == pytest.approx(t, abs=1e-9)
+    assert time_for_ratio(0.0) == 0.0
+
+
+def test_the_measured_start_keeps_its_floor_and_cap() -> None:
+    from bsgd_cli.engine.start import T_START_CAP, start_time
+
+    fixed = SamplerConfig(t_start=0.05)
+    assert start_time(fixed, 0.2, "cosine") == 0.05  # t_start_noise 0: every image at t_start
+    scaled = SamplerConfig(t_start=0.05, t_start_noise=2.0)
+    assert start_time(scaled, None, "cosine") == 0.05  # nothing measured
+    assert start_time(scaled, 1 / 255, "cosine") == 0.05  # mild noise: the floor
+    strong = start_time(scaled, 30 / 255, "cosine")
+    a, s = signal_and_noise(strong)
+    assert 0.05 < strong < T_START_CAP and float(s / a) == pytest.approx(2.0 * 2.0 * 30 / 255, rel=1e-6)
+    assert start_time(scaled, 0.9, "cosine") == T_START_CAP
+
+
+def test_a_start_asked_for_is_used_for_every_image() -> None:
+    from bsgd_cli.config import SamplerOverrides
+
+    stored = SamplerConfig(t_start=0.05, t_start_noise=2.0)
+    assert SamplerOverrides(t_start=0.1).apply(stored).t_start_noise == 0.0
+    assert SamplerOverrides(guidance=0.3).apply(stored).t_start_noise == 2.0
+
+
+def test_bsgd_starts_later_on_strong_noise_only(default_model) -> None:
+    """With the embedded model's student as the noise meter: a photo-like image with strong noise
+    starts later than t_start (so its result changes), the same image without noise does not."""
+    from dataclasses import replace
+
+    from bsgd_cli.engine.denoise import denoise_array, inference_net, measured_start
+    from bsgd_cli.engine.runtime import resolve_runtime
+    from bsgd_cli.engine.tiling import plan_tiles
+
+    runtime = resolve_runtime("cpu", "fp32")
+    fixed = replace(default_model.sampler, mode="bsgd", refine="none", t_start=0.05, t_start_noise=0.0)
+    scaled = replace(fixed, t_start_noise=2.0)
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    clean = np.stack([0.5 + 0.3 * np.sin(6 * xx), 0.4 + 0.2 * yy, 0.6 - 0.2 * xx * yy], axis=-1).astype(np.float32)
+    strong = np.clip(clean + np.random.default_rng(0).normal(0, 0.12, clean.shape), 0, 1).astype(np.float32)
+    net = inference_net(default_model, runtime.device, "bsgd")
+    plan = plan_tiles(96, 96, 512, 32, net.size_multiple())
+    starts = [measured_start(default_model, net, image, plan, scaled, runtime=runtime, seed=0, image_index=0,
+                             batch=1).t_start for image in (clean, strong)]
+    assert starts[0] == 0.05 and starts[1] > 0.15, starts
+    for image, same in ((clean, True), (strong, False)):
+        outputs = [denoise_array(default_model, image, sampler=s, runtime=runtime) for s in (fixed, scaled)]
+        assert np.array_equal(outputs[0], outputs[1]) == same

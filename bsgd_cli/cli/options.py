@@ -65,7 +65,8 @@ Runs = Annotated[
                              help="Runs averaged (bsgd mode), 1 to 32 (default: the model's).")]
 TStart = Annotated[
     float | None, typer.Option(parser=number(bounds.T_START), metavar="T", rich_help_panel=SAMPLER,
-                               help="Diffusion time to start from, 0 to 1 (default: the model's).")]
+                               help="Diffusion time to start from, 0 to 1, for every image "
+                                    "(default: the model's, later on strong noise where the model says so).")]
 Seed = Annotated[
     int, typer.Option(parser=number(bounds.SEED), metavar="N", rich_help_panel=SAMPLER,
                       help="Seed; with the file and tile index it fixes every random draw.")]

@@ -45,3 +45,19 @@ def ddim_times(t_start: float, steps: int) -> list[tuple[float, float]]:
     grid = [t_start * (1.0 - k / steps) for k in range(steps + 1)]
     grid[-1] = 0.0
     return list(zip(grid[:-1], grid[1:], strict=True))
+
+
+def time_for_ratio(ratio: float, kind: str = "cosine") -> float:
+    """The diffusion time t whose noise-to-signal ratio s(t) / a(t) is ``ratio`` (0 for ratio <= 0),
+    by bisection (the ratio grows with t); at most 1."""
+    if ratio <= 0:
+        return 0.0
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        a, s = signal_and_noise(middle, kind)
+        if float(s / a) < ratio:
+            low = middle
+        else:
+            high = middle
+    return high

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..config import SamplerConfig, SamplerOverrides, TilingConfig, WienerConfig
+from ..config import Mode, SamplerConfig, SamplerOverrides, TilingConfig, WienerConfig
 from ..diffusion.guidance import blind_spot_guidance
 from ..diffusion.sampling import refine_r3, sample_bsgd
 from ..errors import ConfigError, DenoiseError
@@ -22,6 +22,7 @@ from ..events import ProgressFn
 from .fusion import fusion_pass
 from .model import BsgdModel, LoadedModel
 from .runtime import Runtime, autocast_context, resolve_runtime
+from .start import noise_std, start_time
 from .tiling import Tile, TilePlan, apply_tiled, plan_tiles
 from .wiener import estimate_noise, largest_patch, wiener_refine
 
@@ -169,6 +170,21 @@ def network_pass(
     return apply_tiled(run_tiles, image, plan, batch=batch, progress=progress)
 
 
+def measured_start(model: LoadedModel, net: BsgdModel, image: np.ndarray, plan: TilePlan, settings: SamplerConfig, *,
+                   runtime: Runtime, seed: int, image_index: int, batch: int) -> SamplerConfig:
+    """``settings`` with the ``bsgd`` mode's start chosen from the image's measured noise
+    (:mod:`bsgd_cli.engine.start`; ``settings`` itself in other modes or with ``t_start_noise`` 0). The
+    noise is measured against the student's output (the blind-spot branch's without a student)."""
+    if settings.mode != "bsgd" or settings.t_start_noise <= 0:
+        return settings
+    mode: Mode = "fast" if model.model.student is not None else "bsn"
+    cheap = replace(settings, mode=mode, refine="none", strength=1.0)
+    pilot = network_pass(net, image, plan, cheap, device=runtime.device, precision=runtime.precision_for(mode),
+                         seed=seed, image_index=image_index, batch=batch)
+    std = noise_std(estimate_noise(image, pilot, settings.wiener), image.shape[2])
+    return replace(settings, t_start=start_time(settings, std, model.model.config.schedule.kind))
+
+
 def wiener_pass(image: np.ndarray, pilot: np.ndarray, wiener: WienerConfig, *, network_tile: int,
                 device: torch.device, strength: float) -> np.ndarray:
     """The Wiener step per tile with one noise estimate for the whole image; written into ``pilot``.
@@ -267,7 +283,9 @@ def denoise_array(
     def all_passes(tile: int) -> np.ndarray:
         plan = plan_tiles(padded.shape[0], padded.shape[1], tile, min(tiling.overlap, tile // 4), net.size_multiple())
         last = "wiener" if wiener is not None else "fusion" if fusion else "network"
-        pilot = network_pass(net, padded, plan, settings, device=runtime.device, precision=precision, seed=seed,
+        used = measured_start(model, net, padded, plan, settings, runtime=runtime, seed=seed,
+                              image_index=image_index, batch=tiling.batch)
+        pilot = network_pass(net, padded, plan, used, device=runtime.device, precision=precision, seed=seed,
                              image_index=image_index, batch=tiling.batch, progress=progress,
                              strength=settings.strength if last == "network" else 1.0)
         if fusion:
