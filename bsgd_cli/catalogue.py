@@ -27,6 +27,8 @@ def describe(path: Path) -> dict[str, Any]:
         settings = from_dict(SamplerConfig, sampler)  # what the file gets, defaults filled in
     except BsgdError as exc:
         raise ModelFileError(f"{path}: {exc}") from exc
+    if settings.t_start_noise > 0:
+        sampler_text += f" (later on strong noise: c={settings.t_start_noise:g})"
     if settings.refine == "wiener":
         wiener = settings.wiener
         sampler_text += (

@@ -72,6 +72,23 @@ for model in v8 v8b; do
     $PY scripts/protocol.py --split report --model runs/$model/model.safetensors \
         --methods noisy,blur,fast,bsn,bsgd,bsgd-w0,bsgd-w1 --out docs/eval/report-$model
 done
+
+# 7. The diffusion branch toward pseudo-clean images (docs/LEARNING.md): v8b's, fine-tuned for 50 minutes
+#    on round 2's stored targets at t <= 0.15; then the start time from the measured noise. The sampler's
+#    guidance and c by the rule there (tuning split: best bsgd pipeline on PolyU 1-40, ties within 0.05 dB
+#    broken by the SIDD pair's pipeline); the report split once.
+$PY scripts/diffusion_on_targets.py --targets runs/sd2/targets.npz --init runs/v8b/model.safetensors \
+    --out runs/diff-pc --minutes 50
+$PY scripts/protocol.py --split tuning --model runs/diff-pc/model.safetensors \
+    --methods bsgd,bsgd-w0,bsgd-w0.1,bsgd-w0.25
+for c in 1.5 3; do
+    $PY scripts/protocol.py --sets sidd-pair --model runs/diff-pc/model.safetensors \
+        --methods bsgd-w0,bsgd-w0.25,bsgd --set t_start_noise=$c
+done
+$PY scripts/combine_models.py --base runs/diff-pc/model.safetensors --out runs/v9/model.safetensors \
+    guidance=0.25 t_start_noise=3
+$PY scripts/protocol.py --split tuning --model runs/v9/model.safetensors --out runs/eval/tuning-v9
+$PY scripts/protocol.py --split report --model runs/v9/model.safetensors --out docs/eval/report-v9
 # scripts/selfdistilled-info.json: the release text and report numbers that `bsgd models` shows
-$PY scripts/combine_models.py --base runs/v8b/model.safetensors --info scripts/selfdistilled-info.json \
+$PY scripts/combine_models.py --base runs/v9/model.safetensors --info scripts/selfdistilled-info.json \
     --out bsgd_cli/models/selfdistilled.safetensors

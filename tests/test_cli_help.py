@@ -62,6 +62,7 @@ def test_models_fits_80_columns(monkeypatch, tiny_model_file) -> None:
     for label in ("size", "branches", "training data", "sampler", "measured", "path"):
         assert f"  {label}" in result.output
     assert "default" in result.output and "tiny" in result.output  # one block per model
+    assert "later on strong noise: c=3" in " ".join(result.output.split())  # selfdistilled's start rule
 
 
 @pytest.mark.slow
