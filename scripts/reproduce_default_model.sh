@@ -89,6 +89,13 @@ $PY scripts/combine_models.py --base runs/diff-pc/model.safetensors --out runs/v
     guidance=0.25 t_start_noise=3
 $PY scripts/protocol.py --split tuning --model runs/v9/model.safetensors --out runs/eval/tuning-v9
 $PY scripts/protocol.py --split report --model runs/v9/model.safetensors --out docs/eval/report-v9
+# 8. 25 more minutes at t <= 0.5 (strong noise starts the sampler near 0.4); the same rule picks it.
+$PY scripts/diffusion_on_targets.py --targets runs/sd2/targets.npz --init runs/v9/model.safetensors \
+    --out runs/diff-pc2 --minutes 25 --t-max 0.5 --lr 1e-4
+$PY scripts/protocol.py --split tuning --model runs/diff-pc2/model.safetensors --methods bsgd,bsgd-w0
+$PY scripts/combine_models.py --base runs/diff-pc2/model.safetensors --out runs/v9b/model.safetensors
+$PY scripts/protocol.py --split report --model runs/v9b/model.safetensors --methods noisy,bsgd,bsgd-w0,bsgd-w1 \
+    --out docs/eval/report-v9b
 # scripts/selfdistilled-info.json: the release text and report numbers that `bsgd models` shows
-$PY scripts/combine_models.py --base runs/v9/model.safetensors --info scripts/selfdistilled-info.json \
+$PY scripts/combine_models.py --base runs/v9b/model.safetensors --info scripts/selfdistilled-info.json \
     --out bsgd_cli/models/selfdistilled.safetensors
