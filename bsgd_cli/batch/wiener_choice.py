@@ -9,11 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..config import Mode
 from ..engine.denoise import resolve_sampler
 from ..engine.model import LoadedModel
 from ..engine.runtime import Runtime, resolve_runtime
-from ..engine.wiener_choice import WienerChoice, choose_noise_scale
+from ..engine.wiener_choice import WienerChoice, central_crop, choose_noise_scale
 from ..errors import BsgdError, ConfigError
 from ..io import find_images, read_image
 from .denoise import DenoiseOptions
@@ -37,8 +39,8 @@ def choose_on_files(model: LoadedModel, paths: Sequence[Path], *, mode: Mode, ru
     None when none can be read."""
     images = []
     for path in spread(sorted(paths)):
-        try:
-            images.append(read_image(path).pixels)
+        try:  # only the central crop is kept: twelve whole 50 MP photos would hold 7 GB
+            images.append(np.ascontiguousarray(central_crop(read_image(path).pixels)))
         except BsgdError:
             continue
     if not images:
