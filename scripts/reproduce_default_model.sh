@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the embedded models (bsgd_cli/models/default.safetensors and selfdistilled.safetensors) and the
+# How the embedded models (bsgd_cli/models/default.safetensors, selfdistilled.safetensors, first-release.safetensors) and the
 # numbers in docs/BENCHMARKS.md and docs/MODEL_CARD.md were produced, on a 2-core CPU with no GPU. Run from the
 # repository root, with ../shared/data beside it. Every setting below was chosen on the tuning split
 # (PolyU pairs 1-40, the SIDD pair: docs/EVALUATION.md); the report split is only measured, at the end.
@@ -99,3 +99,25 @@ $PY scripts/protocol.py --split report --model runs/v9b/model.safetensors --meth
 # scripts/selfdistilled-info.json: the release text and report numbers that `bsgd models` shows
 $PY scripts/combine_models.py --base runs/v9b/model.safetensors --info scripts/selfdistilled-info.json \
     --out bsgd_cli/models/selfdistilled.safetensors
+
+# ---- v10, the default since: round 5, taught by v9b's guided pipeline (bsgd + Wiener step) instead of
+#    the student's own; the Wiener scale for its student by the rule on the tuning split (docs/LEARNING.md).
+$BSGD distill --noisy-dir runs/pool -o runs/sd5 --model runs/v9b/model.safetensors --teacher-mode bsgd \
+    --teacher-wiener --steps 6000 --minutes 45 --lr 5e-4 --device cpu
+for n in 2 3 4 5 6 8 10; do
+    $PY scripts/protocol.py --split tuning --model runs/sd5/model.safetensors --methods fast --wiener-noise $n
+done
+$PY scripts/combine_models.py --base runs/sd5/model.safetensors --out runs/v10/model.safetensors wiener.noise_scale=4
+$PY scripts/protocol.py --split tuning --model runs/v10/model.safetensors \
+    --methods noisy,blur,fast,bsn,bsgd,bsgd-w0,bsgd-w1 --out runs/eval/tuning-v10
+$PY scripts/protocol.py --split report --model runs/v10/model.safetensors \
+    --methods noisy,blur,fast,bsn,bsgd,bsgd-w0,bsgd-w1 --out docs/eval/report-v10
+# The gate passed (better alone and with the Wiener step on both report sets): v10 becomes `default`,
+# its stored mode `bsgd` by the rule; the first release's weights (runs/v7, step 2) stay as `first-release`.
+$PY scripts/combine_models.py --base runs/v7.safetensors --info scripts/first-release-info.json \
+    --out bsgd_cli/models/first-release.safetensors
+$PY scripts/combine_models.py --base runs/v10/model.safetensors --info scripts/default-info.json \
+    --out bsgd_cli/models/default.safetensors mode=bsgd
+# Tried, not shipped: a width-16 student on round 5's targets (copy runs/sd5/targets.* into runs/sd5w16 first)
+#   $BSGD distill --noisy-dir runs/pool -o runs/sd5w16 --model runs/v9b/model.safetensors --teacher-mode bsgd \
+#       --teacher-wiener --width 16 --init fresh --steps 8000 --minutes 50 --lr 1e-3 --device cpu

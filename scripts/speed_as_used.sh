@@ -2,6 +2,7 @@
 # Speed and memory as a user meets them: whole commands, timed end to end (docs/BENCHMARKS.md).
 #
 #   scripts/speed_as_used.sh [WORK_DIR]        (default runs/speed; needs ../shared/data and `make install`)
+#   MODEL=runs/x/model.safetensors scripts/speed_as_used.sh   (another model than the embedded default)
 #
 # Against a plain OpenCV non-local-means script that reads, denoises and writes the same files
 # (scripts/nlm_folder.py), in the same run, on real-noise JPEGs made from the DND crops
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 WORK=${1:-runs/speed}
 PY=.venv/bin/python
 BSGD=.venv/bin/bsgd
+MODEL_ARGS=()
+[ -z "${MODEL:-}" ] || MODEL_ARGS=(--model "$MODEL")
 mkdir -p "$WORK"
 
 [ -d "$WORK/four" ] || $PY scripts/speed_photos.py --out "$WORK/four" --count 4 --megapixels 2
@@ -40,14 +43,14 @@ FOUR=$(megapixels "$WORK/four"); ONE=$(megapixels "$WORK/one"); BIG=$(megapixels
 echo "| command | wall s | MP/s | peak RSS MB |"
 echo "|---|---|---|---|"
 run "nlm script, four 2 MP photos" "$FOUR" $PY scripts/nlm_folder.py "$WORK/four" "$WORK/out"
-run "bsgd denoise (fast), four 2 MP photos" "$FOUR" $BSGD denoise "$WORK/four" -o "$WORK/out" -q
+run "bsgd denoise (fast), four 2 MP photos" "$FOUR" $BSGD denoise "$WORK/four" -o "$WORK/out" -q "${MODEL_ARGS[@]}"
 run "nlm script, one 2 MP photo" "$ONE" $PY scripts/nlm_folder.py "$WORK/one" "$WORK/out"
-run "bsgd denoise (fast), one 2 MP photo" "$ONE" $BSGD denoise "$WORK/one" -o "$WORK/out" -q
+run "bsgd denoise (fast), one 2 MP photo" "$ONE" $BSGD denoise "$WORK/one" -o "$WORK/out" -q "${MODEL_ARGS[@]}"
 for mode in bsn bsgd bsn-r3; do
-    run "bsgd denoise --mode $mode, one 2 MP photo" "$ONE" $BSGD denoise "$WORK/one" -o "$WORK/out" -q --mode "$mode"
+    run "bsgd denoise --mode $mode, one 2 MP photo" "$ONE" $BSGD denoise "$WORK/one" -o "$WORK/out" -q --mode "$mode" "${MODEL_ARGS[@]}"
 done
-run "bsgd denoise (fast), one 50 MP photo" "$BIG" $BSGD denoise "$WORK/big" -o "$WORK/out" -q
-run "bsgd denoise --mode bsn, one 50 MP photo" "$BIG" $BSGD denoise "$WORK/big" -o "$WORK/out" -q --mode bsn
+run "bsgd denoise (fast), one 50 MP photo" "$BIG" $BSGD denoise "$WORK/big" -o "$WORK/out" -q "${MODEL_ARGS[@]}"
+run "bsgd denoise --mode bsn, one 50 MP photo" "$BIG" $BSGD denoise "$WORK/big" -o "$WORK/out" -q --mode bsn "${MODEL_ARGS[@]}"
 run "bsgd --help" 0 $BSGD --help
 run "bsgd denoise --help" 0 $BSGD denoise --help
 awk '/^nlm script, four/ {n4=$NF} /^bsgd denoise \(fast\), four/ {b4=$NF} /^nlm script, one/ {n1=$NF}

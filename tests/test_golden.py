@@ -2,10 +2,11 @@
 
 ``tests/golden/outputs.json`` holds a SHA-256 of the float32 bytes of each case's output (and a few float
 checksums), made by this module's :func:`compute` on the code *before* the package was reorganised
-(``python -m tests.test_golden --record``). Cases: every mode of the embedded default model with and
-without the Wiener step, a tiled image, a partial strength, bf16, a tiny model (``tests/golden/tiny.safetensors``,
-saved by the old code with the flat ``wiener_*`` sampler keys), a batch of files through ``denoise_paths``,
-and a few training and distillation steps.
+(``python -m tests.test_golden --record``). Cases: every mode of the first release's weights (the
+embedded ``first-release`` model, the default until v10) with and without the Wiener step, a tiled
+image, a partial strength, bf16, a tiny model (``tests/golden/tiny.safetensors``, saved by the old code
+with the flat ``wiener_*`` sampler keys), a batch of files through ``denoise_paths``, and a few training
+and distillation steps.
 
 Float results depend on the CPU's vector kernels: the exact hashes are compared when the CPU capability
 is the one recorded (AVX512 here); elsewhere the checksums must agree to 1e-4.
@@ -142,7 +143,7 @@ def compute(folder: Path) -> dict[str, Any]:
     from bsgd_cli.checkpoint import load_model
 
     torch.set_num_threads(2)
-    models = {"default": load_model(None), "tiny": load_model(TINY)}
+    models = {"default": load_model("first-release"), "tiny": load_model(TINY)}
     results: dict[str, Any] = {}
     for name, model, kwargs, (height, width, seed) in CASES:
         results[name] = _digest(_denoise_case(models, model, kwargs, _image(height, width, seed)))

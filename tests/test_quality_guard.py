@@ -2,8 +2,8 @@
 
 The second test is the one that would have caught the first releases: their networks alone scored
 below the noisy input on real photos, and only the Wiener step made up for it (docs/EVALUATION.md). It
-holds the embedded ``selfdistilled`` model to it; the ``default`` model (the first release's weights)
-fails it, which is why the model card gives both (docs/MODEL_CARD.md).
+holds the embedded ``default`` and ``selfdistilled`` models to it; the ``first-release`` model (the
+first release's weights, the default until v10) fails it (docs/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ def _polyu_crops(shared_data: Path, count: int = 8, size: int = 160) -> list[tup
     return crops
 
 
-def test_the_selfdistilled_model_alone_beats_the_noisy_input(shared_data: Path) -> None:
+@pytest.mark.parametrize("name", ["default", "selfdistilled"])
+def test_the_shipped_model_alone_beats_the_noisy_input(shared_data: Path, name: str) -> None:
     """Real camera noise, the CPU default mode, no Wiener step: the network must denoise on its own."""
-    model = load_model("selfdistilled")
+    model = load_model(name)
     gains = []
     for noisy, clean in _polyu_crops(shared_data):
         alone = denoise_array(model, noisy, sampler=SamplerOverrides(refine="none"), runtime=resolve_runtime("cpu"))
@@ -63,11 +64,12 @@ def test_the_selfdistilled_model_alone_beats_the_noisy_input(shared_data: Path) 
     assert np.mean(gains) > 0.5 and sum(gain > 0 for gain in gains) >= 6, message
 
 
-def test_the_selfdistilled_diffusion_branch_alone_beats_the_noisy_input(shared_data: Path) -> None:
+@pytest.mark.parametrize("name", ["default", "selfdistilled"])
+def test_the_shipped_diffusion_branch_alone_beats_the_noisy_input(shared_data: Path, name: str) -> None:
     """The guided sampler at w = 0 (the diffusion branch alone, no Wiener step): a branch trained on noisy
     photos puts their noise back (1 dB below the noisy input on PolyU 1-40); trained toward pseudo-clean
     images it denoises (docs/LEARNING.md)."""
-    model = load_model("selfdistilled")
+    model = load_model(name)
     gains = []
     for noisy, clean in _polyu_crops(shared_data):
         alone = denoise_array(model, noisy, sampler=SamplerOverrides(mode="bsgd", guidance=0.0, refine="none"),
