@@ -118,6 +118,7 @@ $PY scripts/combine_models.py --base runs/v7.safetensors --info scripts/first-re
     --out bsgd_cli/models/first-release.safetensors
 $PY scripts/combine_models.py --base runs/v10/model.safetensors --info scripts/default-info.json \
     --out bsgd_cli/models/default.safetensors mode=bsgd
-# Tried, not shipped: a width-16 student on round 5's targets (copy runs/sd5/targets.* into runs/sd5w16 first)
-#   $BSGD distill --noisy-dir runs/pool -o runs/sd5w16 --model runs/v9b/model.safetensors --teacher-mode bsgd \
-#       --teacher-wiener --width 16 --init fresh --steps 8000 --minutes 50 --lr 1e-3 --device cpu
+# Tried, not shipped: a width-16 student on round 5's targets (run then with the targets copied into
+# runs/sd5w16, which --targets-from now does without copying)
+#   $BSGD distill --targets-from runs/sd5 -o runs/sd5w16 --model runs/v9b/model.safetensors \
+#       --width 16 --init fresh --steps 8000 --minutes 50 --lr 1e-3 --device cpu

@@ -89,6 +89,33 @@ def test_targets_are_reused_only_for_the_same_teacher_settings(tmp_path: Path, t
     assert loaded.info["student"]["started_from"] == "random weights"
 
 
+def test_a_second_student_trains_on_an_earlier_runs_targets(tmp_path: Path, tiny_model_file: Path) -> None:
+    """--targets-from: no teacher run (no targets made, none written), and the file names the targets'
+    own teacher and sampler, not the model the student was attached to."""
+    import json
+    from dataclasses import replace
+
+    from bsgd_cli.events import Progress
+    from bsgd_cli.training.distill import TARGETS_FILE
+
+    folder = _noisy_folder(tmp_path, count=1)
+    teacher = load_model(tiny_model_file)
+    config = DistillConfig(patch=32, steps=2, batch=2, precision="fp32", init="fresh")
+    first = tmp_path / "first"
+    distill(teacher, folder, first, config=config, sampler=replace(teacher.sampler, mode="bsn"), device="cpu")
+    events: list[Progress] = []
+    second = distill(teacher, None, tmp_path / "second", student=StudentConfig(width=4, mults=(1, 1)),
+                     config=config, device="cpu", callback=events.append, targets_from=first)
+    assert not any(event.kind == "targets" for event in events)
+    assert not (tmp_path / "second" / TARGETS_FILE).exists()
+    loaded = load_model(second)
+    assert loaded.model.config.student is not None and loaded.model.config.student.width == 4
+    key = json.loads((first / "targets.json").read_text())
+    assert loaded.info["student"]["teacher_sampler"]["mode"] == "bsn" == key["sampler"]["mode"]
+    assert loaded.info["student"]["targets_from"] == str(first)
+    assert loaded.info["student"]["pairs"] == 1
+
+
 def test_pairs_share_their_augmentation() -> None:
     """Noisy patch and target get the same flip, darkening and channel order (a target = its noisy patch stays so)."""
     from bsgd_cli.training.distill import Pairs, sample_pairs

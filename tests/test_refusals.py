@@ -77,6 +77,10 @@ BAD = [
     (["distill", "--noisy-dir", "{tmp}", "-o", "{tmp}/d", "--crop", "100000", "--model", NO_MODEL], "--crop"),
     (["distill", "--noisy-dir", "{tmp}", "-o", "{tmp}/d", "--device", "tpu", "--model", NO_MODEL], "unknown device"),
     (["distill", "--noisy-dir", "{tmp}", "-o", "{tmp}/a.png", "--model", NO_MODEL], "not a folder"),
+    (["distill", "-o", "{tmp}/d", "--model", NO_MODEL], "--targets-from"),
+    (["distill", "--noisy-dir", "{tmp}", "--targets-from", "{tmp}", "-o", "{tmp}/d", "--model", NO_MODEL],
+     "exclude each other"),
+    (["distill", "--targets-from", "{tmp}", "-o", "{tmp}/d"], "no teacher outputs"),
     # B8: benchmark
     (["benchmark", "--speed", "--megapixels", "nan", "--out", "{tmp}/b"], "--megapixels"),
     (["benchmark", "--speed", "--megapixels", "inf", "--out", "{tmp}/b"], "--megapixels"),

@@ -15,10 +15,11 @@ from .progress import DistillDisplay, progress_bars
 
 
 def distill(
-    noisy_dir: Annotated[Path, typer.Option(metavar="DIR", rich_help_panel=opt.DATA,
-                                            help="The noisy training photos (the teacher's own, or any).")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", rich_help_panel=opt.OUTPUT,
                                          help="Folder for targets.npz, log.jsonl and model.safetensors.")],
+    noisy_dir: Annotated[Path | None, typer.Option(metavar="DIR", rich_help_panel=opt.DATA, show_default=False,
+                                                   help="The noisy training photos the teacher runs on (the "
+                                                   "teacher's own, or any); not with --targets-from.")] = None,
     model: Annotated[str | None, typer.Option(metavar="FILE", rich_help_panel=opt.DATA,
                                               help="Teacher model file or name; the embedded default when "
                                               "omitted.")] = None,
@@ -30,6 +31,10 @@ def distill(
                                                         rich_help_panel=opt.SAMPLER,
                                                         help="The Wiener step in the teacher (default: the "
                                                         "model's).")] = None,
+    targets_from: Annotated[Path | None, typer.Option(metavar="DIR", rich_help_panel=opt.DATA,
+                                                      help="Train on the teacher outputs an earlier bsgd distill -o "
+                                                      "DIR made instead of running the teacher (--model then "
+                                                      "gives the branches and the student to start from).")] = None,
     crop: Annotated[int | None, typer.Option(parser=number(bounds.CROP), metavar="PX", rich_help_panel=opt.DATA,
                                              help="Run the teacher on random crops of this side, 32 to 4096 "
                                              "(default: whole images).")] = None,
@@ -70,6 +75,7 @@ def distill(
 
     remedy = "the student was not saved; rerun the same command (finished teacher outputs in targets.npz are reused)"
     with user_errors(remedy):
+        _check_sources(noisy_dir, targets_from)
         student_precision = "bf16" if precision == "auto" else precision
         check_runtime(device, student_precision)
         check_output_folder(output)
@@ -82,5 +88,17 @@ def distill(
             display = DistillDisplay(bars, Heartbeat(quiet), steps)
             budget = None if minutes is None else WallClock.start(60.0 * minutes)
             path = run_distill(teacher, noisy_dir, output, student=student, config=config, sampler=sampler,
-                               device=device, callback=display, budget=budget)
+                               device=device, callback=display, budget=budget, targets_from=targets_from)
     say("", f"model with student: {path} (use --mode fast)")
+
+
+def _check_sources(noisy_dir: Path | None, targets_from: Path | None) -> None:
+    """Exactly one source of training pairs: photos for the teacher, or an earlier run's outputs."""
+    from ..errors import ConfigError
+
+    if noisy_dir is None and targets_from is None:
+        raise ConfigError("give --noisy-dir (the photos the teacher runs on) or --targets-from (an earlier "
+                          "bsgd distill -o folder)")
+    if noisy_dir is not None and targets_from is not None:
+        raise ConfigError("--noisy-dir and --targets-from exclude each other: the stored targets were made on "
+                          "their own run's photos; leave out one")

@@ -13,6 +13,8 @@ file serves every mode.
 
 Outputs under ``out_dir``: ``targets.npz`` (noisy images and teacher outputs as uint16, reused on a
 rerun with the same teacher and settings), ``log.jsonl`` and ``model.safetensors`` (teacher + student).
+With ``targets_from`` another run's folder gives the targets instead (:func:`stored_targets`): several
+students (widths, budgets) from one teacher run, which for the guided sampler costs minutes per run.
 
 Given a :class:`bsgd_cli.training.optim.WallClock` budget, the student stops after the step that uses it up
 (or at ``config.steps``), its learning rate following a cosine over the budget's time; the teacher's
@@ -196,6 +198,20 @@ def _load_or_make_targets(
     return pairs
 
 
+def stored_targets(folder: Path) -> tuple[Pairs, dict[str, Any]]:
+    """The targets an earlier ``bsgd distill -o FOLDER`` made, and the key that says which teacher and
+    settings made them (``targets.json``: teacher_sha256, sampler, crop, seed, noisy_dir)."""
+    folder = Path(folder)
+    key_path = folder / "targets.json"
+    key = _stored_key(key_path) if key_path.is_file() and (folder / TARGETS_FILE).is_file() else None
+    if key is None:
+        raise TrainingError(
+            f"{folder}: no teacher outputs there ({TARGETS_FILE} and targets.json); give the folder of an "
+            "earlier bsgd distill -o run, or leave out --targets-from to run the teacher"
+        )
+    return Pairs.load(folder / TARGETS_FILE, MIN_PATCH), key
+
+
 def _stored_key(path: Path) -> dict[str, Any] | None:
     """The key an earlier run stored beside its targets, its sampler read as a model file's would be
     (flat ``wiener_*`` keys of older runs nested), so targets made before an upgrade are reused."""
@@ -218,7 +234,7 @@ def _student_model(teacher: LoadedModel, student: StudentConfig, init: str) -> t
 
 def distill(
     teacher: LoadedModel,
-    noisy_dir: Path,
+    noisy_dir: Path | None,
     out_dir: Path,
     *,
     student: StudentConfig | None = None,
@@ -228,6 +244,7 @@ def distill(
     device: str = "auto",
     callback: ProgressFn | None = None,
     budget: WallClock | None = None,
+    targets_from: Path | None = None,
 ) -> Path:
     """Train a student on the teacher's outputs; returns the path of the combined model file.
 
@@ -235,6 +252,9 @@ def distill(
     runs on a GPU). store_sampler: the sampler defaults written into the new file (default: the
     teacher's). student: the student's shape (default: the teacher's student, else StudentConfig()).
     budget: stop early when it is used up (module docstring); start it where the time counts from.
+    targets_from: train on the targets stored in that earlier run's folder (:func:`stored_targets`);
+    ``teacher`` then only gives the branches and the student to start from, and the file records the
+    targets' own teacher and sampler.
     """
     config = config or DistillConfig()
     student = student or teacher.model.config.student or StudentConfig()
@@ -247,9 +267,20 @@ def distill(
     if config.crop is not None and config.patch > config.crop:
         raise TrainingError(f"distill patch {config.patch} must not exceed the crop {config.crop}")
     torch_device = resolve_device(device)
+    if targets_from is None and noisy_dir is None:
+        raise TrainingError("give the noisy training photos (--noisy-dir) or an earlier run's teacher "
+                            "outputs (--targets-from)")
+    stored = None if targets_from is None else stored_targets(targets_from)  # before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = _load_or_make_targets(teacher, noisy_dir, out_dir, config, sampler, torch_device, callback)
+    if stored is None:
+        assert noisy_dir is not None
+        pairs = _load_or_make_targets(teacher, noisy_dir, out_dir, config, sampler, torch_device, callback)
+        made_by = {"teacher_sampler": to_dict(sampler), "teacher_sha256": teacher.sha256}
+    else:
+        pairs, key = stored
+        made_by = {"teacher_sampler": key["sampler"], "teacher_sha256": key["teacher_sha256"],
+                   "targets_from": str(targets_from)}
     smallest = min(min(image.shape[:2]) for image in pairs.noisy)
     if smallest < config.patch:  # small photos (a phone's crops): patches as large as they allow
         config = replace(config, patch=smallest)
@@ -260,8 +291,8 @@ def distill(
     steps, seconds = train_student(model, pairs, config, torch_device, out_dir / "log.jsonl", callback, budget)
     info = {
         **teacher.info,
-        "student": {"distill_config": to_dict(config), "teacher_sampler": to_dict(sampler),
-                    "teacher_sha256": teacher.sha256, "pairs": len(pairs), "started_from": started_from,
+        "student": {"distill_config": to_dict(config), **made_by, "pairs": len(pairs),
+                    "started_from": started_from,
                     "steps_done": steps, "seconds": round(seconds, 1)},
     }
     path = out_dir / "model.safetensors"
