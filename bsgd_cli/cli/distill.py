@@ -69,13 +69,13 @@ def distill(
     from ..config import SamplerOverrides, StudentConfig
     from ..engine.runtime import check_runtime
     from ..io.paths import check_output_folder
-    from ..training.distill import DistillConfig
+    from ..training.distill import DistillConfig, check_sources
     from ..training.distill import distill as run_distill
     from ..training.optim import WallClock
 
     remedy = "the student was not saved; rerun the same command (finished teacher outputs in targets.npz are reused)"
     with user_errors(remedy):
-        _check_sources(noisy_dir, targets_from)
+        check_sources(noisy_dir, targets_from)  # before the model is loaded
         student_precision = "bf16" if precision == "auto" else precision
         check_runtime(device, student_precision)
         check_output_folder(output)
@@ -91,14 +91,3 @@ def distill(
                                device=device, callback=display, budget=budget, targets_from=targets_from)
     say("", f"model with student: {path} (use --mode fast)")
 
-
-def _check_sources(noisy_dir: Path | None, targets_from: Path | None) -> None:
-    """Exactly one source of training pairs: photos for the teacher, or an earlier run's outputs."""
-    from ..errors import ConfigError
-
-    if noisy_dir is None and targets_from is None:
-        raise ConfigError("give --noisy-dir (the photos the teacher runs on) or --targets-from (an earlier "
-                          "bsgd distill -o folder)")
-    if noisy_dir is not None and targets_from is not None:
-        raise ConfigError("--noisy-dir and --targets-from exclude each other: the stored targets were made on "
-                          "their own run's photos; leave out one")

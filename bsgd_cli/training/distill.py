@@ -40,7 +40,7 @@ from ..config import SamplerConfig, StudentConfig, StudentInit, from_dict, to_di
 from ..engine.denoise import denoise_array
 from ..engine.model import LoadedModel
 from ..engine.runtime import autocast_context, resolve_device, resolve_runtime
-from ..errors import BsgdError, TrainingError
+from ..errors import BsgdError, ConfigError, TrainingError
 from ..events import Progress, ProgressFn
 from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
 from .losses import student_loss
@@ -198,6 +198,16 @@ def _load_or_make_targets(
     return pairs
 
 
+def check_sources(noisy_dir: Path | None, targets_from: Path | None) -> None:
+    """Exactly one source of training pairs: photos for the teacher, or an earlier run's outputs."""
+    if noisy_dir is None and targets_from is None:
+        raise ConfigError("give --noisy-dir (the photos the teacher runs on) or --targets-from (an earlier "
+                          "bsgd distill -o folder)")
+    if noisy_dir is not None and targets_from is not None:
+        raise ConfigError("--noisy-dir and --targets-from exclude each other: the stored targets were made on "
+                          "their own run's photos; leave out one")
+
+
 def stored_targets(folder: Path) -> tuple[Pairs, dict[str, Any]]:
     """The targets an earlier ``bsgd distill -o FOLDER`` made, and the key that says which teacher and
     settings made them (``targets.json``: teacher_sha256, sampler, crop, seed, noisy_dir)."""
@@ -267,9 +277,7 @@ def distill(
     if config.crop is not None and config.patch > config.crop:
         raise TrainingError(f"distill patch {config.patch} must not exceed the crop {config.crop}")
     torch_device = resolve_device(device)
-    if targets_from is None and noisy_dir is None:
-        raise TrainingError("give the noisy training photos (--noisy-dir) or an earlier run's teacher "
-                            "outputs (--targets-from)")
+    check_sources(noisy_dir, targets_from)
     stored = None if targets_from is None else stored_targets(targets_from)  # before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
