@@ -34,6 +34,7 @@ def describe(path: Path) -> dict[str, Any]:
         sampler_text += (
             f" + wiener n={wiener.noise_scale} chroma x{wiener.chroma_scale} "
             f"{wiener.patch}/{wiener.stride} colour {wiener.chroma_patch}/{wiener.chroma_stride}"
+            f" (auto's factor {wiener.sure_factor:g})"
         )
     if settings.strength != 1.0:
         sampler_text += f" strength={settings.strength}"

@@ -135,7 +135,9 @@ class WienerConfig:
     passes: Wiener passes (each result is the next pilot); noise_scale: multiplies the measured noise
     power; chroma_scale: a further factor on an RGB image's two colour planes; patch/stride: block
     side and step in pixels (chroma_patch/chroma_stride: the same for the colour planes); opponent:
-    False filters R, G and B as they are, each with patch/stride (kept for ablations).
+    False filters R, G and B as they are, each with patch/stride (kept for ablations). sure_factor:
+    the calibration factor of the no-reference choice of noise_scale for this model's pilot
+    (:mod:`bsgd_cli.engine.wiener_choice`; it depends on how much noise the pilot keeps).
     """
 
     passes: int = 1
@@ -146,9 +148,11 @@ class WienerConfig:
     chroma_patch: int = 32
     chroma_stride: int = 8
     opponent: bool = True
+    sure_factor: float = 8.0
 
     def __post_init__(self) -> None:
         checks.WIENER_PASSES.check("Wiener passes", self.passes)
+        checks.WIENER_NOISE.check("the Wiener strength choice's calibration factor", self.sure_factor)
         checks.WIENER_NOISE.check("the Wiener noise scale", self.noise_scale)
         checks.WIENER_NOISE.check("the Wiener colour noise scale", self.chroma_scale)
         for patch, stride in ((self.patch, self.stride), (self.chroma_patch, self.chroma_stride)):

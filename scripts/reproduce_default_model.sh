@@ -116,8 +116,17 @@ $PY scripts/protocol.py --split report --model runs/v10/model.safetensors \
 # its stored mode `bsgd` by the rule; the first release's weights (runs/v7, step 2) stay as `first-release`.
 $PY scripts/combine_models.py --base runs/v7.safetensors --info scripts/first-release-info.json \
     --out bsgd_cli/models/first-release.safetensors
+# The no-reference strength choice's factor for v10's student, by the rule on the tuning split (3;
+# docs/OWN_CAMERA.md); the report split once, after it was stored.
+$PY scripts/wiener_choice_calibration.py --split tuning --models runs/v10/model.safetensors --methods fast \
+    --out runs/eval/choice-v10-factors
 $PY scripts/combine_models.py --base runs/v10/model.safetensors --info scripts/default-info.json \
-    --out bsgd_cli/models/default.safetensors mode=bsgd
+    --out bsgd_cli/models/default.safetensors mode=bsgd wiener.sure_factor=3
+$PY scripts/wiener_choice_calibration.py --split report --models runs/v10/model.safetensors --methods fast \
+    --out runs/eval/choice-v10-factors-report
+# Round 6 (not shipped; docs/LEARNING.md "Round 6"): v10's own guided pipeline as the teacher
+#   $BSGD distill --noisy-dir runs/pool -o runs/sd7 --model runs/v10/model.safetensors --teacher-mode bsgd \
+#       --teacher-wiener --steps 6000 --minutes 45 --lr 5e-4 --device cpu
 # Tried, not shipped: a width-16 student on round 5's targets (run then with the targets copied into
 # runs/sd5w16, which --targets-from now does without copying)
 #   $BSGD distill --targets-from runs/sd5 -o runs/sd5w16 --model runs/v9b/model.safetensors \

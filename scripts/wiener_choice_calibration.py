@@ -24,7 +24,7 @@ from bsgd_cli.checkpoint import load_model
 from bsgd_cli.engine.wiener import estimate_noise
 from bsgd_cli.engine.wiener_choice import CANDIDATE_SCALES, central_crop, sure_group_terms, sure_terms
 
-FACTORS = (2.0, 4.0, 6.0, 7.0, 8.0, 10.0, 12.0)
+FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 10.0, 12.0)
 
 
 def measure(model, method: str, set_name: str, cache: Path, precision: str = "auto") -> list[dict]:

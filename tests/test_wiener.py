@@ -380,3 +380,23 @@ def test_the_risk_estimate_needs_one_pass() -> None:
     image = np.zeros((64, 64, 3), np.float32)
     with pytest.raises(ConfigError, match="one-pass"):
         wiener_sure(image, image, WienerConfig(passes=2), [torch.ones(1, 256), torch.ones(2, 1024)])
+
+
+def test_the_strength_choice_uses_the_models_own_calibration_factor(tiny) -> None:
+    """The risk estimate's factor is the one stored with the model's Wiener settings (a model stored
+    without one keeps the factor calibrated for the first students), and it changes the estimate."""
+    from dataclasses import replace
+
+    from bsgd_cli.engine.wiener_choice import SURE_NOISE_FACTOR, choose_noise_scale
+
+    rng = np.random.default_rng(3)
+    images = [np.clip(0.5 + 0.2 * np.sin(np.arange(96) / 7.0)[None, :, None]
+                      + rng.normal(0, 0.08, (96, 96, 3)), 0, 1).astype(np.float32) for _ in range(2)]
+    assert tiny.sampler.wiener.sure_factor == SURE_NOISE_FACTOR == 8.0
+    stored = replace(tiny, sampler=replace(tiny.sampler, wiener=replace(tiny.sampler.wiener, sure_factor=2.0)))
+    own = choose_noise_scale(stored, images)
+    asked = choose_noise_scale(tiny, images, factor=2.0)
+    assert own.factor == 2.0 and own.risks == asked.risks and own.noise_scale == asked.noise_scale
+    assert choose_noise_scale(tiny, images).risks != own.risks
+    with pytest.raises(ConfigError):
+        WienerConfig(sure_factor=0)

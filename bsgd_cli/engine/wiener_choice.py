@@ -7,7 +7,8 @@ Here S is the noise the step measures (per DCT frequency, taken as diagonal in e
 (:func:`bsgd_cli.engine.wiener.sure_sweep`). Two things break the textbook case:
 the pilot is made from the same noisy image, and the median-based noise measure reads real,
 signal-dependent noise low. Both are absorbed by one calibration factor on the noise in the estimate,
-``SURE_NOISE_FACTOR``, chosen on the tuning split; docs/OWN_CAMERA.md has the rule, the calibration
+chosen per model on the tuning split and stored with its Wiener settings (``WienerConfig.sure_factor``;
+``SURE_NOISE_FACTOR`` for models stored without one); docs/OWN_CAMERA.md has the rule, the calibration
 and what the choice measured.
 
 Used by ``bsgd train`` (and ``--adapt``) when no ``--val-pairs`` are given: the scale is chosen on the
@@ -29,8 +30,9 @@ from .model import LoadedModel
 from .runtime import Runtime, resolve_runtime
 from .wiener import estimate_noise, sure_sweep
 
-SURE_NOISE_FACTOR = 8.0
-"""The measured noise power is multiplied by this in the risk estimate (calibrated on the tuning split)."""
+SURE_NOISE_FACTOR = WienerConfig().sure_factor
+"""The measured noise power is multiplied by this in the risk estimate, for a model stored without its
+own factor (calibrated on the tuning split with the first release's and v8b's students)."""
 CANDIDATE_SCALES = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0)
 CHOICE_CROP = 512
 """Each image's central crop at most this many pixels a side: the estimate is a mean, a crop suffices."""
@@ -38,14 +40,15 @@ CHOICE_CROP = 512
 
 @dataclass(frozen=True)
 class WienerChoice:
-    """The chosen noise scale, the mode whose output was the pilot, the images used, and the mean
+    """The chosen noise scale, the mode whose output was the pilot, the images used, the mean
     estimated risk of each candidate (lower is better; comparable between candidates only, as the
-    calibration factor shifts it)."""
+    calibration factor shifts it) and that factor."""
 
     noise_scale: float
     mode: str
     images: int
     risks: dict[float, float]
+    factor: float = SURE_NOISE_FACTOR
 
 
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
@@ -113,12 +116,14 @@ def choose_noise_scale(
     mode: Mode = "fast",
     runtime: Runtime | None = None,
     candidates: Sequence[float] = CANDIDATE_SCALES,
-    factor: float = SURE_NOISE_FACTOR,
+    factor: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> WienerChoice:
     """The candidate noise scale with the least mean estimated risk over ``images`` ((H, W, C) float32
     in [0, 1]; their central crops), the pilot being ``mode``'s network output with the model's
-    other stored settings. ``progress(done, total)`` after each image."""
+    other stored settings; ``factor``: the calibration factor (default: the model's stored one).
+    ``progress(done, total)`` after each image."""
+    factor = model.sampler.wiener.sure_factor if factor is None else factor
     if not images:
         raise ConfigError("choosing the Wiener strength needs at least one image")
     runtime = runtime or resolve_runtime("cpu", "auto")
@@ -138,4 +143,5 @@ def choose_noise_scale(
     if not used:
         raise ConfigError("every image was smaller than the Wiener step's blocks; nothing to choose on")
     risks = {scale: total / used for scale, total in totals.items()}
-    return WienerChoice(noise_scale=min(risks, key=lambda s: risks[s]), mode=mode, images=used, risks=risks)
+    return WienerChoice(noise_scale=min(risks, key=lambda s: risks[s]), mode=mode, images=used, risks=risks,
+                        factor=factor)

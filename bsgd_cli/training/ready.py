@@ -29,7 +29,7 @@ from ..batch.wiener_choice import CHOICE_IMAGES, choose_on_files
 from ..checkpoint import load_model, save_model, user_model_dir
 from ..config import Mode, ModelConfig, TrainConfig
 from ..engine.runtime import resolve_runtime
-from ..engine.wiener_choice import SURE_NOISE_FACTOR, WienerChoice
+from ..engine.wiener_choice import WienerChoice
 from ..errors import ConfigError
 from ..events import Progress, ProgressFn
 from ..io import find_images
@@ -157,7 +157,7 @@ def choose_wiener(model_path: Path, noisy_dir: Path, *, device: str = "auto",
     sampler = replace(model.sampler, wiener=replace(model.sampler.wiener, noise_scale=choice.noise_scale))
     info = {**model.info, "wiener_choice": {
         "noise_scale": choice.noise_scale, "previous": previous, "images": choice.images, "pilot": choice.mode,
-        "by": "SURE on the training captures", "sure_noise_factor": SURE_NOISE_FACTOR,
+        "by": "SURE on the training captures", "sure_noise_factor": choice.factor,
         "risks": {str(scale): round(risk, 5) for scale, risk in choice.risks.items()}}}
     save_model(model_path, model.model, sampler=sampler, info=info)
     return choice
