@@ -96,11 +96,13 @@ def cache_key(model: LoadedModel, method: str, precision: str = "auto") -> str:
 
     from bsgd_cli import __version__
 
-    settings = "" if method in ("noisy", "blur") else json.dumps(to_dict(pilot_sampler(model, method)), sort_keys=True)
     if method in ("noisy", "blur"):
-        tag = ""
+        settings, tag = "", ""
     else:  # the precision the networks ran in; keys made before bsn ran in bf16 stay as they were
-        mode = pilot_sampler(model, method).mode
+        sampler = to_dict(pilot_sampler(model, method))
+        sampler["wiener"].pop("sure_factor")  # the strength choice's factor changes no network output
+        settings = json.dumps(sampler, sort_keys=True)
+        mode = sampler["mode"]
         resolved = resolve_precision(precision, mode, torch.device("cpu"))
         tag = "" if resolved == ("bf16" if mode == "fast" else "fp32") else f"|{resolved}"
     return hashlib.sha256(f"{model.sha256}|{settings}|{__version__}|fusion-2{tag}".encode()).hexdigest()[:16]

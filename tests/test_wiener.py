@@ -393,6 +393,8 @@ def test_the_strength_choice_uses_the_models_own_calibration_factor(tiny) -> Non
     images = [np.clip(0.5 + 0.2 * np.sin(np.arange(96) / 7.0)[None, :, None]
                       + rng.normal(0, 0.08, (96, 96, 3)), 0, 1).astype(np.float32) for _ in range(2)]
     assert tiny.sampler.wiener.sure_factor == SURE_NOISE_FACTOR == 8.0
+    # first-release's file predates the field (its sampler JSON has no sure_factor): it loads with 8
+    assert load_model("first-release").sampler.wiener.sure_factor == SURE_NOISE_FACTOR
     stored = replace(tiny, sampler=replace(tiny.sampler, wiener=replace(tiny.sampler.wiener, sure_factor=2.0)))
     own = choose_noise_scale(stored, images)
     asked = choose_noise_scale(tiny, images, factor=2.0)

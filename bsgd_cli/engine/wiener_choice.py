@@ -48,7 +48,7 @@ class WienerChoice:
     mode: str
     images: int
     risks: dict[float, float]
-    factor: float = SURE_NOISE_FACTOR
+    factor: float
 
 
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
