@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bsgd_cli.checkpoint import load_model
 from bsgd_cli.cli import app
 from bsgd_cli.config import SamplerConfig, SamplerOverrides, TilingConfig, WienerConfig, from_dict, to_dict
-from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.denoise import denoise_array, wiener_pass
 from bsgd_cli.engine.wiener import (
     _block_dct,
     _block_idct_sum,
@@ -253,6 +253,21 @@ def test_settings_and_config_validation() -> None:
     # A file written before the refinement existed has no refine keys: it gets the defaults.
     old = {key: value for key, value in to_dict(sampler).items() if not key.startswith(("refine", "wiener"))}
     assert from_dict(SamplerConfig, old).refine == SamplerConfig().refine
+
+
+def test_the_wiener_pass_in_cut_tiles_is_the_whole_image_pass() -> None:
+    # Odd sides, several Wiener tiles, the result written into the pilot's own array as tiles go.
+    image = np.clip(_textured(711, 533, seed=3) + np.random.default_rng(3).normal(0, 0.05, (711, 533, 3)), 0, 1)
+    image = image.astype(np.float32)
+    pilot = F.avg_pool2d(torch.from_numpy(image).permute(2, 0, 1)[None], 5, 1, 2, count_include_pad=False)
+    pilot_array = pilot[0].permute(1, 2, 0).numpy().copy()
+    settings = WienerConfig()
+    noise = estimate_noise(image, pilot_array, settings)
+    whole = wiener_refine(torch.from_numpy(image).permute(2, 0, 1)[None], pilot, settings, noise)
+    expected = whole.clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    tiled = wiener_pass(image, pilot_array, settings, network_tile=400, device=torch.device("cpu"), strength=1.0)
+    assert tiled is pilot_array  # written in place
+    assert np.abs(tiled - expected).max() <= 1e-5
 
 
 @pytest.mark.slow

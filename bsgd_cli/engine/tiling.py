@@ -2,8 +2,9 @@
 
 ``plan_tiles`` lays equal-sized tiles over an image (so they batch) with at least ``overlap``
 pixels shared between neighbours; ``apply_tiled`` runs a function over them and blends the results
-with weights that ramp up (cubically) across each overlap. Accumulation is in float64 over one band of
-tile rows at a time, so memory stays proportional to the image width, and identity in gives the
+with weights that ramp up (cubically) across each overlap, or (``cut``) takes each pixel from one tile,
+cutting in the middle of the overlaps. Either way one band of tile rows at a time is held, so memory
+stays proportional to the image width; blending accumulates in float64, and identity in gives the
 input back bit for bit.
 """
 
@@ -83,17 +84,12 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
     return TilePlan(height, width, tile_h, tile_w, overlap, tuple(tiles))
 
 
-def _ramp(size: int, overlap: int, at_start: bool, at_end: bool, cut: bool = False) -> np.ndarray:
+def _ramp(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
     weights = np.ones(size, dtype=np.float64)
     if overlap > 0:
-        if cut:
-            # A hard seam in the middle of the overlap: each pixel comes whole from the tile in which
-            # it lies at least overlap // 2 pixels from the edge.
-            ramp = (np.arange(overlap) >= overlap // 2).astype(np.float64)
-        else:
-            # Cubed: a tile's outermost pixels, computed without their outer context, weigh little
-            # (a linear ramp left visible seams along tile edges; docs/NOTES.md).
-            ramp = ((np.arange(overlap, dtype=np.float64) + 0.5) / overlap) ** 3
+        # Cubed: a tile's outermost pixels, computed without their outer context, weigh little
+        # (a linear ramp left visible seams along tile edges; docs/NOTES.md).
+        ramp = ((np.arange(overlap, dtype=np.float64) + 0.5) / overlap) ** 3
         if not at_start:
             weights[:overlap] = np.minimum(weights[:overlap], ramp)
         if not at_end:
@@ -101,15 +97,26 @@ def _ramp(size: int, overlap: int, at_start: bool, at_end: bool, cut: bool = Fal
     return weights
 
 
-def blend_weights(tile: Tile, plan: TilePlan, cut: bool = False) -> np.ndarray:
-    """(height, width) float64 weights in [0, 1]: 1 inside, ramping down across shared borders.
-
-    cut: 0 or 1 instead of a ramp, the seam in the middle of each overlap. Every pixel still gets
-    weight 1 from at least one tile (tests/test_tiling.py).
-    """
-    wy = _ramp(tile.height, plan.overlap, tile.y == 0, tile.y + tile.height >= plan.height, cut)
-    wx = _ramp(tile.width, plan.overlap, tile.x == 0, tile.x + tile.width >= plan.width, cut)
+def blend_weights(tile: Tile, plan: TilePlan) -> np.ndarray:
+    """(height, width) float64 weights in (0, 1]: 1 inside, ramping down across shared borders."""
+    wy = _ramp(tile.height, plan.overlap, tile.y == 0, tile.y + tile.height >= plan.height)
+    wx = _ramp(tile.width, plan.overlap, tile.x == 0, tile.x + tile.width >= plan.width)
     return wy[:, None] * wx[None, :]
+
+
+def _seams(starts: list[int], size: int, length: int) -> dict[int, tuple[int, int]]:
+    """Per tile start along one axis, the [first, end) it keeps: neighbours meet in the middle of their overlap."""
+    middles = [(start + previous + size) // 2 for previous, start in zip(starts, starts[1:], strict=False)]
+    bounds = [0, *middles, length]
+    return {start: (bounds[i], bounds[i + 1]) for i, start in enumerate(starts)}
+
+
+def kept_region(tile: Tile, plan: TilePlan) -> tuple[slice, slice]:
+    """The rows and columns (image coordinates) that ``tile`` gives a cut result: every pixel comes from
+    exactly one tile, at least ``plan.overlap // 2`` pixels from each edge that tile shares with another."""
+    rows = _seams(sorted({t.y for t in plan.tiles}), plan.tile_height, plan.height)[tile.y]
+    cols = _seams(sorted({t.x for t in plan.tiles}), plan.tile_width, plan.width)[tile.x]
+    return slice(*rows), slice(*cols)
 
 
 TileFn = Callable[[np.ndarray, Sequence[Tile]], np.ndarray]
@@ -149,23 +156,7 @@ def apply_tiled(
     if out is not None and (out.shape != image.shape or out.dtype != np.float32):
         raise ConfigError(f"out must be float32 of shape {image.shape}, got {out.dtype} {out.shape}")
     output = np.empty((height, width, channels), dtype=np.float32) if out is None else out
-    band_height = plan.tile_height
-    accumulated = np.zeros((band_height, width, channels), dtype=np.float64)
-    weight_sum = np.zeros((band_height, width), dtype=np.float64)
-    band_start = 0
-
-    def flush(until: int) -> None:
-        nonlocal band_start
-        rows = until - band_start
-        if rows <= 0:
-            return
-        output[band_start:until] = (accumulated[:rows] / weight_sum[:rows, :, None]).astype(np.float32)
-        accumulated[: band_height - rows] = accumulated[rows:].copy()
-        accumulated[band_height - rows :] = 0.0
-        weight_sum[: band_height - rows] = weight_sum[rows:].copy()
-        weight_sum[band_height - rows :] = 0.0
-        band_start = until
-
+    band = _CutBand(output, plan) if cut else _BlendBand(output, plan)
     tiles = plan.tiles
     for first in range(0, len(tiles), batch):
         chunk = tiles[first : first + batch]
@@ -174,13 +165,58 @@ def apply_tiled(
         if results.shape != stack.shape:
             raise RuntimeError(f"tile function returned shape {results.shape} for input {stack.shape}")
         for tile, result in zip(chunk, results, strict=True):
-            flush(tile.y)
-            weights = blend_weights(tile, plan, cut)
-            rows = slice(tile.y - band_start, tile.y - band_start + tile.height)
-            cols = slice(tile.x, tile.x + tile.width)
-            accumulated[rows, cols] += weights[:, :, None] * result.astype(np.float64)
-            weight_sum[rows, cols] += weights
+            band.flush(tile.y)
+            band.add(tile, result)
         if progress is not None:
             progress(Progress("tiles", done=min(first + batch, len(tiles)), total=len(tiles)))
-    flush(height)
+    band.flush(height)
     return output
+
+
+class _BlendBand:
+    """The rows not yet written: a band of tile rows whose blended sums (float64) are still growing."""
+
+    def __init__(self, output: np.ndarray, plan: TilePlan) -> None:
+        self.output, self.plan, self.start = output, plan, 0
+        self.sums = np.zeros((plan.tile_height, *output.shape[1:]), dtype=np.float64)
+        self.weights = np.zeros(self.sums.shape[:2], dtype=np.float64)
+
+    def flush(self, until: int) -> None:
+        """Write rows [start, until) to the output and move the band down to ``until``."""
+        rows = until - self.start
+        if rows <= 0:
+            return
+        self.output[self.start : until] = (self.sums[:rows] / self.weights[:rows, :, None]).astype(np.float32)
+        for array in (self.sums, self.weights):
+            array[: len(array) - rows] = array[rows:].copy()
+            array[len(array) - rows :] = 0.0
+        self.start = until
+
+    def add(self, tile: Tile, result: np.ndarray) -> None:
+        weights = blend_weights(tile, self.plan)
+        rows = slice(tile.y - self.start, tile.y - self.start + tile.height)
+        cols = slice(tile.x, tile.x + tile.width)
+        self.sums[rows, cols] += weights[:, :, None] * result.astype(np.float64)
+        self.weights[rows, cols] += weights
+
+
+class _CutBand:
+    """The rows not yet written, cut instead of blended: each tile's kept region is copied in (float32)."""
+
+    def __init__(self, output: np.ndarray, plan: TilePlan) -> None:
+        self.output, self.plan, self.start = output, plan, 0
+        self.rows = np.empty((plan.tile_height, *output.shape[1:]), dtype=np.float32)
+
+    def flush(self, until: int) -> None:
+        rows = until - self.start
+        if rows <= 0:
+            return
+        self.output[self.start : until] = self.rows[:rows]
+        self.rows[: len(self.rows) - rows] = self.rows[rows:].copy()
+        self.start = until
+
+    def add(self, tile: Tile, result: np.ndarray) -> None:
+        rows, cols = kept_region(tile, self.plan)
+        self.rows[rows.start - self.start : rows.stop - self.start, cols] = result[
+            rows.start - tile.y : rows.stop - tile.y, cols.start - tile.x : cols.stop - tile.x
+        ]

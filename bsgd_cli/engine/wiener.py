@@ -172,7 +172,21 @@ def _noise_power(residual: torch.Tensor) -> torch.Tensor:
     blocks = residual.shape[-1]
     if blocks > _MAX_NOISE_SAMPLES:
         residual = residual[..., :: math.ceil(blocks / _MAX_NOISE_SAMPLES)]
-    return residual.square().median(dim=-1).values / _MEDIAN_OF_CHI2_1
+    return _lower_median(residual.square()) / _MEDIAN_OF_CHI2_1
+
+
+def _lower_median(values: torch.Tensor) -> torch.Tensor:
+    """``values.median(dim=-1).values`` (the lower of the two middle values), reordering ``values``.
+
+    On a CPU by numpy's partial sort, in place: the same values, 2.4 to 4 times faster than torch's
+    median on the noise estimate's blocks (docs/NOTES.md).
+    """
+    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64) or not values.is_contiguous():
+        return values.median(dim=-1).values
+    array = values.numpy()
+    middle = (array.shape[-1] - 1) // 2
+    array.partition(middle, axis=-1)
+    return torch.from_numpy(array[..., middle].copy())
 
 
 def estimate_noise(
