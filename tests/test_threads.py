@@ -13,16 +13,28 @@ import torch
 from bsgd_cli.engine import threads
 
 
-def test_prepare_openmp_sets_passive_unless_chosen() -> None:
-    environ: dict[str, str] = {}
-    threads.prepare_openmp(environ)
-    assert environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+def test_prepare_openmp_spins_briefly_only_on_an_idle_machine_unless_chosen() -> None:
+    busy: dict[str, str] = {}
+    threads.prepare_openmp(busy, busy=True)
+    assert busy == {"OMP_WAIT_POLICY": "PASSIVE"}
+    idle: dict[str, str] = {}
+    threads.prepare_openmp(idle, busy=False)
+    assert idle == {"GOMP_SPINCOUNT": str(threads.QUIET_SPINCOUNT)}
     chosen = {"OMP_WAIT_POLICY": "ACTIVE"}
-    threads.prepare_openmp(chosen)
+    threads.prepare_openmp(chosen, busy=False)
     assert chosen == {"OMP_WAIT_POLICY": "ACTIVE"}
     spin = {"GOMP_SPINCOUNT": "1000"}
-    threads.prepare_openmp(spin)
+    threads.prepare_openmp(spin, busy=True)
     assert spin == {"GOMP_SPINCOUNT": "1000"}
+
+
+def test_others_running_reads_the_kernels_count_of_ready_tasks(tmp_path) -> None:
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.08 0.12 0.30 1/93 4501\n")  # only the reader itself
+    assert threads.others_running(loadavg) == 0
+    loadavg.write_text("2.91 1.40 0.70 3/95 4502\n")
+    assert threads.others_running(loadavg) == 2
+    assert threads.others_running(tmp_path / "absent") is None  # not Linux: prepare_openmp sleeps at once
 
 
 def test_available_cpus_respects_a_quota(monkeypatch, tmp_path) -> None:

@@ -1,11 +1,15 @@
 """How many threads the networks and the Wiener step use, and how idle ones wait.
 
-Two settings, both measured on the 2-core machine while other jobs used it (docs/NOTES.md):
+Two settings, both measured on the 2-core machine (docs/NOTES.md):
 
-* OpenMP's idle threads sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning. PyTorch's CPU
-  kernels run on OpenMP; spinning threads that wait for a core another process holds made a whole
-  command about 3 times slower than one thread. The policy is read once, when OpenMP is loaded, so
-  :func:`prepare_openmp` must run before torch is imported (the command line does it first).
+* How OpenMP's idle threads wait. PyTorch's CPU kernels run on OpenMP, and between two kernels its
+  threads wait for the next one. Spinning while they wait (GNU OpenMP's default: 300 000 turns) made a
+  whole command about 3 times slower than one thread while other jobs held the cores; sleeping at once
+  (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up at every kernel, about 8 % of a command on an idle
+  machine. So :func:`prepare_openmp` looks at the machine once: with nothing else ready to run, idle
+  threads spin a short while (:data:`QUIET_SPINCOUNT`) before they sleep; otherwise they sleep at once.
+  OpenMP reads this when it is loaded, so :func:`prepare_openmp` must run before torch is imported
+  (the command line does it first).
 * The intra-op thread count is the CPUs this process may really use (:func:`available_cpus`: its
   affinity mask, capped by a container's CPU quota), never more than PyTorch's own default (the
   physical cores), unless ``OMP_NUM_THREADS`` says otherwise.
@@ -24,11 +28,38 @@ _CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1 = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
 
 
-def prepare_openmp(environ: MutableMapping[str, str] | None = None) -> None:
-    """Before torch is imported: idle OpenMP threads sleep, unless the user chose a policy."""
+QUIET_SPINCOUNT = 10_000
+"""Turns an idle OpenMP thread spins before it sleeps when nothing else is ready to run (GNU OpenMP's
+``GOMP_SPINCOUNT``)."""
+_LOADAVG = Path("/proc/loadavg")
+
+
+def others_running(loadavg: Path = _LOADAVG) -> int | None:
+    """Tasks ready to run on the machine now besides the caller (the kernel's count in ``/proc/loadavg``),
+    or None where it cannot be read (not Linux)."""
+    try:
+        running = int(loadavg.read_text().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - 1)
+
+
+def prepare_openmp(environ: MutableMapping[str, str] | None = None, *, busy: bool | None = None) -> None:
+    """Before torch is imported: how idle OpenMP threads wait, unless the user chose.
+
+    busy: whether other work is running (default: :func:`others_running` says so, or cannot tell).
+    Idle threads then sleep at once (``OMP_WAIT_POLICY=PASSIVE``); on an idle machine they spin
+    :data:`QUIET_SPINCOUNT` turns first.
+    """
     environ = os.environ if environ is None else environ
-    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
+    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+        return
+    if busy is None:
+        busy = others_running() != 0
+    if busy:
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    else:
+        environ["GOMP_SPINCOUNT"] = str(QUIET_SPINCOUNT)
 
 
 def _cgroup_cpus() -> float | None:
