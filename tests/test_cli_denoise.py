@@ -195,3 +195,35 @@ def test_the_choice_reads_a_spread_of_the_files(tmp_path: Path, tiny) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     assert choose_on_files(tiny, [broken], mode="fast", runtime=resolve_runtime("cpu", "auto")) is None
+
+
+@pytest.mark.slow
+def test_the_real_entry_point_ends_quickly_with_every_output_written(tmp_path: Path, tiny_model_file: Path) -> None:
+    # bsgd's main() skips the interpreter's teardown after denoise: the outputs, the JSON on stdout,
+    # the exit code (1: one file failed) and atexit's work must all survive it.
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(_u8(noisy_image(40, 56, 1))).save(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    marker, torn = tmp_path / "atexit-ran", tmp_path / "torn-down"
+    code = (
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "class Teardown:\n"
+        f"    def __del__(self): pathlib.Path({str(torn)!r}).write_text('yes')\n"
+        "kept = Teardown()\n"
+        "from bsgd_cli.cli import main\n"
+        f"sys.argv = ['bsgd', 'denoise', {str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', "
+        f"{str(tiny_model_file)!r}, '--json']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["summary"]["done"] == 1 and report["summary"]["failed"] == 1
+    assert Image.open(tmp_path / "out" / "good.png").size == (56, 40)
+    assert marker.read_text() == "yes"
+    assert not torn.exists()  # the teardown was skipped: with it, the object above is freed and writes

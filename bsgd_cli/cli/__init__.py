@@ -27,10 +27,12 @@ from ._support import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     OneLineErrors,
+    end_now,
     exit_code_for,
     handle_signals,
     interrupt_word,
     out,
+    quick_end_allowed,
     say,
 )
 
@@ -71,9 +73,10 @@ app.command()(samples.samples)
 
 
 def main() -> None:
-    """Console-script entry point: SIGTERM is handled like Ctrl-C from the start; idle OpenMP threads
-    sleep (set before any command imports torch; bsgd_cli.engine.threads), and the allocator keeps a
-    tile's memory for the next tile (bsgd_cli.engine.allocator)."""
+    """Console-script entry point: SIGTERM is handled like Ctrl-C from the start; how idle OpenMP threads
+    wait is chosen before any command imports torch (bsgd_cli.engine.threads), and the allocator keeps a
+    tile's memory for the next tile (bsgd_cli.engine.allocator). A command that allowed it (``denoise``,
+    once everything is written) ends without the interpreter's teardown (:func:`._support.end_now`)."""
     prepare_openmp()
     tune_allocator()
     handle_signals()
@@ -82,6 +85,10 @@ def main() -> None:
     except KeyboardInterrupt as exc:  # raised outside a command body
         say(f"{interrupt_word(exc)}", "", "yellow")
         sys.exit(exit_code_for(exc))
+    except SystemExit as exc:
+        if quick_end_allowed():
+            end_now(exc.code)
+        raise
 
 
 if __name__ == "__main__":

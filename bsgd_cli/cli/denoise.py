@@ -16,6 +16,7 @@ from ._support import (
     EXIT_SOME_FAILED,
     EXIT_TERMINATED,
     Heartbeat,
+    allow_quick_end,
     exit_code_for,
     interrupt_word,
     number,
@@ -141,6 +142,7 @@ def denoise(
         if gathered is None:
             return  # another rank: rank 0 prints the summary and exits 1 if any rank had failures
         summary = summarise(gathered, output, json_out, quiet, report)
+    allow_quick_end()  # every output is written and the summary printed
     if summary["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)
 
