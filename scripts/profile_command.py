@@ -55,7 +55,10 @@ def main() -> None:
     from bsgd_cli.engine.threads import prepare_openmp
 
     prepare_openmp()  # as bsgd's main() does, before torch loads (the wrapping below imports it)
-    from bsgd_cli.cli import main as bsgd_main  # imports counted in the profile and the wall time
+    from bsgd_cli.cli import app  # imports counted in the profile and the wall time
+    from bsgd_cli.engine.allocator import tune_allocator
+
+    tune_allocator()  # as main() does; main() itself would end the process without returning here
 
     for stage, (module_name, name) in THREADED.items():
         module = importlib.import_module(module_name)
@@ -63,7 +66,7 @@ def main() -> None:
     imported = time.perf_counter() - started
     sys.argv = argv
     try:
-        bsgd_main()
+        app()
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise
