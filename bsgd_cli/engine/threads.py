@@ -4,10 +4,10 @@ Two settings, both measured on the 2-core machine (docs/NOTES.md):
 
 * How OpenMP's idle threads wait. PyTorch's CPU kernels run on OpenMP, and between two kernels its
   threads wait for the next one. Spinning while they wait (GNU OpenMP's default: 300 000 turns) made a
-  whole command about 3 times slower than one thread while other jobs held the cores; sleeping at once
-  (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up at every kernel, about 8 % of a command on an idle
-  machine. So :func:`prepare_openmp` looks at the machine once: with nothing else ready to run, idle
-  threads spin a short while (:data:`QUIET_SPINCOUNT`) before they sleep; otherwise they sleep at once.
+  whole command several times slower than one thread while other jobs held the cores; sleeping at
+  once (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up at every kernel, which shows on an idle machine.
+  So :func:`prepare_openmp` looks at the machine once: with nothing else ready to run, idle threads
+  spin a short while (:data:`QUIET_SPINCOUNT`) before they sleep; otherwise they sleep at once.
   OpenMP reads this when it is loaded, so :func:`prepare_openmp` must run before torch is imported
   (the command line does it first).
 * The intra-op thread count is the CPUs this process may really use (:func:`available_cpus`: its

@@ -208,6 +208,7 @@ class _CutBand:
         self.rows = np.empty((plan.tile_height, *output.shape[1:]), dtype=np.float32)
 
     def flush(self, until: int) -> None:
+        """Write rows [start, until) to the output and move the band down to ``until``."""
         rows = until - self.start
         if rows <= 0:
             return

@@ -178,7 +178,7 @@ def _noise_power(residual: torch.Tensor) -> torch.Tensor:
 def _lower_median(values: torch.Tensor) -> torch.Tensor:
     """``values.median(dim=-1).values`` (the lower of the two middle values), reordering ``values``.
 
-    On a CPU by numpy's partial sort, in place: the same values, 2.4 to 4 times faster than torch's
+    On a CPU by numpy's partial sort, in place: the same values, several times faster than torch's
     median on the noise estimate's blocks (docs/NOTES.md).
     """
     if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64) or not values.is_contiguous():
