@@ -1,0 +1,123 @@
+"""Would the student keep its quality with GroupNorm's statistics frozen? A probe for a GroupNorm-free student.
+
+    .venv/bin/python scripts/frozen_norm_probe.py [--model default] [--calibrate 32] [--set polyu-1-40 --set sidd-pair]
+
+Each GroupNorm of the student normalises its input by the statistics of the tile it sees. Frozen, it
+uses their average over calibration images (the first N of the training pool's DND crops and all of its
+SIDD blocks, ../shared/data): a fixed per-channel scale and shift, which a later step could fold into the
+neighbouring convolutions (docs/PROFILE.md). Scores the student's output alone and with the model's
+Wiener step, as it is and frozen, on tuning-split sets (scripts/protocol.py's sets and Wiener step), CPU,
+bf16 as the CPU default runs it. No fine-tuning: what the frozen statistics cost as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from protocol import SHARED, load_set, refine  # scripts/ is on the path when run as a script
+from torch import nn
+
+from bsgd_cli.benchmark.metrics import psnr_uint8, to_uint8
+from bsgd_cli.checkpoint import load_model
+from bsgd_cli.engine.denoise import denoise_array
+from bsgd_cli.engine.model import LoadedModel
+from bsgd_cli.engine.runtime import resolve_runtime
+
+
+class FrozenGroupNorm(nn.Module):
+    """A GroupNorm with fixed per-group mean and variance: a per-channel scale and shift."""
+
+    def __init__(self, norm: nn.GroupNorm, mean: torch.Tensor, variance: torch.Tensor) -> None:
+        super().__init__()
+        per_group = norm.num_channels // norm.num_groups
+        scale = norm.weight.detach() / torch.sqrt(variance.repeat_interleave(per_group) + norm.eps)
+        self.register_buffer("scale", scale[None, :, None, None])
+        self.register_buffer("shift", (norm.bias.detach() - mean.repeat_interleave(per_group) * scale)[None, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype))
+
+
+def _norms(student: nn.Module) -> dict[str, nn.GroupNorm]:
+    return {name: module for name, module in student.named_modules() if isinstance(module, nn.GroupNorm)}
+
+
+def _fast(model: LoadedModel, noisy: np.ndarray, index: int = 0) -> np.ndarray:
+    sampler = replace(model.sampler, mode="fast", refine="none", strength=1.0)
+    return denoise_array(model, noisy, sampler=sampler, runtime=resolve_runtime("cpu", "auto"), image_index=index)
+
+
+def calibrate(model: LoadedModel, images: list[np.ndarray]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per GroupNorm, the mean over the images' tiles of each group's mean and mean square (float64)."""
+    sums: dict[str, list] = {}
+
+    def record(name: str, norm: nn.GroupNorm):
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0].double()
+            grouped = x.reshape(x.shape[0], norm.num_groups, -1)
+            entry = sums.setdefault(name, [0.0, 0.0, 0])
+            entry[0] = entry[0] + grouped.mean(-1).sum(0)
+            entry[1] = entry[1] + grouped.square().mean(-1).sum(0)
+            entry[2] += x.shape[0]
+        return hook
+
+    handles = [norm.register_forward_pre_hook(record(name, norm)) for name, norm in _norms(model.model.student).items()]
+    try:
+        for image in images:
+            _fast(model, image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    stats = {}
+    for name, (total, squares, count) in sums.items():
+        mean, square = total / count, squares / count
+        stats[name] = (mean.float(), (square - mean.square()).float())
+    return stats
+
+
+def freeze(model: LoadedModel, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    student = model.model.student
+    for name, norm in _norms(student).items():
+        parent_name, _, attribute = name.rpartition(".")
+        parent = student.get_submodule(parent_name) if parent_name else student
+        setattr(parent, attribute, FrozenGroupNorm(norm, *stats[name]))
+
+
+def score(model: LoadedModel, set_name: str) -> tuple[float, float]:
+    """Mean PSNR of the student alone and with the model's Wiener step over one set."""
+    alone, piped = [], []
+    for index, (_name, noisy, clean) in enumerate(load_set(set_name)):
+        estimate = _fast(model, noisy, index)
+        alone.append(psnr_uint8(to_uint8(estimate), clean))
+        piped.append(psnr_uint8(to_uint8(refine(model, noisy, estimate)), clean))
+    return float(np.mean(alone)), float(np.mean(piped))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--calibrate", type=int, default=32, help="DND crops to calibrate on (first N, sorted)")
+    parser.add_argument("--set", action="append", dest="sets", help="tuning sets (default: polyu-1-40, sidd-pair)")
+    args = parser.parse_args()
+    sets = args.sets or ["polyu-1-40", "sidd-pair"]
+    model = load_model(args.model)
+    paths = sorted((SHARED / "train" / "dnd").glob("*.png"))[: args.calibrate]
+    paths += sorted((SHARED / "noisy" / "sidd-blocks").glob("*.png"))
+    images = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255.0 for p in paths]
+    as_is = {name: score(model, name) for name in sets}
+    freeze(model, calibrate(model, images))
+    frozen = {name: score(model, name) for name in sets}
+    print(f"calibration: {len(images)} images ({Path(paths[0]).parent.name} ...)\n")
+    print("| set | as it is: alone / + Wiener | frozen statistics: alone / + Wiener |")
+    print("|---|---|---|")
+    for name in sets:
+        print(f"| {name} | {as_is[name][0]:.2f} / {as_is[name][1]:.2f} | {frozen[name][0]:.2f} / {frozen[name][1]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
