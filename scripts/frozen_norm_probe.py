@@ -1,13 +1,17 @@
 """Would the student keep its quality with GroupNorm's statistics frozen? A probe for a GroupNorm-free student.
 
-    .venv/bin/python scripts/frozen_norm_probe.py [--model default] [--calibrate 32] [--set polyu-1-40 --set sidd-pair]
+    cd scripts && ../.venv/bin/python frozen_norm_probe.py [--model default] [--calibrate 32] [--set polyu-1-40 ...]
+        [--fine-tune-minutes 25 --targets ../runs/sd7]
 
 Each GroupNorm of the student normalises its input by the statistics of the tile it sees. Frozen, it
 uses their average over calibration images (the first N of the training pool's DND crops and all of its
 SIDD blocks, ../shared/data): a fixed per-channel scale and shift, which a later step could fold into the
 neighbouring convolutions (docs/PROFILE.md). Scores the student's output alone and with the model's
 Wiener step, as it is and frozen, on tuning-split sets (scripts/protocol.py's sets and Wiener step), CPU,
-bf16 as the CPU default runs it. No fine-tuning: what the frozen statistics cost as they are.
+bf16 as the CPU default runs it. Without --fine-tune-minutes: what the frozen statistics cost as they
+are. With it, the frozen student (scales and shifts now trained too) is then fine-tuned by
+distillation on the teacher outputs an earlier ``bsgd distill -o DIR`` stored (DIR/targets.npz), with
+``bsgd distill``'s own loop and a time budget, and scored again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from bsgd_cli.checkpoint import load_model
 from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.model import LoadedModel
 from bsgd_cli.engine.runtime import resolve_runtime
+from bsgd_cli.training.distill import DistillConfig, Pairs, train_student
+from bsgd_cli.training.optim import WallClock
 
 
 class FrozenGroupNorm(nn.Module):
@@ -36,8 +42,9 @@ class FrozenGroupNorm(nn.Module):
         super().__init__()
         per_group = norm.num_channels // norm.num_groups
         scale = norm.weight.detach() / torch.sqrt(variance.repeat_interleave(per_group) + norm.eps)
-        self.register_buffer("scale", scale[None, :, None, None])
-        self.register_buffer("shift", (norm.bias.detach() - mean.repeat_interleave(per_group) * scale)[None, :, None, None])
+        shift = norm.bias.detach() - mean.repeat_interleave(per_group) * scale
+        self.scale = nn.Parameter(scale[None, :, None, None].clone())
+        self.shift = nn.Parameter(shift[None, :, None, None].clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype))
@@ -103,6 +110,9 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--calibrate", type=int, default=32, help="DND crops to calibrate on (first N, sorted)")
     parser.add_argument("--set", action="append", dest="sets", help="tuning sets (default: polyu-1-40, sidd-pair)")
+    parser.add_argument("--fine-tune-minutes", type=float, default=0.0)
+    parser.add_argument("--targets", type=Path, help="a bsgd distill -o folder holding targets.npz")
+    parser.add_argument("--lr", type=float, default=5e-4)
     args = parser.parse_args()
     sets = args.sets or ["polyu-1-40", "sidd-pair"]
     model = load_model(args.model)
@@ -112,11 +122,24 @@ def main() -> None:
     as_is = {name: score(model, name) for name in sets}
     freeze(model, calibrate(model, images))
     frozen = {name: score(model, name) for name in sets}
+    tuned = {}
+    if args.fine_tune_minutes > 0:
+        config = DistillConfig(steps=1_000_000, lr=args.lr)
+        pairs = Pairs.load(args.targets / "targets.npz", config.patch)
+        steps, seconds = train_student(model.model, pairs, config, torch.device("cpu"), Path("/dev/null"),
+                                       budget=WallClock.start(args.fine_tune_minutes * 60))
+        print(f"fine-tuned {steps} steps in {seconds:.0f} s on {len(pairs)} pairs from {args.targets}")
+        model.model.student.eval()
+        tuned = {name: score(model, name) for name in sets}
     print(f"calibration: {len(images)} images ({Path(paths[0]).parent.name} ...)\n")
-    print("| set | as it is: alone / + Wiener | frozen statistics: alone / + Wiener |")
-    print("|---|---|---|")
+    head = " | fine-tuned: alone / + Wiener" if tuned else ""
+    print(f"| set | as it is: alone / + Wiener | frozen statistics: alone / + Wiener{head} |")
+    print("|---|---|---|" + ("---|" if tuned else ""))
     for name in sets:
-        print(f"| {name} | {as_is[name][0]:.2f} / {as_is[name][1]:.2f} | {frozen[name][0]:.2f} / {frozen[name][1]:.2f} |")
+        row = f"| {name} | {as_is[name][0]:.2f} / {as_is[name][1]:.2f} | {frozen[name][0]:.2f} / {frozen[name][1]:.2f} |"
+        if tuned:
+            row += f" {tuned[name][0]:.2f} / {tuned[name][1]:.2f} |"
+        print(row)
 
 
 if __name__ == "__main__":
