@@ -1,5 +1,6 @@
-"""What the student's element-wise layers cost: one tile through the CPU default path, as it is and with
-GroupNorm or SiLU replaced by a no-op (wrong outputs, timing only).
+"""What the student's element-wise layers cost: one tile through the CPU default path, as it is, with
+GroupNorm or SiLU replaced by a no-op, and with GroupNorm as a fixed per-channel scale and shift (wrong
+outputs, timing only).
 
     .venv/bin/python scripts/student_layer_cost.py [--model default] [--height 408 --width 464] [--repeats 8]
 
@@ -59,6 +60,12 @@ def main() -> None:
     print(f"as it is: {best_ms(forward, args.repeats):.1f} ms")
     F.group_norm = lambda x, *_args, **_kwargs: x  # nn.GroupNorm and the folded FiLM path both call it
     print(f"GroupNorm a no-op: {best_ms(forward, args.repeats):.1f} ms")
+
+    def scale_and_shift(x: torch.Tensor, _groups: int, weight: torch.Tensor, bias: torch.Tensor, *_: object) -> torch.Tensor:
+        return torch.addcmul(bias[None, :, None, None].to(x.dtype), x, weight[None, :, None, None].to(x.dtype))
+
+    F.group_norm = scale_and_shift  # frozen statistics, not folded into a convolution
+    print(f"GroupNorm as a fixed per-channel scale and shift: {best_ms(forward, args.repeats):.1f} ms")
     F.group_norm = group_norm
     unet.F.silu = lambda x, inplace=False: x
     print(f"SiLU a no-op: {best_ms(forward, args.repeats):.1f} ms")
