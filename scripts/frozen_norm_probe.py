@@ -1,7 +1,7 @@
 """Would the student keep its quality with GroupNorm's statistics frozen? A probe for a GroupNorm-free student.
 
     cd scripts && ../.venv/bin/python frozen_norm_probe.py [--model default] [--calibrate 32] [--set polyu-1-40 ...]
-        [--fine-tune-minutes 25 --targets ../runs/sd7]
+        [--fine-tune-minutes 25 --targets ../runs/sd7 [--out ../runs/frozen-student.pt]]
 
 Each GroupNorm of the student normalises its input by the statistics of the tile it sees. Frozen, it
 uses their average over calibration images (the first N of the training pool's DND crops and all of its
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--fine-tune-minutes", type=float, default=0.0)
     parser.add_argument("--targets", type=Path, help="a bsgd distill -o folder holding targets.npz")
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--out", type=Path, help="save the fine-tuned student's state_dict here (torch.save)")
     args = parser.parse_args()
     sets = args.sets or ["polyu-1-40", "sidd-pair"]
     model = load_model(args.model)
@@ -130,6 +131,8 @@ def main() -> None:
                                        budget=WallClock.start(args.fine_tune_minutes * 60))
         print(f"fine-tuned {steps} steps in {seconds:.0f} s on {len(pairs)} pairs from {args.targets}")
         model.model.student.eval()
+        if args.out is not None:
+            torch.save(model.model.student.state_dict(), args.out)
         tuned = {name: score(model, name) for name in sets}
     print(f"calibration: {len(images)} images ({Path(paths[0]).parent.name} ...)\n")
     head = " | fine-tuned: alone / + Wiener" if tuned else ""
