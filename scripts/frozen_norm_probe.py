@@ -17,20 +17,17 @@ distillation on the teacher outputs an earlier ``bsgd distill -o DIR`` stored (D
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from protocol import SHARED, load_set, refine  # scripts/ is on the path when run as a script
+from protocol import SHARED, load_set, pilot, refine  # scripts/ is on the path when run as a script
 from torch import nn
 
 from bsgd_cli.benchmark.metrics import psnr_uint8, to_uint8
 from bsgd_cli.checkpoint import load_model
-from bsgd_cli.engine.denoise import denoise_array
 from bsgd_cli.engine.model import LoadedModel
-from bsgd_cli.engine.runtime import resolve_runtime
 from bsgd_cli.training.distill import DistillConfig, Pairs, train_student
 from bsgd_cli.training.optim import WallClock
 
@@ -54,11 +51,6 @@ def _norms(student: nn.Module) -> dict[str, nn.GroupNorm]:
     return {name: module for name, module in student.named_modules() if isinstance(module, nn.GroupNorm)}
 
 
-def _fast(model: LoadedModel, noisy: np.ndarray, index: int = 0) -> np.ndarray:
-    sampler = replace(model.sampler, mode="fast", refine="none", strength=1.0)
-    return denoise_array(model, noisy, sampler=sampler, runtime=resolve_runtime("cpu", "auto"), image_index=index)
-
-
 def calibrate(model: LoadedModel, images: list[np.ndarray]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per GroupNorm, the mean over the images' tiles of each group's mean and mean square (float64)."""
     sums: dict[str, list] = {}
@@ -76,7 +68,7 @@ def calibrate(model: LoadedModel, images: list[np.ndarray]) -> dict[str, tuple[t
     handles = [norm.register_forward_pre_hook(record(name, norm)) for name, norm in _norms(model.model.student).items()]
     try:
         for image in images:
-            _fast(model, image)
+            pilot(model, "fast", image, 0)
     finally:
         for handle in handles:
             handle.remove()
@@ -99,7 +91,7 @@ def score(model: LoadedModel, set_name: str) -> tuple[float, float]:
     """Mean PSNR of the student alone and with the model's Wiener step over one set."""
     alone, piped = [], []
     for index, (_name, noisy, clean) in enumerate(load_set(set_name)):
-        estimate = _fast(model, noisy, index)
+        estimate = pilot(model, "fast", noisy, index)
         alone.append(psnr_uint8(to_uint8(estimate), clean))
         piped.append(psnr_uint8(to_uint8(refine(model, noisy, estimate)), clean))
     return float(np.mean(alone)), float(np.mean(piped))

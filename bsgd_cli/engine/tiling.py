@@ -111,12 +111,12 @@ def _seams(starts: list[int], size: int, length: int) -> dict[int, tuple[int, in
     return {start: (bounds[i], bounds[i + 1]) for i, start in enumerate(starts)}
 
 
-def kept_region(tile: Tile, plan: TilePlan) -> tuple[slice, slice]:
-    """The rows and columns (image coordinates) that ``tile`` gives a cut result: every pixel comes from
-    exactly one tile, at least ``plan.overlap // 2`` pixels from each edge that tile shares with another."""
-    rows = _seams(sorted({t.y for t in plan.tiles}), plan.tile_height, plan.height)[tile.y]
-    cols = _seams(sorted({t.x for t in plan.tiles}), plan.tile_width, plan.width)[tile.x]
-    return slice(*rows), slice(*cols)
+def kept_regions(plan: TilePlan) -> dict[int, tuple[slice, slice]]:
+    """Per tile index, the rows and columns (image coordinates) it gives a cut result: every pixel comes
+    from exactly one tile, at least ``plan.overlap // 2`` pixels from each edge that tile shares with another."""
+    rows = _seams(sorted({t.y for t in plan.tiles}), plan.tile_height, plan.height)
+    cols = _seams(sorted({t.x for t in plan.tiles}), plan.tile_width, plan.width)
+    return {t.index: (slice(*rows[t.y]), slice(*cols[t.x])) for t in plan.tiles}
 
 
 TileFn = Callable[[np.ndarray, Sequence[Tile]], np.ndarray]
@@ -204,7 +204,7 @@ class _CutBand:
     """The rows not yet written, cut instead of blended: each tile's kept region is copied in (float32)."""
 
     def __init__(self, output: np.ndarray, plan: TilePlan) -> None:
-        self.output, self.plan, self.start = output, plan, 0
+        self.output, self.start, self.kept = output, 0, kept_regions(plan)
         self.rows = np.empty((plan.tile_height, *output.shape[1:]), dtype=np.float32)
 
     def flush(self, until: int) -> None:
@@ -217,7 +217,7 @@ class _CutBand:
         self.start = until
 
     def add(self, tile: Tile, result: np.ndarray) -> None:
-        rows, cols = kept_region(tile, self.plan)
+        rows, cols = self.kept[tile.index]
         self.rows[rows.start - self.start : rows.stop - self.start, cols] = result[
             rows.start - tile.y : rows.stop - tile.y, cols.start - tile.x : cols.stop - tile.x
         ]
