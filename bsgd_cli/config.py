@@ -31,6 +31,8 @@ Domain = Literal["srgb", "raw"]
 TrainedBranch = Literal["both", "bsn", "diffusion"]
 Branch = Literal[TrainedBranch, "student"]
 StudentInit = Literal["teacher", "fresh"]
+StudentNorm = Literal["group", "affine"]
+STUDENT_NORMS: tuple[StudentNorm, ...] = ("group", "affine")
 PresetName = Literal["small", "gpu", "paper", "tiny"]
 OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
 """``--ext``: keep the input's format (RAW: 16-bit TIFF), or one of these."""
@@ -106,14 +108,21 @@ class UNetConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class StudentConfig:
-    """Compact single-pass network distilled from the BSGD sampler (the ``fast`` mode)."""
+    """Compact single-pass network distilled from the BSGD sampler (the ``fast`` mode).
+
+    norm: "group" normalises by each tile's own statistics (GroupNorm); "affine" is a learnt per-channel
+    scale and shift instead, which inference folds into the convolutions (:mod:`bsgd_cli.nets.folded`).
+    """
 
     width: int = 32
     mults: tuple[int, ...] = (1, 2, 2)
     blocks_per_level: int = 1
+    norm: StudentNorm = "group"
 
     def __post_init__(self) -> None:
         _check_widths("student", self.width, self.mults, self.blocks_per_level)
+        if self.norm not in STUDENT_NORMS:
+            raise ConfigError(f"student: norm must be one of {', '.join(STUDENT_NORMS)}, got {self.norm!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -128,3 +128,30 @@ def test_pairs_share_their_augmentation() -> None:
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+def test_an_affine_student_starts_from_the_teachers_group_norm_student(tmp_path: Path, tiny_model_file: Path) -> None:
+    """--norm affine: the teacher's GroupNorm student, statistics frozen on the training images, is
+    fine-tuned (its loss falls); the file stores norm="affine" and serves --mode fast folded."""
+    import json
+    from dataclasses import replace
+
+    folder = _noisy_folder(tmp_path)
+    teacher = load_model(tiny_model_file)
+    own = teacher.model.config.student
+    assert own is not None and own.norm == "group"
+    sampler = replace(teacher.sampler, mode="bsn", refine="wiener")
+    config = DistillConfig(
+        patch=32, steps=80, batch=4, lr=3e-3, warmup=5, log_every=20, precision="fp32", photometric=False
+    )
+    path = distill(teacher, folder, tmp_path / "out", student=replace(own, norm="affine"), config=config,
+                   sampler=sampler, device="cpu")
+    losses = [json.loads(line)["loss_student"] for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.7 * losses[0], losses
+    loaded = load_model(path)
+    assert loaded.model.config.student == replace(own, norm="affine")
+    assert loaded.info["student"]["started_from"] == (
+        "the teacher's student, GroupNorm statistics frozen on 2 training images"
+    )
+    out = denoise_array(loaded, noisy_image(40, 40), sampler=SamplerOverrides(mode="fast"), runtime=CPU)
+    assert out.shape == (40, 40, 3) and np.isfinite(out).all()

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import checks as bounds
-from ..config import MODES, RUNTIME_PRECISIONS, Mode, RuntimePrecision, StudentInit
+from ..config import (
+    MODES,
+    RUNTIME_PRECISIONS,
+    STUDENT_NORMS,
+    Mode,
+    RuntimePrecision,
+    StudentConfig,
+    StudentInit,
+    StudentNorm,
+)
 from . import options as opt
 from ._support import Heartbeat, number, say, user_errors
 from .progress import DistillDisplay, progress_bars
@@ -51,6 +61,12 @@ def distill(
                                               rich_help_panel=opt.TRAINING,
                                               help="Student width, 4 to 512 (default: the teacher's student's, "
                                               "else 32).")] = None,
+    norm: Annotated[StudentNorm | None, typer.Option(metavar="KIND", rich_help_panel=opt.TRAINING, show_default=False,
+                                                     help=f"Student normalisation, {opt.choices(STUDENT_NORMS)} "
+                                                     "(default: the teacher's student's, else group). affine: a "
+                                                     "learnt scale and shift folded into the convolutions, a "
+                                                     "faster student on a CPU; a group teacher student starts it "
+                                                     "with its statistics frozen.")] = None,
     init: Annotated[StudentInit, typer.Option(metavar="FROM", rich_help_panel=opt.TRAINING,
                                               help="teacher: fine-tune the teacher's student; fresh: random "
                                               "weights.")] = "teacher",
@@ -66,7 +82,7 @@ def distill(
 ) -> None:
     """Distil a teacher pipeline (default: the model's own, Wiener step included) into the fast student."""
     from ..checkpoint import load_model
-    from ..config import SamplerOverrides, StudentConfig
+    from ..config import SamplerOverrides
     from ..engine.runtime import check_runtime
     from ..io.paths import check_output_folder
     from ..training.distill import DistillConfig, check_sources
@@ -83,7 +99,7 @@ def distill(
         sampler = SamplerOverrides(mode=teacher_mode, refine=opt.refine(teacher_wiener)).apply(teacher.sampler)
         config = DistillConfig(steps=steps, crops_per_image=crops_per_image, crop=crop, seed=seed,
                                precision=student_precision, patch=min(96, crop or 96), lr=lr, init=init)
-        student = None if width is None else StudentConfig(width=width)
+        student = _student_config(teacher.model.config.student or StudentConfig(), width, norm)
         with progress_bars(quiet) as bars:
             display = DistillDisplay(bars, Heartbeat(quiet), steps)
             budget = None if minutes is None else WallClock.start(60.0 * minutes)
@@ -91,3 +107,10 @@ def distill(
                                device=device, callback=display, budget=budget, targets_from=targets_from)
     say("", f"model with student: {path} (use --mode fast)")
 
+
+
+def _student_config(base: StudentConfig, width: int | None, norm: StudentNorm | None) -> StudentConfig | None:
+    """The teacher's student's config (``base``) with the width and norm asked for; None if neither was."""
+    if width is None and norm is None:
+        return None
+    return replace(base, width=base.width if width is None else width, norm=base.norm if norm is None else norm)

@@ -41,6 +41,7 @@ class BsgdModel(nn.Module):
             blocks_per_level=student.blocks_per_level,
             channels=self.config.channels,
             timed=False,
+            norm=student.norm,
         )
 
     def add_student(self, config_student: StudentConfig) -> None:

@@ -2,7 +2,9 @@
 
 A compact DDPM-style U-Net (Ho et al. 2020; Nichol and Dhariwal 2021) without attention, so it
 runs at a usable speed on a CPU: residual blocks with GroupNorm, SiLU and FiLM time conditioning,
-strided-conv downsampling and nearest-neighbour upsampling with skip connections.
+strided-conv downsampling and nearest-neighbour upsampling with skip connections. A student may
+replace GroupNorm by a learnt per-channel scale and shift (``norm="affine"``); inference then runs it
+folded into the convolutions (:mod:`.folded`), which skips those layers' passes over the activations.
 """
 
 from __future__ import annotations
@@ -21,12 +23,29 @@ def _groups(channels: int) -> int:
     return 1
 
 
-class ResBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, embed_dim: int | None) -> None:
+class ChannelAffine(nn.Module):
+    """``weight * x + bias`` per channel: GroupNorm's affine without its per-tile statistics."""
+
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(in_channels), in_channels)
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias.to(x.dtype)[:, None, None], x, self.weight.to(x.dtype)[:, None, None])
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """The normalisation layer ``kind`` ("group" or "affine") for ``channels`` channels."""
+    return nn.GroupNorm(_groups(channels), channels) if kind == "group" else ChannelAffine(channels)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int | None, norm: str = "group") -> None:
+        super().__init__()
+        self.norm1 = make_norm(norm, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = nn.GroupNorm(_groups(out_channels), out_channels)
+        self.norm2 = make_norm(norm, out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.film = FiLM(embed_dim, out_channels) if embed_dim else None
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
@@ -43,7 +62,7 @@ class ResBlock(nn.Module):
         if self.film is None or emb is None:
             return self.norm2(h)
         shared = self.film.shared(emb)
-        if shared is None:
+        if shared is None or not isinstance(self.norm2, nn.GroupNorm):
             return self.film(self.norm2(h), emb)
         gain, shift = shared
         norm = self.norm2
@@ -54,12 +73,15 @@ class UNet(nn.Module):
     """U(z, t) -> eps or v (diffusion branch), or U(y) -> residual noise (student, ``timed=False``).
 
     Input (N, C, H, W) in [-1, 1], any H and W (padded internally by reflection); output same shape.
+    norm: "group" (GroupNorm) or "affine" (:class:`ChannelAffine`, run folded when no gradient is needed).
     """
 
     def __init__(
-        self, *, width: int, mults: tuple[int, ...], blocks_per_level: int, channels: int = 3, timed: bool = True
+        self, *, width: int, mults: tuple[int, ...], blocks_per_level: int, channels: int = 3, timed: bool = True,
+        norm: str = "group",
     ) -> None:
         super().__init__()
+        self.norm = norm
         embed_dim = 4 * width if timed else None
         self.time = TimeMLP(4 * width) if timed else None
         widths = [width * m for m in mults]
@@ -70,24 +92,26 @@ class UNet(nn.Module):
         for level, level_width in enumerate(widths):
             if level > 0:
                 self.downsample.append(nn.Conv2d(previous, previous, 3, stride=2, padding=1))
-            blocks = [ResBlock(previous, level_width, embed_dim)]
-            blocks += [ResBlock(level_width, level_width, embed_dim) for _ in range(blocks_per_level - 1)]
+            blocks = [ResBlock(previous, level_width, embed_dim, norm)]
+            blocks += [ResBlock(level_width, level_width, embed_dim, norm) for _ in range(blocks_per_level - 1)]
             self.down.append(nn.ModuleList(blocks))
             previous = level_width
         self.up = nn.ModuleList()
         for level in range(len(widths) - 2, -1, -1):
             level_width = widths[level]
-            blocks = [ResBlock(previous + level_width, level_width, embed_dim)]
-            blocks += [ResBlock(level_width, level_width, embed_dim) for _ in range(blocks_per_level - 1)]
+            blocks = [ResBlock(previous + level_width, level_width, embed_dim, norm)]
+            blocks += [ResBlock(level_width, level_width, embed_dim, norm) for _ in range(blocks_per_level - 1)]
             self.up.append(nn.ModuleList(blocks))
             previous = level_width
-        self.out_norm = nn.GroupNorm(_groups(previous), previous)
+        self.out_norm = make_norm(norm, previous)
         self.out = nn.Conv2d(previous, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
         self.size_multiple = 2 ** (len(mults) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm == "affine" and not self.training and not torch.is_grad_enabled() and self.time is None:
+            return self.folded()(x)
         padded, size = pad_to_multiple(x, self.size_multiple, "reflect")
         emb = self.time(t) if self.time is not None and t is not None else None
         h = self.stem(padded)
@@ -105,3 +129,16 @@ class UNet(nn.Module):
             for block in blocks:  # type: ignore[attr-defined]
                 h = block(h, emb)
         return crop_to(self.out(F.silu(self.out_norm(h), inplace=not torch.is_grad_enabled())), size)
+
+    def folded(self) -> nn.Module:
+        """This network with its affine norms folded into the convolutions (:mod:`.folded`), made again
+        whenever a weight changed (trained, loaded or moved since), else the one made before."""
+        from .folded import FoldedUNet  # imports this module
+
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        cached = self.__dict__.get("_folded")  # a plain attribute: not a submodule, not in the state dict
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, FoldedUNet(self))
+            self.__dict__["_folded"] = cached
+        return cached[1]

@@ -8,8 +8,10 @@ involved anywhere. This is the recipe of the strongest published self-supervised
 plus refinement. Run it again with the result as the teacher for a second round.
 
 The student starts from the teacher's own student when it has one of the same shape (``init="teacher"``)
-or from random weights (``init="fresh"``). It is attached to a copy of the teacher's model file, so one
-file serves every mode.
+or from random weights (``init="fresh"``). A GroupNorm teacher student also starts an affine-norm one
+of the same shape (``StudentConfig(norm="affine")``, faster on a CPU): its norms' statistics frozen at
+their average over the training images (:mod:`.affine_norm`), then fine-tuned. It is attached to a
+copy of the teacher's model file, so one file serves every mode.
 
 Outputs under ``out_dir``: ``targets.npz`` (noisy images and teacher outputs as uint16, reused on a
 rerun with the same teacher and settings), ``log.jsonl`` and ``model.safetensors`` (teacher + student).
@@ -42,6 +44,7 @@ from ..engine.model import LoadedModel
 from ..engine.runtime import autocast_context, resolve_device, resolve_runtime
 from ..errors import BsgdError, ConfigError, TrainingError
 from ..events import Progress, ProgressFn
+from .affine_norm import affine_state, calibration_images
 from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
 from .losses import student_loss
 from .optim import WallClock, ema_update, warmup_cosine, warmup_cosine_by_time
@@ -233,11 +236,19 @@ def _stored_key(path: Path) -> dict[str, Any] | None:
     return key
 
 
-def _student_model(teacher: LoadedModel, student: StudentConfig, init: str) -> tuple[Any, str]:
+def _student_model(teacher: LoadedModel, student: StudentConfig, init: str, pairs: Pairs) -> tuple[Any, str]:
     """A copy of the teacher's model with a student of config ``student``, and where it started from."""
     model = copy.deepcopy(teacher.model).cpu()
-    if init == "teacher" and model.student is not None and model.config.student == student:
+    own = model.config.student
+    if init == "teacher" and model.student is not None and own == student:
         return model, "the teacher's student"
+    if init == "teacher" and model.student is not None and own is not None and own.norm == "group" \
+            and replace(own, norm="affine") == student:
+        images = calibration_images(pairs.noisy)
+        state = affine_state(model.student, images)
+        model.add_student(student)
+        model.student.load_state_dict(state)  # type: ignore[union-attr]
+        return model, f"the teacher's student, GroupNorm statistics frozen on {len(images)} training images"
     model.add_student(student)
     return model, "random weights"
 
@@ -294,7 +305,7 @@ def distill(
         config = replace(config, patch=smallest)
 
     torch.manual_seed(config.seed)
-    model, started_from = _student_model(teacher, student, config.init)
+    model, started_from = _student_model(teacher, student, config.init, pairs)
     model.to(torch_device)
     steps, seconds = train_student(model, pairs, config, torch_device, out_dir / "log.jsonl", callback, budget)
     info = {

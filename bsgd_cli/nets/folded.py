@@ -1,0 +1,195 @@
+"""A student with affine norms (``UNet(norm="affine")``) run with its scales and shifts folded into the
+convolutions: the same function, without those layers' passes over the activations.
+
+Each :class:`~.unet.ChannelAffine` is a fixed per-channel ``a * x + b``, so it merges into a linear layer
+beside it:
+
+* a block's second norm into the block's first convolution (``a * conv(x) + b`` is a convolution);
+* a block's first norm into whatever made the block's input when nothing else reads that tensor: the
+  stem, a downsampling convolution, or the block before (its second convolution and its skip). The
+  block's own skip then reads the scaled tensor ``a * x + b`` and undoes it: a 1x1 skip convolution takes
+  ``1 / a`` into its weights, an identity skip becomes ``x / a`` in the residual sum (one ``addcmul``
+  instead of an add) with ``-b / a`` in the second convolution's bias. Where some ``|a|`` is below
+  :data:`MIN_SCALE` the norm is not folded (it stays a pass), so nothing is divided by a tiny number;
+* the output norm into the last block.
+
+The encoder's features that the decoder concatenates are also read by the next downsampling
+convolution, so the decoder block's first norm stays a pass on those channels only. Outputs equal the
+unfolded network's up to float rounding (tests/test_folded_student.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import crop_to, pad_to_multiple
+from .unet import ChannelAffine, ResBlock, UNet
+
+MIN_SCALE = 1e-3
+
+
+@dataclass(frozen=True)
+class Affine:
+    """``scale * x + shift`` per channel; float32 vectors of one length."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    @classmethod
+    def of(cls, norm: nn.Module) -> Affine:
+        assert isinstance(norm, ChannelAffine), "folding needs a UNet(norm='affine')"
+        return cls(norm.weight.detach().float(), norm.bias.detach().float())
+
+    def part(self, channels: slice) -> Affine:
+        return Affine(self.scale[channels], self.shift[channels])
+
+    def divisible(self) -> bool:
+        return bool((self.scale.abs() >= MIN_SCALE).all())
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift.to(x.dtype)[:, None, None], x, self.scale.to(x.dtype)[:, None, None])
+
+
+def _conv_then(conv: nn.Conv2d, after: Affine | None, *, shift: bool = True) -> nn.Conv2d:
+    """A copy of ``conv`` whose output is ``after`` applied to the original's (its scale only, without
+    ``shift``)."""
+    folded = copy.deepcopy(conv)
+    if after is None:
+        return folded
+    folded.weight.mul_(after.scale[:, None, None, None])
+    assert folded.bias is not None
+    folded.bias.mul_(after.scale)
+    if shift:
+        folded.bias.add_(after.shift)
+    return folded
+
+
+def _conv_undoing(conv: nn.Conv2d, stored: Affine) -> nn.Conv2d:
+    """A copy of the 1x1 convolution ``conv`` that reads ``stored.scale * x + stored.shift`` and gives
+    what ``conv`` gives on ``x``."""
+    folded = copy.deepcopy(conv)
+    assert folded.kernel_size == (1, 1) and folded.bias is not None
+    folded.bias.sub_(folded.weight[:, :, 0, 0] @ (stored.shift / stored.scale))
+    folded.weight.div_(stored.scale[None, :, None, None])
+    return folded
+
+
+class FoldedBlock(nn.Module):
+    """A :class:`~.unet.ResBlock` with its norms folded.
+
+    folded_in: the block's input already holds its first norm's output (folded into what made it);
+    after: the affine to fold into the block's output (the next layer's norm), or None.
+    """
+
+    def __init__(self, block: ResBlock, folded_in: bool, after: Affine | None) -> None:
+        super().__init__()
+        norm1 = Affine.of(block.norm1)
+        self.pre = None if folded_in else norm1
+        stored = norm1 if folded_in else None
+        self.conv1 = _conv_then(block.conv1, Affine.of(block.norm2))
+        self.conv2 = _conv_then(block.conv2, after)
+        self.skip: nn.Conv2d | None = None
+        self.skip_scale: torch.Tensor | None = None
+        if isinstance(block.skip, nn.Conv2d):
+            skip = block.skip if stored is None else _conv_undoing(block.skip, stored)
+            self.skip = _conv_then(skip, after, shift=False)
+            return
+        scale = torch.ones_like(norm1.scale) if after is None else after.scale
+        if stored is not None:  # after(conv2 + x) with x = (stored - shift) / scale
+            self.conv2.bias.sub_(scale * stored.shift / stored.scale)  # type: ignore[union-attr]
+            scale = scale / stored.scale
+        if not bool((scale == 1).all()):
+            self.skip_scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = None if self.skip is None else self.skip(x)  # first: x (a fresh tensor) is then free
+        if self.pre is not None:
+            h = F.silu(self.pre.apply(x), inplace=True)
+        else:
+            h = F.silu(x, inplace=skip is not None)  # an identity skip still needs x
+        h = self.conv2(F.silu(self.conv1(h), inplace=True))
+        if skip is not None:
+            return h.add_(skip)
+        if self.skip_scale is not None:
+            return h.addcmul_(x, self.skip_scale.to(x.dtype)[:, None, None])
+        return h.add_(x)
+
+
+def _first_norm(block: nn.Module) -> Affine | None:
+    """The block's first norm when it may be folded into what makes the block's input, else None."""
+    assert isinstance(block, ResBlock)
+    norm = Affine.of(block.norm1)
+    return norm if norm.divisible() else None
+
+
+class FoldedUNet(nn.Module):
+    """Inference-only copy of a time-free ``UNet(norm="affine")``: same outputs, fewer passes."""
+
+    def __init__(self, unet: UNet) -> None:
+        super().__init__()
+        assert unet.time is None, "only the time-free student is folded"
+        self.size_multiple = unet.size_multiple
+        down: list[list[nn.Module]] = [list(blocks) for blocks in unet.down]  # type: ignore[call-overload]
+        up: list[list[nn.Module]] = [list(blocks) for blocks in unet.up]  # type: ignore[call-overload]
+        self.stem = _conv_then(unet.stem, _first_norm(down[0][0]))
+        self.downsample = nn.ModuleList(
+            _conv_then(conv, _first_norm(down[level + 1][0])) for level, conv in enumerate(unet.downsample)  # type: ignore[arg-type]
+        )
+        final = Affine.of(unet.out_norm)
+        self.down = nn.ModuleList()
+        for level, blocks in enumerate(down):
+            bottom = level == len(down) - 1
+            last = (_decoder_input(up[0][0], blocks[-1]) if up else final) if bottom else None
+            self.down.append(_fold_level(blocks, folded_in=_first_norm(blocks[0]) is not None, last=last))
+        self.up = nn.ModuleList()
+        self.skip_norms: list[Affine | None] = []  # the decoder block's first norm on the encoder's channels
+        for index, blocks in enumerate(up):
+            first = _first_norm(blocks[0])
+            previous = (up[index - 1] if index else down[-1])[-1]
+            width = previous.conv2.out_channels  # type: ignore[union-attr]
+            self.skip_norms.append(None if first is None else first.part(slice(width, None)))
+            last = _decoder_input(up[index + 1][0], blocks[-1]) if index + 1 < len(up) else final
+            self.up.append(_fold_level(blocks, folded_in=first is not None, last=last))
+        self.out = copy.deepcopy(unet.out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, size = pad_to_multiple(x, self.size_multiple, "reflect")
+        h = self.stem(padded)
+        skips = []
+        for level, blocks in enumerate(self.down):
+            if level > 0:
+                h = self.downsample[level - 1](h)
+            for block in blocks:  # type: ignore[attr-defined]
+                h = block(h)
+            skips.append(h)
+        skips.pop()
+        for blocks, norm in zip(self.up, self.skip_norms, strict=True):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")  # commutes with a per-channel affine
+            skip = skips.pop()
+            h = torch.cat([h, skip if norm is None else norm.apply(skip)], dim=1)
+            for block in blocks:  # type: ignore[attr-defined]
+                h = block(h)
+        return crop_to(self.out(F.silu(h, inplace=True)), size)
+
+
+def _decoder_input(consumer: nn.Module, producer: nn.Module) -> Affine | None:
+    """The share of ``consumer``'s first norm on the channels ``producer`` gives it (the upsampled
+    ones, first in the concatenation), when that norm is folded."""
+    norm = _first_norm(consumer)
+    width = producer.conv2.out_channels  # type: ignore[union-attr]
+    return None if norm is None else norm.part(slice(0, width))
+
+
+def _fold_level(blocks: list[nn.Module], *, folded_in: bool, last: Affine | None) -> nn.ModuleList:
+    """One level's blocks: each folds the next one's first norm into its output; the last folds ``last``."""
+    folded = []
+    for index, block in enumerate(blocks):
+        after = _first_norm(blocks[index + 1]) if index + 1 < len(blocks) else last
+        folded.append(FoldedBlock(block, folded_in, after))  # type: ignore[arg-type]
+        folded_in = after is not None
+    return nn.ModuleList(folded)
