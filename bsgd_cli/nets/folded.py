@@ -14,8 +14,12 @@ beside it:
 * the output norm into the last block.
 
 The encoder's features that the decoder concatenates are also read by the next downsampling
-convolution, so the decoder block's first norm stays a pass on those channels only. Outputs equal the
-unfolded network's up to float rounding (tests/test_folded_student.py).
+convolution, so the decoder block's first norm stays a pass on those channels only.
+
+On a CPU with oneDNN, a block's first convolution and the SiLU after it run as one oneDNN call, and its
+second convolution adds the skip convolution's output as it writes (``mkldnn._convolution_pointwise``,
+the fused kernels torch's own compiler uses): two passes over the activations fewer per block.
+Outputs equal the unfolded network's up to float rounding (tests/test_folded_student.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .common import crop_to, pad_to_multiple
 from .unet import ChannelAffine, ResBlock, UNet
 
 MIN_SCALE = 1e-3
+FUSE = True  # the oneDNN fused calls where they apply (a switch for timing them: docs/PROFILE.md)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,38 @@ def _conv_undoing(conv: nn.Conv2d, stored: Affine) -> nn.Conv2d:
     return folded
 
 
+def _fusable(x: torch.Tensor) -> bool:
+    return FUSE and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and \
+        torch.backends.mkldnn.is_available()
+
+
+class _FusedConv:
+    """A 3x3 convolution run by oneDNN with a SiLU or a sum fused in; its weights cast once per dtype."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        self.conv = conv
+        self.geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)  # type: ignore[arg-type]
+        self.weights: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if dtype not in self.weights:
+            weight = self.conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
+            self.weights[dtype] = (weight, self.conv.bias.detach().to(dtype))  # type: ignore[union-attr]
+        return self.weights[dtype]
+
+    def silu(self, x: torch.Tensor) -> torch.Tensor:
+        """``silu(conv(x))``."""
+        weight, bias = self._weights(x.dtype)
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *self.geometry, "swish", [], "")
+
+    def plus(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """``conv(x) + other``."""
+        weight, bias = self._weights(x.dtype)
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other.to(x.dtype), weight, bias, *self.geometry, "add", None, None, [], None
+        )
+
+
 class FoldedBlock(nn.Module):
     """A :class:`~.unet.ResBlock` with its norms folded.
 
@@ -95,6 +132,7 @@ class FoldedBlock(nn.Module):
         self.conv2 = _conv_then(block.conv2, after)
         self.skip: nn.Conv2d | None = None
         self.skip_scale: torch.Tensor | None = None
+        self._fused = (_FusedConv(self.conv1), _FusedConv(self.conv2))
         if isinstance(block.skip, nn.Conv2d):
             skip = block.skip if stored is None else _conv_undoing(block.skip, stored)
             self.skip = _conv_then(skip, after, shift=False)
@@ -112,9 +150,11 @@ class FoldedBlock(nn.Module):
             h = F.silu(self.pre.apply(x), inplace=True)
         else:
             h = F.silu(x, inplace=skip is not None)  # an identity skip still needs x
-        h = self.conv2(F.silu(self.conv1(h), inplace=True))
+        fused = _fusable(h)
+        h = self._fused[0].silu(h) if fused else F.silu(self.conv1(h), inplace=True)
         if skip is not None:
-            return h.add_(skip)
+            return self._fused[1].plus(h, skip) if fused else self.conv2(h).add_(skip)
+        h = self.conv2(h)
         if self.skip_scale is not None:
             return h.addcmul_(x, self.skip_scale.to(x.dtype)[:, None, None])
         return h.add_(x)
