@@ -18,7 +18,9 @@ def describe(path: Path) -> dict[str, Any]:
         config = from_dict(ModelConfig, meta["config"])  # what the file rebuilds, checked
     except BsgdError as exc:
         raise ModelFileError(f"{path}: {exc}") from exc
-    branches = ["blind-spot", "diffusion"] + (["student"] if config.student is not None else [])
+    branches = ["blind-spot", "diffusion"]
+    if config.student is not None:
+        branches.append("student" if config.student.norm == "group" else f"student ({config.student.norm} norms)")
     sampler_text = (
         f"{sampler.get('mode', 'bsgd')} w={sampler.get('guidance')} K={sampler.get('steps')} "
         f"R={sampler.get('runs')} t0={sampler.get('t_start')}"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bsgd_cli.catalogue import describe
 from bsgd_cli.checkpoint import load_model, save_model
 from bsgd_cli.config import StudentConfig
 from bsgd_cli.nets import folded as folded_module
@@ -98,6 +99,7 @@ def test_the_student_norm_is_saved_in_the_model_file(tmp_path: Path, tiny_model_
     save_model(path, model)
     loaded = load_model(path)
     assert loaded.model.config.student is not None and loaded.model.config.student.norm == "affine"
+    assert describe(path)["branches"] == "blind-spot+diffusion+student (affine norms)"  # bsgd models
     assert load_model(tiny_model_file).model.config.student.norm == "group"  # type: ignore[union-attr]
 
 
