@@ -112,7 +112,22 @@ def test_distill_passes_the_teacher_pipeline(calls: dict[str, Any], tmp_path: Pa
     config = call["config"]
     assert (config.steps, config.crop, config.patch, config.init, config.precision) == (5, 64, 64, "fresh", "bf16")
     assert call["student"].width == 16 and call["budget"] is None
+    assert call["student"].norm == "group" and call["student"].mults == (1, 1)  # the rest: the teacher's student's
     assert "model with student" in result.output
+
+
+def test_distill_norm_keeps_the_teachers_student_shape(calls: dict[str, Any], tmp_path: Path,
+                                                       tiny_model_file: Path) -> None:
+    args = ["distill", "--noisy-dir", str(tmp_path), "-o", str(tmp_path / "fast"), "--model", str(tiny_model_file),
+            "--steps", "5", "--device", "cpu", "-q"]
+    result = runner.invoke(app, [*args, "--norm", "affine"])
+    assert result.exit_code == 0, result.output
+    student = calls["distill"]["student"]
+    assert (student.norm, student.width, student.mults) == ("affine", 8, (1, 1))
+    assert runner.invoke(app, args).exit_code == 0
+    assert calls["distill"]["student"] is None  # neither asked for: the library keeps the teacher's student
+    refused = runner.invoke(app, [*args, "--norm", "batch"])
+    assert refused.exit_code == 2 and "batch" in refused.output
 
 
 def test_benchmark_passes_settings_and_takes_dash_o_and_the_old_out(calls: dict[str, Any], tmp_path: Path) -> None:
