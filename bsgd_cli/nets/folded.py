@@ -25,6 +25,7 @@ Outputs equal the unfolded network's up to float rounding (tests/test_folded_stu
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -84,9 +85,17 @@ def _conv_undoing(conv: nn.Conv2d, stored: Affine) -> nn.Conv2d:
     return folded
 
 
+@functools.cache
+def _fused_calls() -> bool:
+    """Whether this torch has oneDNN and its fused convolution calls (a private op torch's compiler uses)."""
+    try:
+        return torch.backends.mkldnn.is_available() and callable(torch.ops.mkldnn._convolution_pointwise.binary)
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _fusable(x: torch.Tensor) -> bool:
-    return FUSE and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and \
-        torch.backends.mkldnn.is_available()
+    return FUSE and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and _fused_calls()
 
 
 class _FusedConv:
