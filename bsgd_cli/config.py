@@ -31,8 +31,8 @@ Domain = Literal["srgb", "raw"]
 TrainedBranch = Literal["both", "bsn", "diffusion"]
 Branch = Literal[TrainedBranch, "student"]
 StudentInit = Literal["teacher", "fresh"]
-StudentNorm = Literal["group", "affine"]
-STUDENT_NORMS: tuple[StudentNorm, ...] = ("group", "affine")
+StudentNorm = Literal["group", "affine", "mixed"]
+STUDENT_NORMS: tuple[StudentNorm, ...] = ("group", "affine", "mixed")
 PresetName = Literal["small", "gpu", "paper", "tiny"]
 OutputExt = Literal["keep", "png", "tif", "jpg", "webp", "heic", "avif", "jxl"]
 """``--ext``: keep the input's format (RAW: 16-bit TIFF), or one of these."""
@@ -111,7 +111,8 @@ class StudentConfig:
     """Compact single-pass network distilled from the BSGD sampler (the ``fast`` mode).
 
     norm: "group" normalises by each tile's own statistics (GroupNorm); "affine" is a learnt per-channel
-    scale and shift instead, which inference folds into the convolutions (:mod:`bsgd_cli.nets.folded`).
+    scale and shift instead, which inference folds into the convolutions (:mod:`bsgd_cli.nets.folded`);
+    "mixed" is affine at full resolution and GroupNorm at the coarser levels.
     """
 
     width: int = 32

@@ -12,14 +12,14 @@ from bsgd_cli.checkpoint import load_model, save_model
 from bsgd_cli.config import StudentConfig
 from bsgd_cli.nets import folded as folded_module
 from bsgd_cli.nets.folded import MIN_SCALE, FoldedUNet
-from bsgd_cli.nets.unet import UNet
+from bsgd_cli.nets.unet import ChannelAffine, UNet
 from bsgd_cli.training.affine_norm import affine_state
 
 
-def _affine_net(mults: tuple[int, ...], blocks: int, seed: int = 0) -> UNet:
+def _affine_net(mults: tuple[int, ...], blocks: int, seed: int = 0, norm: str = "affine") -> UNet:
     """A time-free affine-norm UNet with every weight (norms and the zero-initialised output too) random."""
     torch.manual_seed(seed)
-    net = UNet(width=8, mults=mults, blocks_per_level=blocks, timed=False, norm="affine")
+    net = UNet(width=8, mults=mults, blocks_per_level=blocks, timed=False, norm=norm)
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.2)
@@ -31,14 +31,15 @@ def _unfolded(net: UNet, x: torch.Tensor) -> torch.Tensor:
         return net(x).detach()
 
 
+@pytest.mark.parametrize("norm", ["affine", "mixed"])
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "plain"])
 @pytest.mark.parametrize(("mults", "blocks"), [((1, 2, 2), 1), ((1, 2), 2), ((1,), 2), ((1, 2, 2, 2), 1)])
 def test_the_folded_student_computes_the_same_function(
-    mults: tuple[int, ...], blocks: int, fuse: bool, monkeypatch: pytest.MonkeyPatch
+    mults: tuple[int, ...], blocks: int, fuse: bool, norm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """fp32 here; bf16 as the CPU runs it gave the same PSNR on the tuning split (docs/LEARNING.md)."""
     monkeypatch.setattr(folded_module, "FUSE", fuse)
-    net = _affine_net(mults, blocks)
+    net = _affine_net(mults, blocks, norm=norm)
     x = torch.rand(2, 3, 37, 45) * 2 - 1
     expected = _unfolded(net, x)
     with torch.no_grad():
@@ -76,7 +77,8 @@ def test_the_fold_is_made_again_when_a_weight_changes() -> None:
     assert float((after - expected).abs().max()) < 1e-5 * float(expected.abs().max())
 
 
-def test_a_group_norm_student_calibrated_on_one_image_gives_its_output_on_that_image() -> None:
+@pytest.mark.parametrize("norm", ["affine", "mixed"])
+def test_a_group_norm_student_calibrated_on_one_image_gives_its_output_on_that_image(norm: str) -> None:
     """Calibrated on a single image, the frozen statistics are that image's own: the affine student
     (folded, as inference runs it) reproduces the GroupNorm student there, and differs elsewhere."""
     torch.manual_seed(0)
@@ -85,8 +87,10 @@ def test_a_group_norm_student_calibrated_on_one_image_gives_its_output_on_that_i
         for parameter in group.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.2)
     image, other = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) - 0.8
-    affine = UNet(width=8, mults=(1, 2), blocks_per_level=1, timed=False, norm="affine").eval()
-    affine.load_state_dict(affine_state(group, [image]))
+    affine = UNet(width=8, mults=(1, 2), blocks_per_level=1, timed=False, norm=norm).eval()
+    names = {name for name, module in affine.named_modules() if isinstance(module, ChannelAffine)}
+    assert names and (norm == "affine") == (len(names) == 2 * 3 + 1)  # mixed: the full-resolution ones
+    affine.load_state_dict(affine_state(group, [image], names))
     with torch.no_grad():
         assert torch.allclose(affine(image), group(image), atol=1e-4)
         assert not torch.allclose(affine(other), group(other), atol=1e-2)

@@ -1,5 +1,6 @@
-"""A student with affine norms (``UNet(norm="affine")``) run with its scales and shifts folded into the
-convolutions: the same function, without those layers' passes over the activations.
+"""A student with affine norms (``UNet(norm="affine")``, or ``"mixed"``: affine at full resolution) run
+with its scales and shifts folded into the convolutions: the same function, without those layers'
+passes over the activations. A GroupNorm (the coarser levels of ``"mixed"``) stays a layer.
 
 Each :class:`~.unet.ChannelAffine` is a fixed per-channel ``a * x + b``, so it merges into a linear layer
 beside it:
@@ -47,8 +48,7 @@ class Affine:
     shift: torch.Tensor
 
     @classmethod
-    def of(cls, norm: nn.Module) -> Affine:
-        assert isinstance(norm, ChannelAffine), "folding needs a UNet(norm='affine')"
+    def of(cls, norm: ChannelAffine) -> Affine:
         return cls(norm.weight.detach().float(), norm.bias.detach().float())
 
     def part(self, channels: slice) -> Affine:
@@ -134,10 +134,11 @@ class FoldedBlock(nn.Module):
 
     def __init__(self, block: ResBlock, folded_in: bool, after: Affine | None) -> None:
         super().__init__()
-        norm1 = Affine.of(block.norm1)
-        self.pre = None if folded_in else norm1
+        norm1, norm2 = _affine(block.norm1), _affine(block.norm2)
+        self.pre: Affine | nn.Module | None = None if folded_in else norm1 or copy.deepcopy(block.norm1)
         stored = norm1 if folded_in else None
-        self.conv1 = _conv_then(block.conv1, Affine.of(block.norm2))
+        self.conv1 = _conv_then(block.conv1, norm2)
+        self.norm2 = None if norm2 is not None else copy.deepcopy(block.norm2)  # a GroupNorm stays a layer
         self.conv2 = _conv_then(block.conv2, after)
         self.skip: nn.Conv2d | None = None
         self.skip_scale: torch.Tensor | None = None
@@ -146,7 +147,7 @@ class FoldedBlock(nn.Module):
             skip = block.skip if stored is None else _conv_undoing(block.skip, stored)
             self.skip = _conv_then(skip, after, shift=False)
             return
-        scale = torch.ones_like(norm1.scale) if after is None else after.scale
+        scale = torch.ones(block.conv2.out_channels) if after is None else after.scale
         if stored is not None:  # after(conv2 + x) with x = (stored - shift) / scale
             self.conv2.bias.sub_(scale * stored.shift / stored.scale)  # type: ignore[union-attr]
             scale = scale / stored.scale
@@ -156,11 +157,14 @@ class FoldedBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = None if self.skip is None else self.skip(x)  # first: x (a fresh tensor) is then free
         if self.pre is not None:
-            h = F.silu(self.pre.apply(x), inplace=True)
+            h = F.silu(self.pre.apply(x) if isinstance(self.pre, Affine) else self.pre(x), inplace=True)
         else:
             h = F.silu(x, inplace=skip is not None)  # an identity skip still needs x
         fused = _fusable(h)
-        h = self._fused[0].silu(h) if fused else F.silu(self.conv1(h), inplace=True)
+        if self.norm2 is not None:
+            h = F.silu(self.norm2(self.conv1(h)), inplace=True)
+        else:
+            h = self._fused[0].silu(h) if fused else F.silu(self.conv1(h), inplace=True)
         if skip is not None:
             return self._fused[1].plus(h, skip) if fused else self.conv2(h).add_(skip)
         h = self.conv2(h)
@@ -169,15 +173,21 @@ class FoldedBlock(nn.Module):
         return h.add_(x)
 
 
+def _affine(norm: nn.Module) -> Affine | None:
+    """A :class:`~.unet.ChannelAffine` as an :class:`Affine`; None for a GroupNorm."""
+    return Affine.of(norm) if isinstance(norm, ChannelAffine) else None
+
+
 def _first_norm(block: nn.Module) -> Affine | None:
     """The block's first norm when it may be folded into what makes the block's input, else None."""
     assert isinstance(block, ResBlock)
-    norm = Affine.of(block.norm1)
-    return norm if norm.divisible() else None
+    norm = _affine(block.norm1)
+    return norm if norm is not None and norm.divisible() else None
 
 
 class FoldedUNet(nn.Module):
-    """Inference-only copy of a time-free ``UNet(norm="affine")``: same outputs, fewer passes."""
+    """Inference-only copy of a time-free ``UNet(norm="affine")`` or ``"mixed"``: same outputs, fewer passes
+    (a GroupNorm stays a layer)."""
 
     def __init__(self, unet: UNet) -> None:
         super().__init__()
@@ -189,7 +199,8 @@ class FoldedUNet(nn.Module):
         self.downsample = nn.ModuleList(
             _conv_then(conv, _first_norm(down[level + 1][0])) for level, conv in enumerate(unet.downsample)  # type: ignore[arg-type]
         )
-        final = Affine.of(unet.out_norm)
+        final = _affine(unet.out_norm)
+        self.out_norm = None if final is not None else copy.deepcopy(unet.out_norm)
         self.down = nn.ModuleList()
         for level, blocks in enumerate(down):
             bottom = level == len(down) - 1
@@ -223,6 +234,8 @@ class FoldedUNet(nn.Module):
             h = torch.cat([h, skip if norm is None else norm.apply(skip)], dim=1)
             for block in blocks:  # type: ignore[attr-defined]
                 h = block(h)
+        if self.out_norm is not None:
+            h = self.out_norm(h)
         return crop_to(self.out(F.silu(h, inplace=True)), size)
 
 

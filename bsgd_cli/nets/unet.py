@@ -3,8 +3,10 @@
 A compact DDPM-style U-Net (Ho et al. 2020; Nichol and Dhariwal 2021) without attention, so it
 runs at a usable speed on a CPU: residual blocks with GroupNorm, SiLU and FiLM time conditioning,
 strided-conv downsampling and nearest-neighbour upsampling with skip connections. A student may
-replace GroupNorm by a learnt per-channel scale and shift (``norm="affine"``); inference then runs it
-folded into the convolutions (:mod:`.folded`), which skips those layers' passes over the activations.
+replace GroupNorm by a learnt per-channel scale and shift, everywhere (``norm="affine"``) or at full
+resolution only (``norm="mixed"``, GroupNorm below, where its per-tile statistics cost little);
+inference then runs the scales and shifts folded into the convolutions (:mod:`.folded`), which skips
+those layers' passes over the activations.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     return nn.GroupNorm(_groups(channels), channels) if kind == "group" else ChannelAffine(channels)
 
 
+def level_norm(norm: str, level: int) -> str:
+    """The layer kind of a UNet with ``norm`` at ``level`` (0: full resolution)."""
+    if norm == "mixed":
+        return "affine" if level == 0 else "group"
+    return norm
+
+
 class ResBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, embed_dim: int | None, norm: str = "group") -> None:
         super().__init__()
@@ -73,7 +82,8 @@ class UNet(nn.Module):
     """U(z, t) -> eps or v (diffusion branch), or U(y) -> residual noise (student, ``timed=False``).
 
     Input (N, C, H, W) in [-1, 1], any H and W (padded internally by reflection); output same shape.
-    norm: "group" (GroupNorm) or "affine" (:class:`ChannelAffine`, run folded when no gradient is needed).
+    norm: "group" (GroupNorm), "affine" (:class:`ChannelAffine`, run folded when no gradient is needed)
+    or "mixed" (affine at full resolution, GroupNorm below).
     """
 
     def __init__(
@@ -92,25 +102,27 @@ class UNet(nn.Module):
         for level, level_width in enumerate(widths):
             if level > 0:
                 self.downsample.append(nn.Conv2d(previous, previous, 3, stride=2, padding=1))
-            blocks = [ResBlock(previous, level_width, embed_dim, norm)]
-            blocks += [ResBlock(level_width, level_width, embed_dim, norm) for _ in range(blocks_per_level - 1)]
+            kind = level_norm(norm, level)
+            blocks = [ResBlock(previous, level_width, embed_dim, kind)]
+            blocks += [ResBlock(level_width, level_width, embed_dim, kind) for _ in range(blocks_per_level - 1)]
             self.down.append(nn.ModuleList(blocks))
             previous = level_width
         self.up = nn.ModuleList()
         for level in range(len(widths) - 2, -1, -1):
             level_width = widths[level]
-            blocks = [ResBlock(previous + level_width, level_width, embed_dim, norm)]
-            blocks += [ResBlock(level_width, level_width, embed_dim, norm) for _ in range(blocks_per_level - 1)]
+            kind = level_norm(norm, level)
+            blocks = [ResBlock(previous + level_width, level_width, embed_dim, kind)]
+            blocks += [ResBlock(level_width, level_width, embed_dim, kind) for _ in range(blocks_per_level - 1)]
             self.up.append(nn.ModuleList(blocks))
             previous = level_width
-        self.out_norm = make_norm(norm, previous)
+        self.out_norm = make_norm(level_norm(norm, 0), previous)
         self.out = nn.Conv2d(previous, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
         self.size_multiple = 2 ** (len(mults) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        if self.norm == "affine" and not self.training and not torch.is_grad_enabled() and self.time is None:
+        if self.norm != "group" and not self.training and not torch.is_grad_enabled() and self.time is None:
             return self.folded()(x)
         padded, size = pad_to_multiple(x, self.size_multiple, "reflect")
         emb = self.time(t) if self.time is not None and t is not None else None

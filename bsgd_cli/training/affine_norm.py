@@ -1,5 +1,5 @@
-"""A GroupNorm student turned into an affine-norm one (``StudentConfig(norm="affine")``), the start of its
-fine-tuning by ``bsgd distill --norm affine``.
+"""A GroupNorm student turned into an affine-norm one (``StudentConfig(norm="affine")`` or ``"mixed"``),
+the start of its fine-tuning by ``bsgd distill --norm affine`` (or ``mixed``).
 
 Each GroupNorm normalises by the statistics of the tile it sees. Here they are frozen at their average
 over calibration images (the distillation's own noisy images): the norm becomes a fixed per-channel
@@ -10,7 +10,7 @@ student is fine-tuned afterwards (docs/LEARNING.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import torch
@@ -66,13 +66,17 @@ def group_norm_statistics(
     return {name: (mean / count, variance / count) for name, (mean, variance, count) in sums.items()}
 
 
-def affine_state(student: nn.Module, images: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``student``'s state dict with each GroupNorm's weight and bias replaced by the per-channel scale
-    and shift that its average statistics on ``images`` give: the weights of a ``UNet(norm="affine")``
-    of the same shape."""
+def affine_state(
+    student: nn.Module, images: Sequence[torch.Tensor], names: Collection[str]
+) -> dict[str, torch.Tensor]:
+    """``student``'s state dict with the weight and bias of each GroupNorm named in ``names`` replaced by
+    the per-channel scale and shift that its average statistics on ``images`` give: the weights of a
+    network of the same shape with affine norms there (``UNet(norm="affine")`` or ``"mixed"``)."""
     statistics = group_norm_statistics(student, images)
     state = {name: tensor.detach().clone() for name, tensor in student.state_dict().items()}
     for name, (mean, variance) in statistics.items():
+        if name not in names:
+            continue
         norm = student.get_submodule(name)
         assert isinstance(norm, nn.GroupNorm)
         per_group = norm.num_channels // norm.num_groups

@@ -44,6 +44,7 @@ from ..engine.model import LoadedModel
 from ..engine.runtime import autocast_context, resolve_device, resolve_runtime
 from ..errors import BsgdError, ConfigError, TrainingError
 from ..events import Progress, ProgressFn
+from ..nets.unet import ChannelAffine
 from .affine_norm import affine_state, calibration_images
 from .data import NoisyImagePool, augment, photometric_apply, photometric_draw
 from .losses import student_loss
@@ -243,11 +244,12 @@ def _student_model(teacher: LoadedModel, student: StudentConfig, init: str, pair
     if init == "teacher" and model.student is not None and own == student:
         return model, "the teacher's student"
     if init == "teacher" and model.student is not None and own is not None and own.norm == "group" \
-            and replace(own, norm="affine") == student:
+            and replace(own, norm=student.norm) == student:
         images = calibration_images(pairs.noisy)
-        state = affine_state(model.student, images)
+        group_student = model.student
         model.add_student(student)
-        model.student.load_state_dict(state)  # type: ignore[union-attr]
+        affine = {name for name, module in model.student.named_modules() if isinstance(module, ChannelAffine)}
+        model.student.load_state_dict(affine_state(group_student, images, affine))  # type: ignore[union-attr]
         return model, f"the teacher's student, GroupNorm statistics frozen on {len(images)} training images"
     model.add_student(student)
     return model, "random weights"
