@@ -100,6 +100,9 @@ def denoise(
                                            help="Print a JSON summary (one object per file) on stdout.")] = False,
 ) -> None:
     """Denoise photos: bsgd denoise ./photos -o ./clean"""
+    from ..engine.allocator import prefault_heap
+
+    prefault_heap()  # on an idle core while torch is imported below
     from ..batch.denoise import DenoiseOptions, denoise_paths
     from ..batch.planning import check_suffix
     from ..checkpoint import load_model

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import threading
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -24,14 +25,63 @@ TRIM_THRESHOLD = 256 << 20
 """Free memory at the top of the heap beyond this is given back to the system."""
 
 
-def tune_allocator() -> bool:
-    """Set the thresholds above; True when they were set (glibc), False elsewhere or on failure."""
+def _libc() -> ctypes.CDLL | None:
+    """glibc with mallopt, malloc and free typed; None elsewhere (musl and others have no mallopt)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
-        return False
+        mallopt, malloc, free = libc.mallopt, libc.malloc, libc.free
+    except (OSError, AttributeError):
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    malloc.argtypes, malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+    free.argtypes, free.restype = [ctypes.c_void_p], None
+    return libc
+
+
+def tune_allocator() -> bool:
+    """Set the thresholds above; True when they were set (glibc), False elsewhere or on failure."""
+    libc = _libc()
+    if libc is None:
+        return False
+    mmap_set = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return mmap_set and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+_M_ARENA_MAX = -8
+PREFAULT_BYTES = 224 << 20
+"""Heap the first photo's tiles would fault in page by page, faulted in ahead by :func:`prefault_heap`
+(under :data:`TRIM_THRESHOLD`, so it stays mapped once freed)."""
+_PREFAULT_BLOCK = 28 << 20  # under MMAP_THRESHOLD: from the heap
+
+
+def prefault_heap(total: int = PREFAULT_BYTES) -> threading.Thread | None:
+    """Fault in ``total`` bytes of malloc's heap on a background thread, then free them.
+
+    On this kind of machine a page's first touch is slow (docs/PROFILE.md), and a command's first photo
+    pays for every page its tiles use. Started before torch is imported, the work runs on an idle core
+    while the import holds the main thread; the memset runs without the GIL. Threads then share one
+    malloc arena (``M_ARENA_MAX`` 1), so the main thread finds these pages. Needs :func:`tune_allocator`'s
+    thresholds first. None (nothing done) off glibc.
+    """
+    libc = _libc()
+    if libc is None or not libc.mallopt(_M_ARENA_MAX, 1):
+        return None
+    thread = threading.Thread(target=_touch, args=(libc, total), name="bsgd-prefault", daemon=True)
+    thread.start()
+    return thread
+
+
+def _touch(libc: ctypes.CDLL, total: int) -> None:
+    blocks = []
+    try:
+        for _ in range(max(1, total // _PREFAULT_BLOCK)):
+            block = libc.malloc(_PREFAULT_BLOCK)
+            if not block:
+                break
+            blocks.append(block)
+            ctypes.memset(block, 0, _PREFAULT_BLOCK)
+    finally:
+        for block in reversed(blocks):
+            libc.free(block)
