@@ -63,10 +63,12 @@ def prefault_heap(total: int = PREFAULT_BYTES) -> threading.Thread | None:
     pays for every page its tiles use. Started before torch is imported, the work runs on an idle core
     while the import holds the main thread; the memset runs without the GIL. Threads then share one
     malloc arena (``M_ARENA_MAX`` 1), so the main thread finds these pages. Needs :func:`tune_allocator`'s
-    thresholds first. None (nothing done) off glibc.
+    thresholds first. None (nothing done) off glibc, or with a single CPU (no idle core to do it on).
     """
+    from .threads import available_cpus
+
     libc = _libc()
-    if libc is None or not libc.mallopt(_M_ARENA_MAX, 1):
+    if libc is None or available_cpus() < 2 or not libc.mallopt(_M_ARENA_MAX, 1):
         return None
     thread = threading.Thread(target=_touch, args=(libc, total), name="bsgd-prefault", daemon=True)
     thread.start()
