@@ -106,7 +106,7 @@ def test_the_prefaulted_heap_stays_mapped_for_the_main_thread() -> None:
     thread's next heap block is served from them instead of new pages."""
     done = subprocess.run([sys.executable, "-c", _PREFAULT_PROBE], capture_output=True, text=True, timeout=60)
     if done.returncode == 3:
-        pytest.skip("not glibc")
+        pytest.skip("not glibc, or a single CPU")
     assert done.returncode == 0, done.stderr
     kept, grown = map(int, done.stdout.split())
     assert kept >= 100, done.stdout  # MiB still resident after the free
