@@ -120,10 +120,26 @@ $PY scripts/combine_models.py --base runs/v7.safetensors --info scripts/first-re
 # docs/OWN_CAMERA.md); the report split once, after it was stored.
 $PY scripts/wiener_choice_calibration.py --split tuning --models runs/v10/model.safetensors --methods fast \
     --out runs/eval/choice-v10-factors
-$PY scripts/combine_models.py --base runs/v10/model.safetensors --info scripts/default-info.json \
-    --out bsgd_cli/models/default.safetensors mode=bsgd wiener.sure_factor=3
+$PY scripts/combine_models.py --base runs/v10/model.safetensors --info scripts/v10-info.json \
+    --out runs/v10-default.safetensors mode=bsgd wiener.sure_factor=3  # the default until v11
 $PY scripts/wiener_choice_calibration.py --split report --models runs/v10/model.safetensors --methods fast \
     --out runs/eval/choice-v10-factors-report
+# ---- v11, the default since: v10's student with affine norms at full resolution ('mixed', folded into the
+#    convolutions at inference: a faster tile on a CPU), fine-tuned on round 5's stored teacher outputs; the
+#    same rule on the tuning split, then the report split once (docs/LEARNING.md, "The mixed student").
+#    The all-affine student of the same recipe (--norm affine --minutes 50, runs/affine1) missed the rule.
+$BSGD distill --targets-from runs/sd5 -o runs/mixed1 --model runs/v10/model.safetensors --norm mixed \
+    --steps 100000 --minutes 35 --lr 5e-4 --device cpu
+for n in 2.5 3 4 5; do
+    $PY scripts/protocol.py --split tuning --model runs/mixed1/model.safetensors --methods fast --wiener-noise $n
+done
+$PY scripts/combine_models.py --base runs/mixed1/model.safetensors --out runs/v11/model.safetensors wiener.noise_scale=3
+$PY scripts/protocol.py --split report --model runs/v11/model.safetensors \
+    --methods noisy,blur,fast,bsn,bsgd,bsgd-w0,bsgd-w1 --out docs/eval/report-v11
+$PY scripts/wiener_choice_calibration.py --split tuning --models runs/v11/model.safetensors --methods fast \
+    --out runs/eval/choice-v11-factors
+$PY scripts/combine_models.py --base runs/v11/model.safetensors --info scripts/default-info.json \
+    --out bsgd_cli/models/default.safetensors mode=bsgd wiener.sure_factor=3
 # Round 6 (not shipped; docs/LEARNING.md "Round 6"): v10's own guided pipeline as the teacher
 #   $BSGD distill --noisy-dir runs/pool -o runs/sd7 --model runs/v10/model.safetensors --teacher-mode bsgd \
 #       --teacher-wiener --steps 6000 --minutes 45 --lr 5e-4 --device cpu
