@@ -65,8 +65,9 @@ def distill(
                                                      help=f"Student normalisation, {opt.choices(STUDENT_NORMS)} "
                                                      "(default: the teacher's student's, else group). affine: a "
                                                      "learnt scale and shift folded into the convolutions, a "
-                                                     "faster student on a CPU; a group teacher student starts it "
-                                                     "with its statistics frozen.")] = None,
+                                                     "faster student on a CPU; mixed: affine at full resolution "
+                                                     "only (the default model's). A group teacher student starts "
+                                                     "either with its statistics frozen.")] = None,
     init: Annotated[StudentInit, typer.Option(metavar="FROM", rich_help_panel=opt.TRAINING,
                                               help="teacher: fine-tune the teacher's student; fresh: random "
                                               "weights.")] = "teacher",
