@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import crop_to, pad_to_multiple
-from .unet import ChannelAffine, ResBlock, UNet
+from .unet import ChannelAffine, ResBlock, UNet, run_encoder
 
 MIN_SCALE = 1e-3
 FUSE = True  # the oneDNN fused calls where they apply (a switch for timing them: docs/PROFILE.md)
@@ -219,15 +219,7 @@ class FoldedUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, size = pad_to_multiple(x, self.size_multiple, "reflect")
-        h = self.stem(padded)
-        skips = []
-        for level, blocks in enumerate(self.down):
-            if level > 0:
-                h = self.downsample[level - 1](h)
-            for block in blocks:  # type: ignore[attr-defined]
-                h = block(h)
-            skips.append(h)
-        skips.pop()
+        h, skips = run_encoder(self.stem(padded), self.down, self.downsample, lambda block, h: block(h))
         for blocks, norm in zip(self.up, self.skip_norms, strict=True):
             h = F.interpolate(h, scale_factor=2, mode="nearest")  # commutes with a per-channel affine
             skip = skips.pop()

@@ -11,6 +11,8 @@ those layers' passes over the activations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,6 +80,24 @@ class ResBlock(nn.Module):
         return F.group_norm(h, norm.num_groups, norm.weight * gain, norm.bias * gain + shift, norm.eps)
 
 
+def run_encoder(
+    h: torch.Tensor, down: nn.ModuleList, downsample: nn.ModuleList,
+    step: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The encoder from the stem's output: each level's blocks (``step(block, h)``) after its
+    downsampling. Returns the bottom level's output and the features each upper level hands to the
+    decoder (the last one first to be popped)."""
+    skips = []
+    for level, blocks in enumerate(down):
+        if level > 0:
+            h = downsample[level - 1](h)
+        for block in blocks:  # type: ignore[attr-defined]
+            h = step(block, h)
+        skips.append(h)
+    skips.pop()
+    return h, skips
+
+
 class UNet(nn.Module):
     """U(z, t) -> eps or v (diffusion branch), or U(y) -> residual noise (student, ``timed=False``).
 
@@ -126,15 +146,7 @@ class UNet(nn.Module):
             return self.folded()(x)
         padded, size = pad_to_multiple(x, self.size_multiple, "reflect")
         emb = self.time(t) if self.time is not None and t is not None else None
-        h = self.stem(padded)
-        skips = []
-        for level, blocks in enumerate(self.down):
-            if level > 0:
-                h = self.downsample[level - 1](h)
-            for block in blocks:  # type: ignore[attr-defined]
-                h = block(h, emb)
-            skips.append(h)
-        skips.pop()
+        h, skips = run_encoder(self.stem(padded), self.down, self.downsample, lambda block, h: block(h, emb))
         for blocks in self.up:
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = torch.cat([h, skips.pop()], dim=1)
