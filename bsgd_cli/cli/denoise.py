@@ -102,7 +102,8 @@ def denoise(
     """Denoise photos: bsgd denoise ./photos -o ./clean"""
     from ..engine.allocator import prefault_heap
 
-    prefault_heap()  # on an idle core while torch is imported below
+    if mode in (None, "fast"):  # on an idle core while torch is imported below; the slow modes lost by it
+        prefault_heap()
     from ..batch.denoise import DenoiseOptions, denoise_paths
     from ..batch.planning import check_suffix
     from ..checkpoint import load_model
