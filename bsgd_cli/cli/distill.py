@@ -109,7 +109,6 @@ def distill(
     say("", f"model with student: {path} (use --mode fast)")
 
 
-
 def _student_config(base: StudentConfig, width: int | None, norm: StudentNorm | None) -> StudentConfig | None:
     """The teacher's student's config (``base``) with the width and norm asked for; None if neither was."""
     if width is None and norm is None:

@@ -19,6 +19,7 @@ import threading
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 MMAP_THRESHOLD = 32 << 20
 """Blocks from this size on come from mmap (glibc's largest allowed threshold on 64-bit systems)."""
 TRIM_THRESHOLD = 256 << 20
@@ -49,7 +50,6 @@ def tune_allocator() -> bool:
     return mmap_set and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
-_M_ARENA_MAX = -8
 PREFAULT_BYTES = 224 << 20
 """Heap the first photo's tiles would fault in page by page, faulted in ahead by :func:`prefault_heap`
 (under :data:`TRIM_THRESHOLD`, so it stays mapped once freed)."""
