@@ -3,10 +3,10 @@
     cd scripts && ../.venv/bin/python frozen_norm_probe.py [--model ../runs/v10/model.safetensors] [--calibrate 32] [--set polyu-1-40 ...]
         [--fine-tune-minutes 25 --targets ../runs/sd7 [--out ../runs/frozen-student.pt]]
 
-It probes a GroupNorm student: v10's (the default until v11, whose own student is mostly affine); the
+It probes a GroupNorm student: v10's (the default until v11, whose student is partly affine). The
 library's version of the same conversion is bsgd_cli/training/affine_norm.py (there the variance is
-the mean of each tile's own, here the pooled one). Each GroupNorm of the student normalises its input by the statistics of the tile it sees. Frozen, it
-uses their average over calibration images (the first N of the training pool's DND crops and all of its
+the mean of each tile's own, here the pooled one). Each GroupNorm of the student normalises its input
+by the statistics of the tile it sees. Frozen, it uses their average over calibration images (the first N of the training pool's DND crops and all of its
 SIDD blocks, ../shared/data): a fixed per-channel scale and shift, which a later step could fold into the
 neighbouring convolutions (docs/PROFILE.md). Scores the student's output alone and with the model's
 Wiener step, as it is and frozen, on tuning-split sets (scripts/protocol.py's sets and Wiener step), CPU,
