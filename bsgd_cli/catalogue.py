@@ -33,8 +33,9 @@ def describe(path: Path) -> dict[str, Any]:
         sampler_text += f" (later on strong noise: c={settings.t_start_noise:g})"
     if settings.refine == "wiener":
         wiener = settings.wiener
+        own = ", ".join(f"{mode} {scale:g}" for mode, scale in wiener.mode_noise_scale.items())
         sampler_text += (
-            f" + wiener n={wiener.noise_scale} chroma x{wiener.chroma_scale} "
+            f" + wiener n={wiener.noise_scale}{f' ({own})' if own else ''} chroma x{wiener.chroma_scale} "
             f"{wiener.patch}/{wiener.stride} colour {wiener.chroma_patch}/{wiener.chroma_stride}"
             f" (auto's factor {wiener.sure_factor:g})"
         )

@@ -148,6 +148,9 @@ class WienerConfig:
     False filters R, G and B as they are, each with patch/stride (kept for ablations). sure_factor:
     the calibration factor of the no-reference choice of noise_scale for this model's pilot
     (:mod:`bsgd_cli.engine.wiener_choice`; it depends on how much noise the pilot keeps).
+    mode_noise_scale: noise_scale for the modes named in it, whose pilots keep more (or less) noise
+    than the one noise_scale was chosen for (e.g. ``{"bsgd": 4.0, "bsn": 8.0}``); other modes use
+    noise_scale. :meth:`for_mode` resolves it; a scale the user gives replaces both.
     """
 
     passes: int = 1
@@ -159,9 +162,17 @@ class WienerConfig:
     chroma_stride: int = 8
     opponent: bool = True
     sure_factor: float = 8.0
+    mode_noise_scale: dict[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         checks.WIENER_PASSES.check("Wiener passes", self.passes)
+        if not isinstance(self.mode_noise_scale, dict):
+            raise ConfigError(f"mode_noise_scale must map modes to scales, got {self.mode_noise_scale!r}")
+        for mode, scale in self.mode_noise_scale.items():
+            if mode not in MODES:
+                raise ConfigError(f"mode_noise_scale: unknown mode {mode!r}; choose among {', '.join(MODES)}")
+            checks.WIENER_NOISE.check(f"the Wiener noise scale of mode {mode}", scale)
+        object.__setattr__(self, "mode_noise_scale", {mode: float(s) for mode, s in self.mode_noise_scale.items()})
         checks.WIENER_NOISE.check("the Wiener strength choice's calibration factor", self.sure_factor)
         checks.WIENER_NOISE.check("the Wiener noise scale", self.noise_scale)
         checks.WIENER_NOISE.check("the Wiener colour noise scale", self.chroma_scale)
@@ -170,6 +181,15 @@ class WienerConfig:
                 raise ConfigError(
                     f"Wiener block sides must lie in 2..64 and their strides in 1..side, got {patch} and {stride}"
                 )
+
+    def for_mode(self, mode: str) -> WienerConfig:
+        """These settings as ``mode`` runs them: its own noise scale where one is stored, and no map left."""
+        scale = self.mode_noise_scale.get(mode, self.noise_scale)
+        return dataclasses.replace(self, noise_scale=scale, mode_noise_scale={})
+
+    def with_noise_scale(self, scale: float) -> WienerConfig:
+        """These settings with one noise scale for every mode (a scale the user or a choice gave)."""
+        return dataclasses.replace(self, noise_scale=scale, mode_noise_scale={})
 
 
 LEGACY_WIENER_KEYS = {
@@ -266,7 +286,7 @@ class SamplerOverrides:
         wiener = (
             base.wiener
             if self.wiener_noise is None
-            else dataclasses.replace(base.wiener, noise_scale=self.wiener_noise)
+            else base.wiener.with_noise_scale(self.wiener_noise)
         )
         fixed_start = None if self.t_start is None else 0.0  # a start asked for is used for every image
         return replace(base, mode=self.mode, steps=self.steps, guidance=self.guidance, runs=self.runs,

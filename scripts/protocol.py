@@ -100,7 +100,8 @@ def cache_key(model: LoadedModel, method: str, precision: str = "auto") -> str:
         settings, tag = "", ""
     else:  # the precision the networks ran in; keys made before bsn ran in bf16 stay as they were
         sampler = to_dict(pilot_sampler(model, method))
-        sampler["wiener"].pop("sure_factor")  # the strength choice's factor changes no network output
+        for name in ("sure_factor", "mode_noise_scale"):  # Wiener settings that change no network output
+            sampler["wiener"].pop(name)
         settings = json.dumps(sampler, sort_keys=True)
         mode = sampler["mode"]
         resolved = resolve_precision(precision, mode, torch.device("cpu"))
@@ -129,10 +130,16 @@ def wiener_overrides(model: LoadedModel, pairs: list[str]) -> dict[str, float]:
     return {field: getattr(changed, field) for field in (pair.partition("=")[0] for pair in pairs)}
 
 
-def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, **overrides: float) -> np.ndarray:
-    """The model's stored Wiener step on a pilot (``overrides``: WienerConfig fields such as noise_scale),
-    whole image, noise measured on the image."""
-    settings = replace(model.sampler.wiener, **overrides)
+def method_mode(method: str) -> str:
+    """The mode whose stored Wiener scale a method's pilot gets (``noisy`` and ``blur``: the shared one)."""
+    return "bsgd" if method.startswith("bsgd-w") else method
+
+
+def refine(model: LoadedModel, noisy: np.ndarray, estimate: np.ndarray, mode: str = "fast",
+           **overrides: float) -> np.ndarray:
+    """The model's stored Wiener step on a pilot of ``mode`` (``overrides``: WienerConfig fields such as
+    noise_scale), whole image, noise measured on the image."""
+    settings = replace(model.sampler.wiener.for_mode(mode), **overrides)
     noise = estimate_noise(noisy, estimate, settings)
     if noise is None:
         return estimate
@@ -153,7 +160,8 @@ def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Pat
                 started = time.perf_counter()
                 estimate, computed = cached_pilot(model, method, set_name, index, noisy, cache, precision)
                 seconds += time.perf_counter() - started if computed else 0.0
-                out_alone, out_piped = to_uint8(estimate), to_uint8(refine(model, noisy, estimate, **overrides))
+                refined = refine(model, noisy, estimate, method_mode(method), **overrides)
+                out_alone, out_piped = to_uint8(estimate), to_uint8(refined)
                 alone.append(psnr_uint8(clean, out_alone))
                 piped.append(psnr_uint8(clean, out_piped))
                 ssim_alone.append(ssim_skimage(clean, out_alone))
@@ -167,7 +175,8 @@ def evaluate(model: LoadedModel, sets: list[str], methods: list[str], cache: Pat
     return rows
 
 
-def markdown(rows: list[dict], model: LoadedModel, overrides: dict[str, float] | None = None) -> str:
+def markdown(rows: list[dict], model: LoadedModel, overrides: dict[str, float] | None = None,
+             sampler_set: list[str] | None = None) -> str:
     sets = list(dict.fromkeys(r["set"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["set"], r["method"]): r for r in rows}
@@ -184,6 +193,7 @@ def markdown(rows: list[dict], model: LoadedModel, overrides: dict[str, float] |
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     images = ", ".join(f"{s}: {by[(s, methods[0])]['images']} images" for s in sets)
     changed = "; Wiener step with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
+    changed += "; stored sampler changed first: " + " ".join(f"`{pair}`" for pair in sampler_set) if sampler_set else ""
     return "\n".join(lines) + f"\n\n({images}{changed})\n"
 
 
@@ -218,11 +228,12 @@ def main() -> None:
     overrides = {k: v for k, v in (("noise_scale", args.wiener_noise), ("chroma_scale", args.wiener_chroma)) if v}
     overrides.update(wiener_overrides(model, args.wiener))
     rows = evaluate(model, sets, args.methods.split(","), args.cache, args.limit, args.precision, **overrides)
-    text = markdown(rows, model, overrides)
+    text = markdown(rows, model, overrides, args.set)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"model": str(model.path), "sha256": model.sha256, "wiener_overrides": overrides, "rows": rows}
+        record = {"model": str(model.path), "sha256": model.sha256, "wiener_overrides": overrides,
+                  "sampler_set": args.set, "rows": rows}
         args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text)
 

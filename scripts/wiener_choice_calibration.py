@@ -115,7 +115,7 @@ def main() -> None:
                     apart_lines.append(f"| {model_name} | {method} | {set_name} | " + " | ".join(
                         f"{c['scale']:g}, x{c['chroma_scale']:.3g}: {c['psnr']:.2f}" for c in summary["apart"].values())
                         + " |")
-                stored = model.sampler.wiener.noise_scale
+                stored = model.sampler.wiener.for_mode(method).noise_scale
                 stored_psnr = summary["fixed"].get(stored)
                 stored_cell = f"{stored:g}" + ("" if stored_psnr is None else f": {stored_psnr:.2f}")
                 cells = [f"{c['scale']:g}: {c['psnr']:.2f}" for c in summary["chosen"].values()]

@@ -417,3 +417,53 @@ def test_the_strength_choice_uses_the_models_own_calibration_factor(tiny) -> Non
     assert choose_noise_scale(tiny, images).risks != own.risks
     with pytest.raises(ConfigError):
         WienerConfig(sure_factor=0)
+
+
+def test_a_mode_uses_its_own_stored_noise_scale_and_a_scale_asked_for_replaces_it() -> None:
+    settings = WienerConfig(noise_scale=3.0, mode_noise_scale={"bsn": 8, "bsgd": 4.0})
+    assert settings.for_mode("bsn").noise_scale == 8.0 and settings.for_mode("bsgd").noise_scale == 4.0
+    assert settings.for_mode("fast").noise_scale == 3.0  # a mode not named uses the shared scale
+    assert settings.for_mode("bsn").mode_noise_scale == {}  # resolved: nothing left to apply twice
+    assert settings.with_noise_scale(5.0).for_mode("bsn").noise_scale == 5.0
+    assert hash(settings) == hash(WienerConfig(noise_scale=3.0))  # still usable as a key; the map is not hashed
+    sampler = SamplerConfig(mode="bsgd", wiener=settings)
+    assert from_dict(SamplerConfig, to_dict(sampler)) == sampler  # stored in the model file and read back
+    assert SamplerOverrides(mode="bsn").apply(sampler).wiener.for_mode("bsn").noise_scale == 8.0
+    asked = SamplerOverrides(mode="bsn", wiener_noise=2.0).apply(sampler).wiener  # --wiener-noise 2
+    assert asked.for_mode("bsn").noise_scale == 2.0 and asked.for_mode("bsgd").noise_scale == 2.0
+    with pytest.raises(ConfigError, match="unknown mode 'median'"):
+        WienerConfig(mode_noise_scale={"median": 4.0})
+    with pytest.raises(ConfigError):
+        WienerConfig(mode_noise_scale={"bsn": 0.0})
+    with pytest.raises(ConfigError):
+        WienerConfig(mode_noise_scale=[("bsn", 4.0)])  # type: ignore[arg-type]
+
+
+def test_the_engine_runs_a_modes_own_wiener_scale(tiny) -> None:
+    """A model storing bsn's own scale gives bsn exactly what the shared scale set to it gives, and other
+    modes what the shared scale gives."""
+    from dataclasses import replace
+
+    image = noisy_image(72, 88, seed=11)
+    own = replace(tiny, sampler=replace(tiny.sampler, refine="wiener",
+                                        wiener=WienerConfig(noise_scale=3.0, mode_noise_scale={"bsn": 12.0})))
+    shared = lambda scale: replace(tiny, sampler=replace(own.sampler, wiener=WienerConfig(noise_scale=scale)))  # noqa: E731
+    for mode, scale in (("bsn", 12.0), ("fast", 3.0)):
+        overrides = SamplerOverrides(mode=mode)  # type: ignore[arg-type]
+        got = denoise_array(own, image, sampler=overrides, runtime=CPU)
+        assert np.array_equal(got, denoise_array(shared(scale), image, sampler=overrides, runtime=CPU)), mode
+    apart = denoise_array(shared(3.0), image, sampler=SamplerOverrides(mode="bsn"), runtime=CPU)
+    assert np.abs(apart - denoise_array(own, image, sampler=SamplerOverrides(mode="bsn"), runtime=CPU)).max() > 1e-3
+
+
+def test_a_stored_mode_scale_is_saved_and_listed(tiny, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bsgd_cli.catalogue import describe
+    from bsgd_cli.checkpoint import save_model
+
+    sampler = replace(tiny.sampler, refine="wiener", wiener=WienerConfig(noise_scale=3.0, mode_noise_scale={"bsgd": 4}))
+    path = tmp_path / "own-scales.safetensors"
+    save_model(path, tiny.model, sampler=sampler, info={})
+    assert load_model(path).sampler.wiener.for_mode("bsgd").noise_scale == 4.0
+    assert "wiener n=3.0 (bsgd 4) chroma" in describe(path)["sampler"]  # bsgd models

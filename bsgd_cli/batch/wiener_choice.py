@@ -75,4 +75,4 @@ def choose_for_batch(inputs: Sequence[Path], output: Path, model: LoadedModel, o
     if choice is None:
         raise ConfigError("--wiener-noise auto found no readable photo among the inputs")
     chosen = replace(options, sampler=replace(options.sampler, wiener_noise=choice.noise_scale))
-    return BatchChoice(chosen, choice, settings.wiener.noise_scale)
+    return BatchChoice(chosen, choice, settings.wiener.for_mode(settings.mode).noise_scale)

@@ -40,7 +40,7 @@ def _sampler_record(mode: str, sampler: SamplerConfig) -> dict[str, Any]:
                       replace_prob=sampler.replace_prob, mask=sampler.mask)
     record.update(strength=sampler.strength, refine=sampler.refine)
     if sampler.refine == "wiener":
-        record["wiener"] = to_dict(sampler.wiener)
+        record["wiener"] = to_dict(sampler.wiener.for_mode(mode))
     return record
 
 

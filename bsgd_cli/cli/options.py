@@ -80,7 +80,7 @@ Wiener = Annotated[
 WienerNoise = Annotated[
     float | None, typer.Option(parser=number(bounds.WIENER_NOISE), metavar="X", rich_help_panel=SAMPLER,
                                help="Scale of the measured noise power in the Wiener step: higher is smoother "
-                               "(default: the model's).")]
+                               "(default: the model's, for the mode used).")]
 
 
 def number_or_auto(limits: bounds.Bounds) -> Callable[[str], str]:
@@ -97,8 +97,8 @@ WienerNoiseOrAuto = Annotated[
     str | None, typer.Option("--wiener-noise", parser=number_or_auto(bounds.WIENER_NOISE), metavar="X|auto",
                              rich_help_panel=SAMPLER, show_default=False,
                              help="Scale of the measured noise power in the Wiener step: higher is smoother "
-                             "(default: the model's). auto: chosen on up to 12 of these photos by a risk "
-                             "estimate, no clean reference needed (modes fast and bsn).")]
+                             "(default: the model's, for the mode used). auto: chosen on up to 12 of these photos "
+                             "by a risk estimate, no clean reference needed (modes fast and bsn).")]
 Device = Annotated[str, typer.Option(metavar="NAME", rich_help_panel=DEVICE, help="auto, cpu, cuda, cuda:N or mps.")]
 PrecisionChoice = Annotated[
     RuntimePrecision, typer.Option(metavar="NAME", rich_help_panel=DEVICE,

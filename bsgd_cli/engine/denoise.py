@@ -274,7 +274,7 @@ def denoise_array(
     settings = resolve_sampler(model, sampler, runtime.device)
     precision = runtime.precision_for(settings.mode)
     net = inference_net(model, runtime.device, settings.mode)
-    wiener = settings.wiener if settings.refine == "wiener" else None
+    wiener = settings.wiener.for_mode(settings.mode) if settings.refine == "wiener" else None
     min_side = max(MIN_SIDE, largest_patch(wiener, channels)) if wiener is not None else MIN_SIDE
     padded, window = mirror_pad(np.ascontiguousarray(image, dtype=np.float32), min_side)
 

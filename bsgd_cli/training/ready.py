@@ -153,8 +153,8 @@ def choose_wiener(model_path: Path, noisy_dir: Path, *, device: str = "auto",
                              runtime=resolve_runtime(device, "auto"), progress=progress)
     if choice is None:
         return None
-    previous = model.sampler.wiener.noise_scale
-    sampler = replace(model.sampler, wiener=replace(model.sampler.wiener, noise_scale=choice.noise_scale))
+    previous = model.sampler.wiener.for_mode(choice.mode).noise_scale
+    sampler = replace(model.sampler, wiener=model.sampler.wiener.with_noise_scale(choice.noise_scale))
     info = {**model.info, "wiener_choice": {
         "noise_scale": choice.noise_scale, "previous": previous, "images": choice.images, "pilot": choice.mode,
         "by": "SURE on the training captures", "sure_noise_factor": choice.factor,
