@@ -138,8 +138,18 @@ $PY scripts/protocol.py --split report --model runs/v11/model.safetensors \
     --methods noisy,blur,fast,bsn,bsgd,bsgd-w0,bsgd-w1 --out docs/eval/report-v11
 $PY scripts/wiener_choice_calibration.py --split tuning --models runs/v11/model.safetensors --methods fast \
     --out runs/eval/choice-v11-factors
+# ---- v11b, the default since: v11 with a Wiener scale per mode, each chosen on the tuning split by the rule
+#    of docs/LEARNING.md, "A Wiener scale per mode" (the report split then run once, on v11's cached outputs)
+for n in 2 3 4 5 6 8 10; do
+    $PY scripts/protocol.py --split tuning --model runs/v11/model.safetensors --methods bsgd,bsn,bsn-r3 \
+        --wiener-noise $n --out runs/eval/permode-v11-n$n
+done
+$PY scripts/protocol.py --split report --model runs/v11/model.safetensors \
+    --set 'wiener.mode_noise_scale={"bsgd":6,"bsn":10,"bsn-r3":2}' \
+    --methods noisy,blur,fast,bsn,bsgd,bsgd-w0,bsgd-w1 --out docs/eval/report-v11b
 $PY scripts/combine_models.py --base runs/v11/model.safetensors --info scripts/default-info.json \
-    --out bsgd_cli/models/default.safetensors mode=bsgd wiener.sure_factor=3
+    --out bsgd_cli/models/default.safetensors mode=bsgd wiener.sure_factor=3 \
+    'wiener.mode_noise_scale={"bsgd":6,"bsn":10,"bsn-r3":2}'
 # Round 6 (not shipped; docs/LEARNING.md "Round 6"): v10's own guided pipeline as the teacher
 #   $BSGD distill --noisy-dir runs/pool -o runs/sd7 --model runs/v10/model.safetensors --teacher-mode bsgd \
 #       --teacher-wiener --steps 6000 --minutes 45 --lr 5e-4 --device cpu
