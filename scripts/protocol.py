@@ -234,8 +234,9 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {"model": str(model.path), "sha256": model.sha256, "wiener_overrides": overrides,
                   "sampler_set": args.set, "rows": rows}
-        args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(text)
+        stem = args.out.with_suffix("") if args.out.suffix in (".json", ".md") else args.out  # keeps "n2.5"
+        stem.with_name(stem.name + ".json").write_text(json.dumps(record, indent=1) + "\n")
+        stem.with_name(stem.name + ".md").write_text(text)
 
 
 if __name__ == "__main__":

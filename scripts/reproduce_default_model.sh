@@ -150,6 +150,10 @@ $PY scripts/protocol.py --split report --model runs/v11/model.safetensors \
 $PY scripts/combine_models.py --base runs/v11/model.safetensors --info scripts/default-info.json \
     --out bsgd_cli/models/default.safetensors mode=bsgd wiener.sure_factor=3 \
     'wiener.mode_noise_scale={"bsgd":6,"bsn":10,"bsn-r3":2}'
+# v11's student on round 6's targets, 60 minutes (not shipped: +0.01 dB with the Wiener step on PolyU 1-40,
+#   the rule asked 0.03; docs/LEARNING.md, "Round 6's targets for the mixed student")
+#   $BSGD distill --targets-from runs/sd7 -o runs/mixed2 --model runs/v11/model.safetensors --norm mixed \
+#       --steps 100000 --minutes 60 --lr 5e-4 --device cpu
 # Round 6 (not shipped; docs/LEARNING.md "Round 6"): v10's own guided pipeline as the teacher
 #   $BSGD distill --noisy-dir runs/pool -o runs/sd7 --model runs/v10/model.safetensors --teacher-mode bsgd \
 #       --teacher-wiener --steps 6000 --minutes 45 --lr 5e-4 --device cpu
