@@ -184,8 +184,7 @@ class WienerConfig:
 
     def for_mode(self, mode: str) -> WienerConfig:
         """These settings as ``mode`` runs them: its own noise scale where one is stored, and no map left."""
-        scale = self.mode_noise_scale.get(mode, self.noise_scale)
-        return dataclasses.replace(self, noise_scale=scale, mode_noise_scale={})
+        return self.with_noise_scale(self.mode_noise_scale.get(mode, self.noise_scale))
 
     def with_noise_scale(self, scale: float) -> WienerConfig:
         """These settings with one noise scale for every mode (a scale the user or a choice gave)."""

@@ -189,3 +189,21 @@ def test_a_raw_run_that_would_distil_is_refused_before_training(tmp_path: Path) 
         train_ready(tmp_path, tmp_path / "run", model_config=training_model_config(PRESETS["tiny"], "raw"),
                     config=TrainConfig(steps=1), plan=ReadyPlan(distill=True), device="cpu")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_strength_chosen_on_captures_replaces_every_modes_stored_scale(tmp_path: Path, tiny) -> None:
+    """A starting model's per-mode Wiener scales were chosen for its own branches: the choice made on the
+    captures (for the student's pilot) becomes the one scale of every mode."""
+    from bsgd_cli.checkpoint import save_model
+    from bsgd_cli.config import WienerConfig
+    from bsgd_cli.training.ready import choose_wiener
+
+    folder = write_noisy_pngs(tmp_path / "captures", 2, 64)
+    path = tmp_path / "start.safetensors"
+    stored = WienerConfig(noise_scale=3.0, mode_noise_scale={"fast": 5.0, "bsn": 12.0})
+    save_model(path, tiny.model, sampler=replace(tiny.sampler, refine="wiener", wiener=stored), info={})
+    choice = choose_wiener(path, folder, device="cpu")
+    assert choice is not None
+    wiener = load_model(path).sampler.wiener
+    assert wiener.mode_noise_scale == {} and wiener.noise_scale == choice.noise_scale
+    assert load_model(path).info["wiener_choice"]["previous"] == 5.0  # the student's own stored scale

@@ -467,3 +467,8 @@ def test_a_stored_mode_scale_is_saved_and_listed(tiny, tmp_path: Path) -> None:
     save_model(path, tiny.model, sampler=sampler, info={})
     assert load_model(path).sampler.wiener.for_mode("bsgd").noise_scale == 4.0
     assert "wiener n=3.0 (bsgd 4) chroma" in describe(path)["sampler"]  # bsgd models
+    from bsgd_cli.benchmark.evaluate import build_methods
+
+    _methods, environment = build_methods(["bsgd", "fast"], model=path, runtime=CPU)  # results.json's record
+    recorded = {mode: record["wiener"]["noise_scale"] for mode, record in environment["sampler"].items()}
+    assert recorded == {"bsgd": 4.0, "fast": 3.0}
