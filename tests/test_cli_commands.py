@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from bsgd_cli.cli import app
 from bsgd_cli.config import PRESETS, UNCAPPED_STEPS, SamplerOverrides, TilingConfig
+from bsgd_cli.engine import runtime
 from bsgd_cli.events import Progress
 
 runner = CliRunner()
@@ -92,16 +93,21 @@ def test_train_distils_srgb_by_default_and_refuses_it_for_raw(monkeypatch, tmp_p
     assert refused.exit_code == 2 and "sRGB photos only" in refused.output
 
 
-def test_train_raw_domain_and_auto_precision(calls: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_train_raw_domain_and_auto_precision(calls: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             native: bool, expected: str) -> None:
+    monkeypatch.setattr(runtime, "_cpu_bf16", lambda: native)  # auto: bf16 only where the CPU computes it natively
     result = runner.invoke(app, ["train", "--noisy-dir", str(tmp_path), "-o", str(tmp_path / "run"), "--domain", "raw",
                                  "--precision", "auto", "--pd-infer", "2", "--device", "cpu", "-q"])
     assert result.exit_code == 0, result.output
     call = calls["train"]
     assert call["model_config"].domain == "raw" and call["model_config"].channels == 4
-    assert call["model_config"].blind_spot.pd_infer == 2 and call["config"].precision == "bf16"
+    assert call["model_config"].blind_spot.pd_infer == 2 and call["config"].precision == expected
 
 
-def test_distill_passes_the_teacher_pipeline(calls: dict[str, Any], tmp_path: Path, tiny_model_file: Path) -> None:
+def test_distill_passes_the_teacher_pipeline(calls: dict[str, Any], tmp_path: Path, tiny_model_file: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "_cpu_bf16", lambda: True)
     result = runner.invoke(app, ["distill", "--noisy-dir", str(tmp_path), "-o", str(tmp_path / "fast"), "--model",
                                  str(tiny_model_file), "--teacher-mode", "bsn", "--no-teacher-wiener", "--steps", "5",
                                  "--crop", "64", "--width", "16", "--init", "fresh", "--device", "cpu", "-q"])

@@ -33,7 +33,7 @@ TRAIN_ARGS = ["--preset", "tiny", "--batch", "4", "--patch", "40", "--lr", str(L
               "--log-every", "1", "--val-every", "3", "--checkpoint-every", "3", "--seed", "0", "--no-distill"]
 WORLD = 2
 LOSS_RTOL = 1e-4  # see test_two_ranks_match_one_rank_and_resume_on_one
-WEIGHT_ATOL = 2e-3
+WEIGHT_ATOL = 6e-3
 
 
 def _free_port() -> int:
@@ -90,11 +90,12 @@ def test_two_ranks_match_one_rank_and_resume_on_one(noisy_dir: Path, tmp_path: P
     and keeps its half, so the union of the two per-rank batches *is* the 1-rank batch and DDP's
     gradient average is the 1-rank gradient up to float summation order. So we assert near-equality:
     per-step losses (and val_loss) within LOSS_RTOL = 1e-4 relative, final EMA weights within
-    WEIGHT_ATOL = 2e-3 absolute. Measured on this data: the worst loss difference is ~2e-7 and the
-    worst weight difference ~2e-4 (rounding, amplified by Adam on near-zero gradients). Seeding the
-    two ranks independently instead (each its own (seed, rank) stream) gives per-step loss
-    differences of 3e-3 to 1e-1 and weight differences of 2e-2, so both bounds sit about 10x or
-    more from either side: a wrong slice, a missing average or a different sample fails them.
+    WEIGHT_ATOL = 6e-3 absolute. Measured on this data: the worst loss difference is ~2e-7 and the
+    worst weight difference ~2e-4 on an AVX512 CPU, 2.4e-3 on an AVX2 one (a bias of the diffusion
+    U-Net's last level: rounding in another summation order, amplified by Adam on near-zero gradients).
+    Seeding the two ranks independently instead (each its own (seed, rank) stream) gives per-step loss
+    differences of 3e-3 to 1e-1 and weight differences of 2e-2, so the bounds sit 2.5x or more from
+    either side: a wrong slice, a missing average or a different sample fails them.
     """
     from bsgd_cli.checkpoint import load_model
     from bsgd_cli.config import PRESETS, TrainConfig

@@ -78,13 +78,14 @@ def distill(
     device: opt.Device = "auto",
     precision: Annotated[RuntimePrecision, typer.Option(metavar="NAME", rich_help_panel=opt.DEVICE,
                                                         help=f"Student training precision, "
-                                                        f"{opt.choices(RUNTIME_PRECISIONS)} (auto: bf16).")] = "bf16",
+                                                        f"{opt.choices(RUNTIME_PRECISIONS)}; auto: bf16 where the "
+                                                        "device computes it natively, else fp32.")] = "auto",
     quiet: opt.Quiet = False,
 ) -> None:
     """Distil a teacher pipeline (default: the model's own, Wiener step included) into the fast student."""
     from ..checkpoint import load_model
     from ..config import SamplerOverrides
-    from ..engine.runtime import check_runtime
+    from ..engine.runtime import check_runtime, training_precision
     from ..io.paths import check_output_folder
     from ..training.distill import DistillConfig, check_sources
     from ..training.distill import distill as run_distill
@@ -93,8 +94,7 @@ def distill(
     remedy = "the student was not saved; rerun the same command (finished teacher outputs in targets.npz are reused)"
     with user_errors(remedy):
         check_sources(noisy_dir, targets_from)  # before the model is loaded
-        student_precision = "bf16" if precision == "auto" else precision
-        check_runtime(device, student_precision)
+        student_precision = training_precision(precision, check_runtime(device, precision))
         check_output_folder(output)
         teacher = load_model(model)
         sampler = SamplerOverrides(mode=teacher_mode, refine=opt.refine(teacher_wiener)).apply(teacher.sampler)

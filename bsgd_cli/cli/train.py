@@ -93,8 +93,9 @@ def train(
     log_every: Annotated[int, typer.Option(parser=number(bounds.EVERY), metavar="N", rich_help_panel=opt.OUTPUT,
                                            help="Log every N steps.")] = 25,
     precision: Annotated[RuntimePrecision, typer.Option(metavar="NAME", rich_help_panel=opt.DEVICE,
-                                                        help=f"{opt.choices(RUNTIME_PRECISIONS)}; bf16 autocast is "
-                                                        "much faster than fp32 on a CPU; auto: bf16.")] = "bf16",
+                                                        help=f"{opt.choices(RUNTIME_PRECISIONS)}; auto: bf16 where the "
+                                                        "device computes it natively (much faster than fp32 on a "
+                                                        "CPU with AVX512), else fp32.")] = "auto",
     device: Annotated[str, typer.Option(metavar="NAME", rich_help_panel=opt.DEVICE,
                                         help="auto, cpu, cuda, cuda:N.")] = "auto",
     quiet: opt.Quiet = False,
@@ -102,7 +103,7 @@ def train(
     """Train on your own noisy captures: bsgd train --noisy-dir ./captures -o ./my_model --init default --minutes 15"""
     from ..checkpoint import load_model
     from ..config import TrainConfig
-    from ..engine.runtime import check_runtime
+    from ..engine.runtime import check_runtime, training_precision
     from ..io.paths import check_output_folder
     from ..raw.domain import training_model_config
     from ..training.distributed import distributed_context
@@ -110,8 +111,7 @@ def train(
     from ..training.train import init_config
 
     with user_errors("the training state was saved; continue with the same command and --resume"):
-        train_precision = "bf16" if precision == "auto" else precision
-        check_runtime(device, train_precision)
+        train_precision = training_precision(precision, check_runtime(device, precision))
         check_output_folder(output)
         if init is not None and preset is not None:
             raise typer.BadParameter("--preset and --init both set the network size; give one")

@@ -2,15 +2,23 @@
 
 Resolved once, at the entry point (:func:`check_runtime` refuses an absent device or a precision the
 device cannot run before any work starts); the engine then only asks :func:`autocast_context`.
+
+bf16 is used only where the hardware computes it natively (:func:`native_bf16`): on an x86 CPU that
+means AVX512 (BW, VL, DQ) or AVX-NE-CONVERT. Many laptop and server CPUs have only AVX2; there oneDNN
+emulates bf16 many times slower than fp32 (docs/NOTES.md, "bf16 without AVX512"), and its fused
+convolutions refuse it outright, so "auto" resolves to fp32 there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
+from ..config import Precision
 from ..errors import ConfigError
 from .threads import configure_torch_threads
 
@@ -44,19 +52,43 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
+@functools.cache
+def _cpu_bf16() -> bool:
+    try:  # oneDNN's own test: AVX512 BW/VL/DQ or AVX-NE-CONVERT on x86, the BF16 extension on Arm
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (and so faster than fp32): a CUDA GPU that supports it,
+    a CPU with the instructions oneDNN needs. Elsewhere bf16 is emulated or not available."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return _cpu_bf16()
+    return False
+
+
 def check_runtime(device: str | torch.device, precision: str) -> torch.device:
     """The device a run will use, refusing before any work a device that is absent or unknown and a
-    precision the device cannot run (fp16 on a CPU)."""
+    precision the device cannot run (fp16 on a CPU, bf16 on a CPU without native bf16)."""
     torch_device = resolve_device(device)
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and torch_device.type == "cpu":
         raise ConfigError("--precision fp16 is not supported on the CPU; use --precision bf16 or fp32")
+    if precision == "bf16" and torch_device.type == "cpu" and not native_bf16(torch_device):
+        raise ConfigError(
+            "--precision bf16: this CPU has no native bf16 (it needs AVX512 or AVX-NE-CONVERT), so bf16 would "
+            "run many times slower than fp32 here; use --precision auto or fp32"
+        )
     return torch_device
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast where the device supports it, else a no-op (fp32)."""
+    """bf16/fp16 autocast where the device computes it natively, else a no-op (fp32): a stored default of
+    bf16 (a training recipe's) runs in fp32 on a CPU without native bf16 (module docstring)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision not in ("bf16", "fp16"):
@@ -64,6 +96,8 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     if device.type == "cpu" and dtype == torch.float16:
         raise ConfigError("fp16 is not supported on the CPU; use --precision bf16 or fp32")
+    if device.type == "cpu" and not native_bf16(device):
+        return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -72,11 +106,21 @@ BF16_MODES = ("fast", "bsn", "bsgd", "bsn-r3")
 
 
 def resolve_precision(precision: str, mode: str, device: torch.device) -> str:
-    """"auto": bf16 for the modes in :data:`BF16_MODES` (all of them) on CPU and CUDA (faster at the
-    same PSNR, docs/NOTES.md); fp32 on other devices."""
+    """"auto": bf16 for the modes in :data:`BF16_MODES` (all of them) on a CPU or CUDA GPU that computes
+    it natively (faster at the same PSNR, docs/NOTES.md); fp32 elsewhere."""
     if precision != "auto":
         return precision
-    return "bf16" if mode in BF16_MODES and device.type in ("cpu", "cuda") else "fp32"
+    return "bf16" if mode in BF16_MODES and device.type in ("cpu", "cuda") and native_bf16(device) else "fp32"
+
+
+def training_precision(precision: str, device: torch.device) -> Precision:
+    """A training run's precision: "auto" is bf16 where ``device`` computes it natively (much faster than
+    fp32 on a CPU that does), else fp32."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    return cast(Precision, precision)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..checkpoint import load_model, user_model_dir
 from ..config import PRESETS, UNCAPPED_STEPS, TrainConfig
 from ..engine.model import LoadedModel
+from ..engine.runtime import resolve_device, training_precision
 from ..errors import TrainingError
 from ..events import ProgressFn
 from ..io import camera_name, find_images
@@ -31,8 +32,8 @@ from .train import init_config
 # what it measured; a budget split with more distillation measured no better.
 SRGB_PLAN = ReadyPlan(train_share=0.5, rounds=1)
 SRGB_TRAINING = TrainConfig(steps=UNCAPPED_STEPS, batch=8, patch=120, lr=3e-4, branch="bsn", t_zero_prob=1.0,
-                            precision="bf16", checkpoint_every=UNCAPPED_STEPS, val_every=UNCAPPED_STEPS, log_every=10)
-RAW_TRAINING = TrainConfig(steps=UNCAPPED_STEPS, batch=8, patch=64, lr=3e-4, branch="both", precision="bf16",
+                            checkpoint_every=UNCAPPED_STEPS, val_every=UNCAPPED_STEPS, log_every=10)
+RAW_TRAINING = TrainConfig(steps=UNCAPPED_STEPS, batch=8, patch=64, lr=3e-4, branch="both",
                            checkpoint_every=UNCAPPED_STEPS, val_every=UNCAPPED_STEPS, log_every=10, val_fraction=0.0)
 
 
@@ -86,6 +87,7 @@ def adapt(
             model_config = training_model_config(PRESETS["small"], domain)
             started_from = "scratch"
         config = SRGB_TRAINING if domain == "srgb" else RAW_TRAINING
+        config = replace(config, precision=training_precision("auto", resolve_device(device)))
         plan = SRGB_PLAN if domain == "srgb" else ReadyPlan(distill=False)
         ready = train_ready(folder, Path(work) / "run", model_config=model_config, config=config, plan=plan,
                             minutes=minutes, init=start, device=device, callback=callback,

@@ -41,7 +41,7 @@ from ..checkpoint import save_model
 from ..config import SamplerConfig, StudentConfig, StudentInit, from_dict, to_dict
 from ..engine.denoise import denoise_array
 from ..engine.model import LoadedModel
-from ..engine.runtime import autocast_context, resolve_device, resolve_runtime
+from ..engine.runtime import autocast_context, resolve_device, resolve_runtime, training_precision
 from ..errors import BsgdError, ConfigError, TrainingError
 from ..events import Progress, ProgressFn
 from ..nets.unet import ChannelAffine
@@ -65,7 +65,8 @@ class DistillConfig:
     sub-crops for ``steps`` steps (or until a time budget passed to :func:`distill` is used up).
     init: "teacher" fine-tunes the teacher's student when it has one of the requested shape; "fresh"
     starts from random weights. photometric: random darkening and channel order, applied to the noisy
-    patch and its target alike.
+    patch and its target alike. precision: the student's training precision ("auto": bf16 where the
+    device computes it natively, else fp32; resolved by :func:`distill`).
     """
 
     crop: int | None = None
@@ -78,7 +79,7 @@ class DistillConfig:
     ema: float = 0.995
     seed: int = 0
     log_every: int = 50
-    precision: str = "bf16"
+    precision: str = "auto"
     teacher_precision: str = "auto"
     init: StudentInit = "teacher"
     photometric: bool = True
@@ -290,6 +291,7 @@ def distill(
     if config.crop is not None and config.patch > config.crop:
         raise TrainingError(f"distill patch {config.patch} must not exceed the crop {config.crop}")
     torch_device = resolve_device(device)
+    config = replace(config, precision=training_precision(config.precision, torch_device))
     check_sources(noisy_dir, targets_from)
     stored = None if targets_from is None else stored_targets(targets_from)  # before anything is written
     out_dir = Path(out_dir)
