@@ -329,6 +329,7 @@ def train_student(
 ) -> tuple[int, float]:
     """L1 training of ``model.student`` on the pairs (EMA weights kept); returns (steps, seconds)."""
     assert model.student is not None
+    precision = training_precision(config.precision, device)
     ema = copy.deepcopy(model.student).eval()
     optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.lr, weight_decay=1e-4)
     rng = np.random.default_rng([config.seed, 8])
@@ -344,7 +345,7 @@ def train_student(
             group["lr"] = lr
         x, y = sample_pairs(pairs, rng, config)
         model.student.train()
-        with autocast_context(device, config.precision):
+        with autocast_context(device, precision):
             loss = student_loss(model, x.to(device), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
