@@ -12,8 +12,15 @@ images, once per arm, with the same recipe and number of steps, then scored on t
   --teacher-wiener`` runs it) on the same noisy images: one more round of self-distillation on the cameras
   being scored, as ``bsgd train --noisy-dir`` on one's own captures would do.
 
+* ``colour``: no training; a global colour map (3x3 and an offset, least squares) from the student's
+  output (and, apart, from its pipeline's) to the clean references of the training fold, applied to the
+  scored fold. PolyU's references are means of ~500 JPEG shots and may differ from one shot in tone as
+  well as in noise; this row shows how much of the ``clean`` arm's gain such a global difference alone
+  could explain. Also a diagnostic.
+
 Rows: the model's student before fine-tuning, its stored pipeline (the teacher itself), and each arm,
-alone and with the Wiener step at the student's stored scale.
+alone and with the Wiener step at the student's stored scale. An arm's model already under ``--out``
+is reused (delete it to train again).
 
     .venv/bin/python scripts/target_ceiling.py --train-fold 1-20 --steps 6000 --out runs/ceiling/a
     .venv/bin/python scripts/target_ceiling.py --train-fold 21-40 --steps 6000 --out runs/ceiling/b
@@ -86,11 +93,38 @@ def score(model: LoadedModel, samples: list, outputs: list[np.ndarray] | None = 
     return {"alone": float(np.mean(alone)), "wiener": float(np.mean(piped)) if piped else float("nan")}
 
 
+def colour_map(sources: list[np.ndarray], cleans: list[np.ndarray]) -> np.ndarray:
+    """(4, 3) least-squares map of [r, g, b, 1] of ``sources`` (float [0, 1]) onto the uint8 ``cleans``."""
+    x = np.concatenate([source.reshape(-1, 3) for source in sources]).astype(np.float64)
+    y = np.concatenate([clean.reshape(-1, 3) for clean in cleans]).astype(np.float64) / 255.0
+    return np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)[0]
+
+
+def recoloured(image: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    flat = image.reshape(-1, 3).astype(np.float64) @ mapping[:3] + mapping[3]
+    return np.clip(flat, 0.0, 1.0).reshape(image.shape).astype(np.float32)
+
+
+def colour_row(model: LoadedModel, train: list, scored: list) -> dict[str, float]:
+    """The student and its pipeline on ``scored``, each through a colour map fitted on ``train``."""
+    def outputs(samples: list) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        alone = [pilot(model, "fast", noisy, index) for index, (_name, noisy, _clean) in enumerate(samples)]
+        return alone, [refine(model, s[1], a, "fast") for s, a in zip(samples, alone, strict=True)]
+
+    fitted, scoring = outputs(train), outputs(scored)
+    row = {}
+    for key, index in (("alone", 0), ("wiener", 1)):
+        mapping = colour_map(fitted[index], [clean for _name, _noisy, clean in train])
+        row[key] = float(np.mean([psnr_uint8(clean, to_uint8(recoloured(image, mapping)))
+                                  for (_name, _noisy, clean), image in zip(scored, scoring[index], strict=True)]))
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
     parser.add_argument("--train-fold", choices=sorted(FOLDS), default="1-20")
-    parser.add_argument("--arms", default="clean,teacher")
+    parser.add_argument("--arms", default="clean,teacher,colour")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=2)
@@ -107,12 +141,19 @@ def main() -> None:
     rows["teacher pipeline (" + model.sampler.mode + ")"] = score(model, scored, teacher_scored)
     for arm in args.arms.split(","):
         started = time.perf_counter()
+        if arm == "colour":
+            rows["student before, colour map fitted on the training fold"] = colour_row(model, train, scored)
+            continue
+        if (args.out / arm / "model.safetensors").is_file():
+            path = args.out / arm / "model.safetensors"
+            rows[f"fine-tuned on {arm} targets"] = score(load_model(path), scored)
+            continue
         if arm == "clean":
             targets = [_to_uint16(clean.astype(np.float32) / 255.0) for _name, _noisy, clean in train]
         elif arm == "teacher":
             targets = [_to_uint16(output) for output in teacher_outputs(model, train, args.cache)]
         else:
-            raise SystemExit(f"unknown arm {arm!r}: use clean or teacher")
+            raise SystemExit(f"unknown arm {arm!r}: use clean, teacher or colour")
         path = fine_tune(model, Pairs(noisy16, targets), config, args.out / arm)
         rows[f"fine-tuned on {arm} targets"] = {**score(load_model(path), scored),
                                                 "seconds": round(time.perf_counter() - started, 1)}
