@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bsgd_cli.checkpoint import load_model
@@ -155,3 +156,25 @@ def test_an_affine_student_starts_from_the_teachers_group_norm_student(tmp_path:
     )
     out = denoise_array(loaded, noisy_image(40, 40), sampler=SamplerOverrides(mode="fast"), runtime=CPU)
     assert out.shape == (40, 40, 3) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_resolved_and_recorded(tmp_path: Path, tiny_model_file: Path, monkeypatch,
+                                                 native: bool) -> None:
+    """DistillConfig's default precision, "auto", becomes bf16 or fp32 by the CPU (engine/runtime.py), in
+    the file's record too; train_student called directly (as scripts do) resolves it the same way."""
+    from dataclasses import replace
+
+    from bsgd_cli.engine import runtime
+    from bsgd_cli.training.distill import Pairs, _student_model, train_student
+
+    monkeypatch.setattr(runtime, "_cpu_bf16", lambda: native)
+    folder = _noisy_folder(tmp_path, count=1)
+    teacher = load_model(tiny_model_file)
+    config = DistillConfig(patch=32, steps=2, batch=2, init="fresh")
+    path = distill(teacher, folder, tmp_path / "out", config=config, sampler=replace(teacher.sampler, mode="fast"),
+                   device="cpu")
+    assert load_model(path).info["student"]["distill_config"]["precision"] == ("bf16" if native else "fp32")
+    image = np.zeros((40, 40, 3), dtype=np.uint16)
+    model, _ = _student_model(teacher, teacher.model.config.student, "teacher", Pairs([image], [image]))
+    assert train_student(model, Pairs([image], [image]), config, torch.device("cpu"), tmp_path / "log.jsonl")[0] == 2
