@@ -77,7 +77,7 @@ def check_runtime(device: str | torch.device, precision: str) -> torch.device:
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and torch_device.type == "cpu":
-        raise ConfigError("--precision fp16 is not supported on the CPU; use --precision bf16 or fp32")
+        raise ConfigError("--precision fp16 is not supported on the CPU; use --precision auto or fp32")
     if precision == "bf16" and torch_device.type == "cpu" and not native_bf16(torch_device):
         raise ConfigError(
             "--precision bf16: this CPU has no native bf16 (it needs AVX512 or AVX-NE-CONVERT), so bf16 would "
@@ -95,7 +95,7 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
         raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     if device.type == "cpu" and dtype == torch.float16:
-        raise ConfigError("fp16 is not supported on the CPU; use --precision bf16 or fp32")
+        raise ConfigError("fp16 is not supported on the CPU; use --precision auto or fp32")
     if device.type == "cpu" and not native_bf16(device):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
