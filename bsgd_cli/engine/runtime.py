@@ -52,6 +52,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
+def _check_name(precision: str, names: tuple[str, ...]) -> None:
+    if precision not in names:
+        raise ConfigError(f"precision must be {', '.join(names[:-1])} or {names[-1]}, got {precision!r}")
+
+
 @functools.cache
 def _cpu_bf16() -> bool:
     try:  # oneDNN's own test: AVX512 BW/VL/DQ or AVX-NE-CONVERT on x86, the BF16 extension on Arm
@@ -74,8 +79,7 @@ def check_runtime(device: str | torch.device, precision: str) -> torch.device:
     """The device a run will use, refusing before any work a device that is absent or unknown and a
     precision the device cannot run (fp16 on a CPU, bf16 on a CPU without native bf16)."""
     torch_device = resolve_device(device)
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    _check_name(precision, ("auto", "fp32", "bf16", "fp16"))
     if precision == "fp16" and torch_device.type == "cpu":
         raise ConfigError("--precision fp16 is not supported on the CPU; use --precision auto or fp32")
     if precision == "bf16" and torch_device.type == "cpu" and not native_bf16(torch_device):
@@ -91,8 +95,7 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     bf16 (a training recipe's) runs in fp32 on a CPU without native bf16 (module docstring)."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision not in ("bf16", "fp16"):
-        raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    _check_name(precision, ("fp32", "bf16", "fp16"))
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     if device.type == "cpu" and dtype == torch.float16:
         raise ConfigError("fp16 is not supported on the CPU; use --precision auto or fp32")
@@ -118,8 +121,7 @@ def training_precision(precision: str, device: torch.device) -> Precision:
     fp32 on a CPU that does), else fp32."""
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    _check_name(precision, ("auto", "fp32", "bf16", "fp16"))
     return cast(Precision, precision)
 
 
